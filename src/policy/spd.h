@@ -1,0 +1,41 @@
+/* spd.h — the Security Policy Database: an ordered list of PROTECT / BYPASS / DISCARD policies.
+ *
+ * An SPD is immutable once published: the control thread builds a new one and swaps the pointer
+ * (dp_set_spd), and frees the old one after a grace period.
+ */
+#ifndef BT_SPD_H
+#define BT_SPD_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "policy/ts.h"
+#include "esp/sa.h"
+
+enum spd_action { SPD_PROTECT = 0, SPD_BYPASS, SPD_DISCARD };
+enum spd_dir { SPD_DIR_OUT = 0, SPD_DIR_IN = 1 };
+
+struct spd_policy {
+	char name[BT_NAME_MAX];
+	uint32_t priority;  /* lower first; ties keep insertion order */
+	enum spd_dir dir;
+	enum spd_action action;
+	struct bt_ts local[BT_TS_MAX], remote[BT_TS_MAX]; /* out: src in local, dst in remote */
+	uint8_t n_local, n_remote;
+	uint32_t reqid;     /* PROTECT: the outbound SA with this reqid */
+	_Atomic uint64_t *hits; /* counter owned by the daemon, survives SPD rebuilds; may be NULL */
+};
+
+struct spd;
+
+struct spd *spd_new(void);
+void spd_free(struct spd *spd);
+/* Copy the policy in; keeps the list sorted by priority (stable). Returns 0 or -1 (ENOMEM). */
+int spd_add(struct spd *spd, const struct spd_policy *pol);
+/* First matching policy for a flow in a direction. For SPD_DIR_OUT, src is matched against local
+ * and dst against remote; for SPD_DIR_IN the other way round. NULL if none matches. */
+const struct spd_policy *spd_lookup(const struct spd *spd, enum spd_dir dir, const struct bt_flow *f);
+unsigned spd_count(const struct spd *spd);
+const struct spd_policy *spd_get(const struct spd *spd, unsigned i);
+
+#endif
