@@ -1,0 +1,251 @@
+/* test_policy_tables.c — traffic selectors, flows from packets, the SAD hash tables (with concurrent
+ * readers) and SPD ordering. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "policy/sad.h"
+#include "policy/spd.h"
+#include "policy/ts.h"
+
+static void test_ts_parse(void **state)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		const char *out;
+	} v[] = {
+		{"10.0.0.0/24", 0, "10.0.0.0/24"},
+		{"10.0.0.1", 0, "10.0.0.1/32"},
+		{"10.0.0.1-10.0.0.9", 0, "10.0.0.1-10.0.0.9"},
+		{"10.0.0.0-10.0.0.255", 0, "10.0.0.0/24"},
+		{"0.0.0.0/0[tcp/80]", 0, "0.0.0.0/0[tcp/80]"},
+		{"192.168.2.0/24[sctp]", 0, "192.168.2.0/24[sctp]"},
+		{"192.168.2.1[132/5000-5010]", 0, "192.168.2.1/32[sctp/5000-5010]"},
+		{"2001:db8::/64[udp/%any]", 0, "2001:db8::/64[udp]"},
+		{"10.0.0.9-10.0.0.1", -1, NULL},
+		{"10.0.0.1-2001:db8::1", -1, NULL},
+		{"10.0.0.0/24[tcp", -1, NULL},
+		{"10.0.0.0/24[tcp/80-70]", -1, NULL},
+		{"10.0.0.0/24[foo]", -1, NULL},
+		{"10.0.0.0/24[tcp/99999]", -1, NULL},
+		{"10.0.0.0/24[tcp]x", -1, NULL},
+		{"", -1, NULL},
+		{"dynamic", -1, NULL},
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		struct bt_ts ts;
+		char err[128], buf[128];
+		int rc = bt_ts_parse(v[i].in, &ts, err, sizeof(err));
+		if (rc != v[i].rc)
+			fail_msg("%s: rc %d (%s)", v[i].in, rc, err);
+		if (rc == 0)
+			assert_string_equal(bt_ts_str(&ts, buf, sizeof(buf)), v[i].out);
+	}
+}
+
+static size_t mk_ipv4(uint8_t *p, const char *src, const char *dst, uint8_t proto, uint16_t sp,
+		      uint16_t dp, uint16_t frag)
+{
+	struct bt_addr a;
+	memset(p, 0, 60);
+	p[0] = 0x45;
+	p[3] = 28;
+	p[6] = (uint8_t)(frag >> 8), p[7] = (uint8_t)frag;
+	p[9] = proto;
+	bt_addr_parse(src, &a), memcpy(p + 12, a.b, 4);
+	bt_addr_parse(dst, &a), memcpy(p + 16, a.b, 4);
+	p[20] = (uint8_t)(sp >> 8), p[21] = (uint8_t)sp, p[22] = (uint8_t)(dp >> 8), p[23] = (uint8_t)dp;
+	return 28;
+}
+
+static void test_flow(void **state)
+{
+	uint8_t p[128];
+	struct bt_flow f;
+	size_t n = mk_ipv4(p, "10.1.0.2", "10.2.0.2", 6, 40000, 80, 0);
+	assert_int_equal(bt_flow_from_packet(p, n, &f), 0);
+	assert_int_equal(f.proto, 6);
+	assert_int_equal(f.sport, 40000);
+	assert_int_equal(f.dport, 80);
+	n = mk_ipv4(p, "10.1.0.2", "10.2.0.2", 132, 5000, 5001, 0x0010); /* non-first fragment */
+	assert_int_equal(bt_flow_from_packet(p, n, &f), 0);
+	assert_int_equal(f.proto, 132);
+	assert_int_equal(f.sport, 0);
+	for (size_t l = 0; l < n; l++) /* truncations never read past the end */
+		assert_true(bt_flow_from_packet(p, l, &f) == -1 || l >= 20);
+	p[0] = 0x44; /* IHL 16 < 20 */
+	assert_int_equal(bt_flow_from_packet(p, n, &f), -1);
+
+	/* IPv6 with a hop-by-hop and a destination-options header before UDP */
+	memset(p, 0, sizeof(p));
+	p[0] = 0x60;
+	p[5] = 16 + 8; /* payload length */
+	p[6] = 0;      /* hop-by-hop */
+	p[23] = 1, p[39] = 2;
+	p[40] = 60, p[41] = 0; /* -> dest opts, 8 bytes */
+	p[48] = 17, p[49] = 0; /* -> UDP */
+	p[56] = 0x13, p[57] = 0x88, p[58] = 0x00, p[59] = 0x35;
+	assert_int_equal(bt_flow_from_packet(p, 64, &f), 0);
+	assert_int_equal(f.proto, 17);
+	assert_int_equal(f.sport, 5000);
+	assert_int_equal(f.dport, 53);
+	p[49] = 200; /* extension header longer than the packet */
+	assert_int_equal(bt_flow_from_packet(p, 64, &f), -1);
+}
+
+static struct esp_sa *mk_sa(uint32_t spi, enum esp_dir dir, uint32_t reqid)
+{
+	struct esp_sa *sa = calloc(1, sizeof(*sa));
+	sa->spi = spi, sa->dir = dir, sa->reqid = reqid;
+	return sa;
+}
+
+static void test_sad_basic(void **state)
+{
+	struct sad *s = sad_new();
+	struct esp_sa *rep;
+	assert_int_equal(sad_add(s, mk_sa(0x100, ESP_DIR_IN, 1), &rep), 0);
+	struct esp_sa *dup = mk_sa(0x100, ESP_DIR_IN, 2);
+	assert_int_equal(sad_add(s, dup, &rep), -EEXIST);
+	free(dup);
+	assert_int_equal(sad_add(s, mk_sa(0x200, ESP_DIR_OUT, 1), &rep), 0);
+	assert_null(rep);
+	struct esp_sa *newer = mk_sa(0x201, ESP_DIR_OUT, 1);
+	assert_int_equal(sad_add(s, newer, &rep), 0);
+	assert_non_null(rep);
+	assert_int_equal(rep->spi, 0x200);
+	free(rep);
+	assert_ptr_equal(sad_lookup_out(s, 1), newer);
+	assert_int_equal(sad_lookup_in(s, 0x100)->reqid, 1);
+	assert_null(sad_lookup_in(s, 0x101));
+	struct esp_sa *gone = sad_remove(s, 0x100, ESP_DIR_IN);
+	assert_non_null(gone);
+	free(gone);
+	assert_null(sad_lookup_in(s, 0x100));
+	assert_null(sad_remove(s, 0x100, ESP_DIR_IN));
+	assert_int_equal(sad_count(s), 1);
+	sad_free(s);
+}
+
+static void test_sad_many(void **state)
+{
+	struct sad *s = sad_new();
+	const uint32_t n = 100000;
+	for (uint32_t i = 1; i <= n; i++)
+		assert_int_equal(sad_add(s, mk_sa(0xc0000000u + i, ESP_DIR_IN, i), NULL), 0);
+	assert_int_equal(sad_count(s), n);
+	for (uint32_t i = 1; i <= n; i++)
+		assert_int_equal(sad_lookup_in(s, 0xc0000000u + i)->reqid, i);
+	/* churn: remove and re-add through the tombstones many times */
+	for (uint32_t r = 0; r < 3; r++)
+		for (uint32_t i = 1; i <= n; i += 2) {
+			struct esp_sa *sa = sad_remove(s, 0xc0000000u + i, ESP_DIR_IN);
+			assert_non_null(sa);
+			assert_int_equal(sad_add(s, sa, NULL), 0);
+		}
+	for (uint32_t i = 1; i <= n; i++)
+		assert_non_null(sad_lookup_in(s, 0xc0000000u + i));
+	sad_garbage_free(sad_take_garbage(s));
+	sad_free(s);
+}
+
+struct reader_arg {
+	struct sad *s;
+	_Atomic int stop;
+	unsigned long found;
+};
+
+static void *reader(void *p)
+{
+	struct reader_arg *a = p;
+	while (!atomic_load(&a->stop))
+		for (uint32_t i = 1; i <= 64; i++) {
+			struct esp_sa *sa = sad_lookup_in(a->s, i); /* the 64 stable SAs must always be found */
+			if (!sa || sa->spi != i)
+				abort();
+			a->found++;
+			(void)sad_lookup_in(a->s, 1000 + i);
+		}
+	return NULL;
+}
+
+static void test_sad_concurrent(void **state)
+{
+	struct reader_arg a = {.s = sad_new()};
+	for (uint32_t i = 1; i <= 64; i++)
+		sad_add(a.s, mk_sa(i, ESP_DIR_IN, i), NULL);
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, reader, &a);
+	/* the writer grows and churns; removed SAs are kept (not freed) until the readers stop,
+	 * standing in for the data plane's grace period */
+	struct esp_sa **retired = calloc(20000, sizeof(*retired));
+	size_t nret = 0;
+	for (uint32_t i = 1; i <= 20000; i++) {
+		sad_add(a.s, mk_sa(1000 + i, ESP_DIR_IN, 0), NULL);
+		if (i % 2 == 0)
+			retired[nret++] = sad_remove(a.s, 1000 + i - 1, ESP_DIR_IN);
+	}
+	atomic_store(&a.stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	assert_true(a.found > 0);
+	for (size_t i = 0; i < nret; i++)
+		free(retired[i]);
+	free(retired);
+	sad_garbage_free(sad_take_garbage(a.s));
+	sad_free(a.s);
+}
+
+static void test_spd(void **state)
+{
+	struct spd *spd = spd_new();
+	struct spd_policy p = {0};
+	char err[64];
+	/* 1000: protect 10.1/16 -> 10.2/16; 10: bypass 10.1/16 -> 10.2.9.0/24; 500: discard udp */
+	p.dir = SPD_DIR_OUT, p.action = SPD_PROTECT, p.priority = 1000, p.reqid = 7, p.n_local = p.n_remote = 1;
+	bt_ts_parse("10.1.0.0/16", &p.local[0], err, sizeof(err));
+	bt_ts_parse("10.2.0.0/16", &p.remote[0], err, sizeof(err));
+	spd_add(spd, &p);
+	p.action = SPD_BYPASS, p.priority = 10;
+	bt_ts_parse("10.2.9.0/24", &p.remote[0], err, sizeof(err));
+	spd_add(spd, &p);
+	p.action = SPD_DISCARD, p.priority = 500;
+	bt_ts_parse("10.2.0.0/16[udp]", &p.remote[0], err, sizeof(err));
+	spd_add(spd, &p);
+	p.action = SPD_PROTECT, p.priority = 500, p.reqid = 8; /* same priority: after the discard */
+	bt_ts_parse("10.2.0.0/16[udp/53]", &p.remote[0], err, sizeof(err));
+	spd_add(spd, &p);
+	assert_int_equal(spd_count(spd), 4);
+
+	struct bt_flow f = {.proto = 6, .sport = 1000, .dport = 80};
+	bt_addr_parse("10.1.0.2", &f.src);
+	bt_addr_parse("10.2.0.2", &f.dst);
+	assert_int_equal(spd_lookup(spd, SPD_DIR_OUT, &f)->action, SPD_PROTECT);
+	assert_int_equal(spd_lookup(spd, SPD_DIR_OUT, &f)->reqid, 7);
+	assert_null(spd_lookup(spd, SPD_DIR_IN, &f));
+	bt_addr_parse("10.2.9.1", &f.dst);
+	assert_int_equal(spd_lookup(spd, SPD_DIR_OUT, &f)->action, SPD_BYPASS);
+	bt_addr_parse("10.2.0.2", &f.dst);
+	f.proto = 17, f.dport = 53;
+	assert_int_equal(spd_lookup(spd, SPD_DIR_OUT, &f)->action, SPD_DISCARD);
+	bt_addr_parse("10.3.0.2", &f.dst);
+	assert_null(spd_lookup(spd, SPD_DIR_OUT, &f));
+	spd_free(spd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ts_parse),  cmocka_unit_test(test_flow),
+		cmocka_unit_test(test_sad_basic), cmocka_unit_test(test_sad_many),
+		cmocka_unit_test(test_sad_concurrent), cmocka_unit_test(test_spd),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
