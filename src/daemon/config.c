@@ -1,0 +1,860 @@
+/* config.c — gives the parsed tree (cfgtree.c) its meaning: the baton, connections and policies
+ * sections of docs/config.md, checked completely before anything is used. */
+#include "daemon/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "daemon/cfgtree.h"
+#include "esp/esp_wire.h"
+
+#define CONFIG_MAX_SIZE (1 << 20)
+
+struct ctx {
+	const char *file;
+	char *err;
+	size_t errlen;
+};
+
+__attribute__((format(printf, 3, 4))) static int fail(struct ctx *c, int line, const char *fmt, ...)
+{
+	char msg[384];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(c->err, c->errlen, "%s:%d: %s", c->file, line, msg);
+	return -1;
+}
+
+static struct cnode *get(struct cnode *sec, const char *key)
+{
+	for (struct cnode *n = sec->child; n; n = n->next)
+		if (strcmp(n->name, key) == 0) {
+			n->used = true;
+			return n;
+		}
+	return NULL;
+}
+
+/* Every child of sec must have been consumed: anything else is an unknown key or section. */
+static int check_unknown(struct ctx *c, struct cnode *sec, const char *where)
+{
+	for (struct cnode *n = sec->child; n; n = n->next)
+		if (!n->used)
+			return fail(c, n->line, "unknown %s '%s' in %s", n->value ? "setting" : "section", n->name,
+				    where);
+	return 0;
+}
+
+static int want_value(struct ctx *c, struct cnode *n)
+{
+	if (!n->value)
+		return fail(c, n->line, "'%s' is a setting, not a section", n->name);
+	return 0;
+}
+
+static int want_section(struct ctx *c, struct cnode *n)
+{
+	if (n->value)
+		return fail(c, n->line, "'%s' must be a section ('%s { ... }')", n->name, n->name);
+	return 0;
+}
+
+static int parse_bool(struct ctx *c, struct cnode *n, bool *out)
+{
+	if (want_value(c, n))
+		return -1;
+	if (!strcasecmp(n->value, "yes") || !strcasecmp(n->value, "true") || !strcmp(n->value, "1"))
+		*out = true;
+	else if (!strcasecmp(n->value, "no") || !strcasecmp(n->value, "false") || !strcmp(n->value, "0"))
+		*out = false;
+	else
+		return fail(c, n->line, "%s: expected yes or no, got '%s'", n->name, n->value);
+	return 0;
+}
+
+/* A number with an optional suffix from a table of (suffix, multiplier). */
+static int parse_num(struct ctx *c, struct cnode *n, uint64_t max, const char *const *suffixes,
+		     const uint64_t *mult, uint64_t *out)
+{
+	if (want_value(c, n))
+		return -1;
+	const char *s = n->value;
+	if (!isdigit((unsigned char)*s))
+		return fail(c, n->line, "%s: expected a number, got '%s'", n->name, s);
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 0);
+	uint64_t m = 1;
+	if (*end && suffixes) {
+		bool ok = false;
+		for (int i = 0; suffixes[i]; i++)
+			if (strcasecmp(end, suffixes[i]) == 0)
+				m = mult[i], ok = true;
+		if (!ok)
+			return fail(c, n->line, "%s: bad unit in '%s'", n->name, s);
+	} else if (*end) {
+		return fail(c, n->line, "%s: expected a number, got '%s'", n->name, s);
+	}
+	if (errno || (m > 1 && v > UINT64_MAX / m) || v * m > max)
+		return fail(c, n->line, "%s: '%s' is out of range (max %llu)", n->name, s,
+			    (unsigned long long)max);
+	*out = v * m;
+	return 0;
+}
+
+static int parse_uint(struct ctx *c, struct cnode *n, uint64_t max, uint64_t *out)
+{
+	return parse_num(c, n, max, NULL, NULL, out);
+}
+
+static int parse_time(struct ctx *c, struct cnode *n, uint64_t *out)
+{
+	static const char *const suf[] = {"s", "m", "h", "d", NULL};
+	static const uint64_t mult[] = {1, 60, 3600, 86400};
+	return parse_num(c, n, UINT32_MAX, suf, mult, out);
+}
+
+static int parse_volume(struct ctx *c, struct cnode *n, uint64_t *out)
+{
+	static const char *const suf[] = {"k", "m", "g", "t", NULL};
+	static const uint64_t mult[] = {1000ull, 1000000ull, 1000000000ull, 1000000000000ull};
+	return parse_num(c, n, UINT64_MAX, suf, mult, out);
+}
+
+static int parse_hex(struct ctx *c, struct cnode *n, uint8_t *out, size_t cap, uint8_t *len)
+{
+	if (want_value(c, n))
+		return -1;
+	const char *s = n->value;
+	if (strncasecmp(s, "0x", 2) == 0)
+		s += 2;
+	size_t l = strlen(s);
+	if (l == 0 || l % 2)
+		return fail(c, n->line, "%s: expected an even number of hex digits", n->name);
+	if (l / 2 > cap)
+		return fail(c, n->line, "%s: key longer than %zu bytes", n->name, cap);
+	for (size_t i = 0; i < l; i += 2) {
+		if (!isxdigit((unsigned char)s[i]) || !isxdigit((unsigned char)s[i + 1]))
+			return fail(c, n->line, "%s: '%c%c' is not hex", n->name, s[i], s[i + 1]);
+		char b[3] = {s[i], s[i + 1], 0};
+		out[i / 2] = (uint8_t)strtoul(b, NULL, 16);
+	}
+	*len = (uint8_t)(l / 2);
+	return 0;
+}
+
+static int parse_str(struct ctx *c, struct cnode *n, char *out, size_t cap)
+{
+	if (want_value(c, n))
+		return -1;
+	if (strlen(n->value) >= cap)
+		return fail(c, n->line, "%s: value too long (max %zu)", n->name, cap - 1);
+	strcpy(out, n->value);
+	return 0;
+}
+
+/* Split a comma-separated list in place; calls fn for each trimmed, non-empty item. */
+static int for_each_item(struct ctx *c, struct cnode *n, int (*fn)(struct ctx *, struct cnode *,
+								 const char *, void *),
+			 void *arg)
+{
+	if (want_value(c, n))
+		return -1;
+	char *dup = strdup(n->value), *save = NULL;
+	if (!dup)
+		return fail(c, n->line, "out of memory");
+	int rc = 0, count = 0;
+	for (char *t = strtok_r(dup, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save)) {
+		while (*t == ' ')
+			t++;
+		char *e = t + strlen(t);
+		while (e > t && e[-1] == ' ')
+			*--e = '\0';
+		if (*t) {
+			rc = fn(c, n, t, arg);
+			count++;
+		}
+	}
+	free(dup);
+	if (rc == 0 && count == 0)
+		return fail(c, n->line, "%s: empty list", n->name);
+	return rc;
+}
+
+struct ts_list {
+	struct bt_ts *ts;
+	uint8_t *n;
+};
+
+static int add_ts(struct ctx *c, struct cnode *n, const char *item, void *arg)
+{
+	struct ts_list *l = arg;
+	char err[160];
+	if (*l->n >= BT_TS_MAX)
+		return fail(c, n->line, "%s: more than %d selectors", n->name, BT_TS_MAX);
+	if (bt_ts_parse(item, &l->ts[*l->n], err, sizeof(err)) != 0)
+		return fail(c, n->line, "%s: %s", n->name, err);
+	(*l->n)++;
+	return 0;
+}
+
+struct pfx_list {
+	struct bt_prefix *p;
+	uint8_t *n;
+};
+
+static int add_prefix(struct ctx *c, struct cnode *n, const char *item, void *arg)
+{
+	struct pfx_list *l = arg;
+	if (*l->n >= CFG_ADDRS_MAX)
+		return fail(c, n->line, "%s: more than %d addresses", n->name, CFG_ADDRS_MAX);
+	if (bt_prefix_parse(item, &l->p[*l->n]) != 0)
+		return fail(c, n->line, "%s: '%s' is not an address or subnet", n->name, item);
+	(*l->n)++;
+	return 0;
+}
+
+static bool is_host(const struct bt_prefix *p) { return p->len == (p->addr.family == AF_INET ? 32 : 128); }
+
+static int section_baton(struct ctx *c, struct cnode *sec, struct bt_config *cfg)
+{
+	struct cnode *n;
+	uint64_t v;
+	if ((n = get(sec, "tun"))) {
+		if (parse_str(c, n, cfg->dp.tun_name, sizeof(cfg->dp.tun_name)))
+			return -1;
+		for (const char *s = cfg->dp.tun_name; *s; s++)
+			if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
+				return fail(c, n->line, "tun: bad interface name '%s'", cfg->dp.tun_name);
+		if (!cfg->dp.tun_name[0])
+			return fail(c, n->line, "tun: empty interface name");
+	}
+	if ((n = get(sec, "mtu"))) {
+		if (want_value(c, n))
+			return -1;
+		if (strcmp(n->value, "auto") == 0)
+			cfg->dp.mtu = 0;
+		else if (parse_uint(c, n, 65535, &v))
+			return -1;
+		else if (v < 576)
+			return fail(c, n->line, "mtu: %llu is below 576", (unsigned long long)v);
+		else
+			cfg->dp.mtu = (unsigned)v;
+	}
+	if ((n = get(sec, "outer_mtu"))) {
+		if (parse_uint(c, n, 65535, &v))
+			return -1;
+		if (v < 576 + 100)
+			return fail(c, n->line, "outer_mtu: %llu is too small", (unsigned long long)v);
+		cfg->dp.outer_mtu = (unsigned)v;
+	}
+	if ((n = get(sec, "workers"))) {
+		if (want_value(c, n))
+			return -1;
+		if (strcmp(n->value, "auto") == 0)
+			cfg->dp.lanes = 0;
+		else if (parse_uint(c, n, DP_MAX_LANES, &v))
+			return -1;
+		else if (v == 0)
+			return fail(c, n->line, "workers: at least 1 (or auto)");
+		else
+			cfg->dp.lanes = (unsigned)v;
+	}
+	if ((n = get(sec, "port"))) {
+		if (parse_uint(c, n, 65535, &v))
+			return -1;
+		if (v == 0)
+			return fail(c, n->line, "port: must not be 0");
+		cfg->dp.udp_port = (uint16_t)v;
+	}
+	if ((n = get(sec, "bind"))) {
+		if (want_value(c, n))
+			return -1;
+		if (bt_addr_parse(n->value, &cfg->dp.bind_addr) != 0)
+			return fail(c, n->line, "bind: '%s' is not an address", n->value);
+	}
+	if ((n = get(sec, "raw_esp")) && parse_bool(c, n, &cfg->dp.raw_esp))
+		return -1;
+	if ((n = get(sec, "offload")) && parse_bool(c, n, &cfg->dp.offload))
+		return -1;
+	if ((n = get(sec, "socket"))) {
+		if (parse_str(c, n, cfg->socket_path, sizeof(cfg->socket_path)))
+			return -1;
+		if (cfg->socket_path[0] != '/')
+			return fail(c, n->line, "socket: must be an absolute path");
+	}
+	if ((n = get(sec, "log_level"))) {
+		static const char *const lv[] = {"err", "warn", "info", "debug", "private"};
+		bool ok = false;
+		if (want_value(c, n))
+			return -1;
+		for (int i = 0; i < 5; i++)
+			if (strcasecmp(n->value, lv[i]) == 0)
+				cfg->log_level = (enum bt_log_level)i, ok = true;
+		if (!ok)
+			return fail(c, n->line, "log_level: expected err, warn, info, debug or private");
+	}
+	if ((n = get(sec, "log_file")) && parse_str(c, n, cfg->log_file, sizeof(cfg->log_file)))
+		return -1;
+	return check_unknown(c, sec, "baton");
+}
+
+static int child_keys(struct ctx *c, struct cnode *sec, const char *where, const char *dir,
+		      struct cfg_child *ch, struct cfg_sa_keys *k)
+{
+	char key[32];
+	struct cnode *n;
+	uint64_t v;
+	snprintf(key, sizeof(key), "spi_%s", dir);
+	if (!(n = get(sec, key)))
+		return fail(c, sec->line, "%s: %s is required (static SAs; IKE is not available yet)", where, key);
+	if (parse_uint(c, n, UINT32_MAX, &v))
+		return -1;
+	if (v < 256) /* RFC 4303 2.1: 1..255 are reserved */
+		return fail(c, n->line, "%s: SPI 0x%llx is reserved (use 256 or above)", key,
+			    (unsigned long long)v);
+	k->spi = (uint32_t)v;
+
+	bool need_enc = ch->enc != ESP_ENC_NULL, need_integ = ch->integ != ESP_INTEG_NONE;
+	snprintf(key, sizeof(key), "enc_key_%s", dir);
+	n = get(sec, key);
+	if (need_enc && !n)
+		return fail(c, sec->line, "%s: %s is required for %s", where, key, ch->esp_proposal);
+	if (!need_enc && n)
+		return fail(c, n->line, "%s: %s makes no sense with null encryption", where, key);
+	if (n && parse_hex(c, n, k->enc_key, sizeof(k->enc_key), &k->enc_key_len))
+		return -1;
+	snprintf(key, sizeof(key), "integ_key_%s", dir);
+	n = get(sec, key);
+	if (need_integ && !n)
+		return fail(c, sec->line, "%s: %s is required for %s", where, key, ch->esp_proposal);
+	if (!need_integ && n)
+		return fail(c, n->line, "%s: %s is not used by the AEAD proposal %s", where, key,
+			    ch->esp_proposal);
+	if (n && parse_hex(c, n, k->integ_key, sizeof(k->integ_key), &k->integ_key_len))
+		return -1;
+	return 0;
+}
+
+static int check_key_lens(struct ctx *c, struct cnode *sec, const char *dir, const struct cfg_child *ch,
+			  const struct cfg_sa_keys *k, unsigned ekl, unsigned ikl)
+{
+	char key[32];
+	snprintf(key, sizeof(key), "enc_key_%s", dir);
+	struct cnode *n = get(sec, key);
+	if (n && k->enc_key_len != ekl)
+		return fail(c, n->line, "%s: %s needs %u bytes%s, got %u", key, ch->esp_proposal, ekl,
+			    ch->enc == ESP_ENC_AES_GCM_16 || ch->enc == ESP_ENC_CHACHA20_POLY1305 ||
+					    ch->enc == ESP_ENC_AES_CTR
+				    ? " (key + 4 bytes salt)"
+				    : "",
+			    k->enc_key_len);
+	snprintf(key, sizeof(key), "integ_key_%s", dir);
+	n = get(sec, key);
+	if (n && k->integ_key_len != ikl)
+		return fail(c, n->line, "%s: %s needs %u bytes, got %u", key, ch->esp_proposal, ikl,
+			    k->integ_key_len);
+	return 0;
+}
+
+static int ts_family_check(struct ctx *c, int line, const char *key, const struct bt_ts *ts, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++)
+		if (ts[i].lo.family != ts[0].lo.family)
+			return fail(c, line, "%s: selectors of mixed address families", key);
+	return 0;
+}
+
+static int section_child(struct ctx *c, struct cnode *sec, struct cfg_conn *conn, struct cfg_child *ch,
+			 unsigned index)
+{
+	char where[160];
+	struct cnode *n;
+	uint64_t v;
+	unsigned ekl, ikl;
+	snprintf(where, sizeof(where), "connections.%s.children.%s", conn->name, sec->name);
+	if (strlen(sec->name) > 31)
+		return fail(c, sec->line, "child name longer than 31 characters");
+	strcpy(ch->name, sec->name);
+	ch->line = sec->line;
+	ch->replay_window = ESP_REPLAY_DEFAULT;
+	ch->priority = 1000 + index;
+	if ((n = get(sec, "mode"))) {
+		if (want_value(c, n))
+			return -1;
+		if (!strcasecmp(n->value, "tunnel"))
+			ch->mode = ESP_MODE_TUNNEL;
+		else if (!strcasecmp(n->value, "transport"))
+			ch->mode = ESP_MODE_TRANSPORT;
+		else
+			return fail(c, n->line, "mode: expected tunnel or transport, got '%s'", n->value);
+	}
+	if ((n = get(sec, "local_ts"))) {
+		struct ts_list l = {ch->local_ts, &ch->n_local_ts};
+		if (for_each_item(c, n, add_ts, &l) || ts_family_check(c, n->line, "local_ts", ch->local_ts, ch->n_local_ts))
+			return -1;
+	}
+	if ((n = get(sec, "remote_ts"))) {
+		struct ts_list l = {ch->remote_ts, &ch->n_remote_ts};
+		if (for_each_item(c, n, add_ts, &l) || ts_family_check(c, n->line, "remote_ts", ch->remote_ts, ch->n_remote_ts))
+			return -1;
+	}
+	if (ch->mode == ESP_MODE_TUNNEL && (!ch->n_local_ts || !ch->n_remote_ts))
+		return fail(c, sec->line, "%s: tunnel mode needs local_ts and remote_ts", where);
+	if (ch->mode == ESP_MODE_TRANSPORT) {
+		/* transport mode protects traffic between the SA's own endpoints */
+		if (!ch->n_local_ts) {
+			bt_prefix_range(&conn->local_addrs[0], &ch->local_ts[0].lo, &ch->local_ts[0].hi);
+			ch->local_ts[0].port_hi = 65535;
+			ch->n_local_ts = 1;
+		}
+		if (!ch->n_remote_ts) {
+			struct bt_prefix host = conn->remote_addrs[0];
+			for (unsigned i = 0; i < conn->n_remote_addrs; i++)
+				if (is_host(&conn->remote_addrs[i])) {
+					host = conn->remote_addrs[i];
+					break;
+				}
+			bt_prefix_range(&host, &ch->remote_ts[0].lo, &ch->remote_ts[0].hi);
+			ch->remote_ts[0].port_hi = 65535;
+			ch->n_remote_ts = 1;
+		}
+	}
+	if (!(n = get(sec, "esp_proposals")))
+		return fail(c, sec->line, "%s: esp_proposals is required", where);
+	if (parse_str(c, n, ch->esp_proposal, sizeof(ch->esp_proposal)))
+		return -1;
+	if (strchr(ch->esp_proposal, ','))
+		return fail(c, n->line, "esp_proposals: static SAs take exactly one proposal");
+	if (esp_proposal_parse(ch->esp_proposal, &ch->enc, &ekl, &ch->integ, &ikl, &ch->esn) != 0)
+		return fail(c, n->line, "esp_proposals: unknown or incomplete proposal '%s' (e.g. aes128gcm16, "
+			    "aes128-sha256, chacha20poly1305, null-sha256, 3des-sha1)", ch->esp_proposal);
+	if ((n = get(sec, "replay_window"))) {
+		if (parse_uint(c, n, ESP_REPLAY_MAX, &v))
+			return -1;
+		ch->replay_window = (uint32_t)v;
+	}
+	struct {
+		const char *key;
+		uint64_t *dst;
+		int kind; /* 0 time, 1 volume */
+	} lt[] = {
+		{"rekey_time", &ch->soft.seconds, 0},   {"life_time", &ch->hard.seconds, 0},
+		{"rekey_bytes", &ch->soft.bytes, 1},    {"life_bytes", &ch->hard.bytes, 1},
+		{"rekey_packets", &ch->soft.packets, 1}, {"life_packets", &ch->hard.packets, 1},
+	};
+	for (size_t i = 0; i < sizeof(lt) / sizeof(lt[0]); i++)
+		if ((n = get(sec, lt[i].key)) &&
+		    (lt[i].kind ? parse_volume(c, n, lt[i].dst) : parse_time(c, n, lt[i].dst)))
+			return -1;
+	if (ch->hard.seconds && ch->soft.seconds >= ch->hard.seconds)
+		return fail(c, sec->line, "%s: rekey_time must be below life_time", where);
+	if ((n = get(sec, "priority"))) {
+		if (parse_uint(c, n, UINT32_MAX, &v))
+			return -1;
+		ch->priority = (uint32_t)v;
+	}
+	if (child_keys(c, sec, where, "in", ch, &ch->in) || child_keys(c, sec, where, "out", ch, &ch->out) ||
+	    check_key_lens(c, sec, "in", ch, &ch->in, ekl, ikl) ||
+	    check_key_lens(c, sec, "out", ch, &ch->out, ekl, ikl))
+		return -1;
+	ch->has_static_keys = true;
+	return check_unknown(c, sec, where);
+}
+
+static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
+{
+	char where[128];
+	struct cnode *n;
+	uint64_t v;
+	snprintf(where, sizeof(where), "connections.%s", sec->name);
+	if (want_section(c, sec))
+		return -1;
+	if (strlen(sec->name) > 31)
+		return fail(c, sec->line, "connection name longer than 31 characters");
+	strcpy(conn->name, sec->name);
+	conn->line = sec->line;
+	conn->encap = true;
+	conn->local_port = 0; /* the data plane's port */
+	conn->remote_port = ESP_UDP_PORT;
+	if (!(n = get(sec, "local_addrs")))
+		return fail(c, sec->line, "%s: local_addrs is required", where);
+	struct pfx_list l = {conn->local_addrs, &conn->n_local_addrs};
+	if (for_each_item(c, n, add_prefix, &l))
+		return -1;
+	if (!is_host(&conn->local_addrs[0]))
+		return fail(c, n->line, "local_addrs: the first entry must be an address, not a subnet");
+	if (!(n = get(sec, "remote_addrs")))
+		return fail(c, sec->line, "%s: remote_addrs is required", where);
+	struct pfx_list r = {conn->remote_addrs, &conn->n_remote_addrs};
+	if (for_each_item(c, n, add_prefix, &r))
+		return -1;
+	bool host = false;
+	for (unsigned i = 0; i < conn->n_remote_addrs; i++)
+		host |= is_host(&conn->remote_addrs[i]);
+	if (!host)
+		return fail(c, n->line, "remote_addrs: at least one entry must be a single address to send to");
+	for (unsigned i = 0; i < conn->n_remote_addrs; i++)
+		if (conn->remote_addrs[i].addr.family != conn->local_addrs[0].addr.family)
+			return fail(c, n->line, "remote_addrs: address family differs from local_addrs");
+	if ((n = get(sec, "encap")) && parse_bool(c, n, &conn->encap))
+		return -1;
+	if ((n = get(sec, "local_port"))) {
+		if (parse_uint(c, n, 65535, &v))
+			return -1;
+		conn->local_port = (uint16_t)v;
+	}
+	if ((n = get(sec, "remote_port"))) {
+		if (parse_uint(c, n, 65535, &v))
+			return -1;
+		if (v == 0)
+			return fail(c, n->line, "remote_port: must not be 0");
+		conn->remote_port = (uint16_t)v;
+	}
+	struct cnode *children = get(sec, "children");
+	if (!children)
+		return fail(c, sec->line, "%s: a children { } section is required", where);
+	if (want_section(c, children))
+		return -1;
+	for (struct cnode *ch = children->child; ch; ch = ch->next)
+		conn->n_children++;
+	if (!conn->n_children)
+		return fail(c, children->line, "%s: no children", where);
+	conn->children = calloc(conn->n_children, sizeof(*conn->children));
+	if (!conn->children)
+		return fail(c, sec->line, "out of memory");
+	unsigned i = 0;
+	for (struct cnode *ch = children->child; ch; ch = ch->next, i++) {
+		ch->used = true;
+		if (want_section(c, ch) || section_child(c, ch, conn, &conn->children[i], i))
+			return -1;
+	}
+	return check_unknown(c, sec, where);
+}
+
+static int section_policy(struct ctx *c, struct cnode *sec, struct cfg_policy *cp, unsigned index)
+{
+	char where[128];
+	struct cnode *n;
+	uint64_t v;
+	struct spd_policy *p = &cp->pol;
+	snprintf(where, sizeof(where), "policies.%s", sec->name);
+	if (want_section(c, sec))
+		return -1;
+	if (strlen(sec->name) >= sizeof(p->name))
+		return fail(c, sec->line, "policy name too long");
+	strcpy(p->name, sec->name);
+	cp->line = sec->line;
+	p->dir = SPD_DIR_OUT;
+	p->priority = 100 + index;
+	if (!(n = get(sec, "action")))
+		return fail(c, sec->line, "%s: action is required (bypass, discard or protect)", where);
+	if (want_value(c, n))
+		return -1;
+	if (!strcasecmp(n->value, "bypass") || !strcasecmp(n->value, "pass"))
+		p->action = SPD_BYPASS;
+	else if (!strcasecmp(n->value, "discard") || !strcasecmp(n->value, "drop"))
+		p->action = SPD_DISCARD;
+	else if (!strcasecmp(n->value, "protect"))
+		p->action = SPD_PROTECT;
+	else
+		return fail(c, n->line, "action: expected bypass, discard or protect, got '%s'", n->value);
+	if (!(n = get(sec, "local_ts")))
+		return fail(c, sec->line, "%s: local_ts is required", where);
+	struct ts_list l = {p->local, &p->n_local};
+	if (for_each_item(c, n, add_ts, &l))
+		return -1;
+	if (!(n = get(sec, "remote_ts")))
+		return fail(c, sec->line, "%s: remote_ts is required", where);
+	struct ts_list r = {p->remote, &p->n_remote};
+	if (for_each_item(c, n, add_ts, &r))
+		return -1;
+	if ((n = get(sec, "priority"))) {
+		if (parse_uint(c, n, UINT32_MAX, &v))
+			return -1;
+		p->priority = (uint32_t)v;
+	}
+	n = get(sec, "child");
+	if (p->action == SPD_PROTECT && !n)
+		return fail(c, sec->line, "%s: action = protect needs child = CONNECTION/CHILD", where);
+	if (p->action != SPD_PROTECT && n)
+		return fail(c, n->line, "child: only for action = protect");
+	if (n && parse_str(c, n, cp->child, sizeof(cp->child)))
+		return -1;
+	return check_unknown(c, sec, where);
+}
+
+static struct cfg_child *find_child(struct bt_config *cfg, const char *ref)
+{
+	const char *slash = strchr(ref, '/');
+	struct cfg_child *found = NULL;
+	for (size_t i = 0; i < cfg->n_conns; i++) {
+		struct cfg_conn *cn = &cfg->conns[i];
+		if (slash && (strlen(cn->name) != (size_t)(slash - ref) || strncmp(cn->name, ref, (size_t)(slash - ref))))
+			continue;
+		for (size_t j = 0; j < cn->n_children; j++)
+			if (strcmp(cn->children[j].name, slash ? slash + 1 : ref) == 0) {
+				if (found)
+					return NULL; /* ambiguous without the connection name */
+				found = &cn->children[j];
+			}
+	}
+	return found;
+}
+
+static int interpret(struct ctx *c, struct cnode *root, struct bt_config *cfg)
+{
+	struct cnode *n;
+	if ((n = get(root, "baton")) && (want_section(c, n) || section_baton(c, n, cfg)))
+		return -1;
+	if ((n = get(root, "connections"))) {
+		if (want_section(c, n))
+			return -1;
+		for (struct cnode *x = n->child; x; x = x->next)
+			cfg->n_conns++;
+		cfg->conns = calloc(cfg->n_conns ? cfg->n_conns : 1, sizeof(*cfg->conns));
+		if (!cfg->conns)
+			return fail(c, n->line, "out of memory");
+		size_t i = 0;
+		for (struct cnode *x = n->child; x; x = x->next, i++) {
+			x->used = true;
+			if (section_conn(c, x, &cfg->conns[i]))
+				return -1;
+		}
+	}
+	if ((n = get(root, "policies"))) {
+		if (want_section(c, n))
+			return -1;
+		for (struct cnode *x = n->child; x; x = x->next)
+			cfg->n_policies++;
+		cfg->policies = calloc(cfg->n_policies ? cfg->n_policies : 1, sizeof(*cfg->policies));
+		if (!cfg->policies)
+			return fail(c, n->line, "out of memory");
+		unsigned i = 0;
+		for (struct cnode *x = n->child; x; x = x->next, i++) {
+			x->used = true;
+			if (section_policy(c, x, &cfg->policies[i], i))
+				return -1;
+		}
+	}
+	if (check_unknown(c, root, "the top level (expected baton, connections, policies)"))
+		return -1;
+
+	/* cross-checks: unique SPIs per direction, reqids, policy references */
+	uint32_t reqid = 1;
+	for (size_t i = 0; i < cfg->n_conns; i++)
+		for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
+			struct cfg_child *a = &cfg->conns[i].children[j];
+			a->reqid = reqid++;
+			for (size_t k = 0; k <= i; k++)
+				for (size_t m = 0; m < cfg->conns[k].n_children; m++) {
+					struct cfg_child *b = &cfg->conns[k].children[m];
+					if (b == a)
+						break;
+					if (b->in.spi == a->in.spi)
+						return fail(c, a->line, "spi_in 0x%x is already used by %s/%s (line %d)",
+							    a->in.spi, cfg->conns[k].name, b->name, b->line);
+					if (b->out.spi == a->out.spi && bt_addr_eq(&cfg->conns[k].remote_addrs[0].addr,
+										  &cfg->conns[i].remote_addrs[0].addr))
+						return fail(c, a->line, "spi_out 0x%x is already used by %s/%s (line %d)",
+							    a->out.spi, cfg->conns[k].name, b->name, b->line);
+				}
+		}
+	for (size_t i = 0; i < cfg->n_policies; i++) {
+		struct cfg_policy *cp = &cfg->policies[i];
+		if (cp->pol.action != SPD_PROTECT)
+			continue;
+		struct cfg_child *ch = find_child(cfg, cp->child);
+		if (!ch)
+			return fail(c, cp->line, "policies.%s: child '%s' not found (or ambiguous: use CONN/CHILD)",
+				    cp->pol.name, cp->child);
+		cp->pol.reqid = ch->reqid;
+	}
+	return 0;
+}
+
+static void defaults(struct bt_config *cfg, const char *name)
+{
+	snprintf(cfg->path, sizeof(cfg->path), "%s", name);
+	strcpy(cfg->dp.tun_name, "bt0");
+	cfg->dp.outer_mtu = 1500;
+	cfg->dp.udp_port = ESP_UDP_PORT;
+	cfg->dp.raw_esp = true;
+	cfg->dp.offload = true;
+	strcpy(cfg->socket_path, "/run/baton/baton.sock");
+	cfg->log_level = BT_LOG_INFO;
+}
+
+int config_parse(const char *text, size_t len, const char *name, struct bt_config **out, char *err,
+		 size_t errlen)
+{
+	struct ctx c = {.file = name, .err = err, .errlen = errlen};
+	*out = NULL;
+	if (len > CONFIG_MAX_SIZE) {
+		snprintf(err, errlen, "%s:1: file larger than %d bytes", name, CONFIG_MAX_SIZE);
+		return -1;
+	}
+	struct cnode *root = cfgtree_parse(text, len, name, err, errlen);
+	if (!root)
+		return -1;
+	struct bt_config *cfg = calloc(1, sizeof(*cfg));
+	if (!cfg) {
+		cfgtree_free(root);
+		snprintf(err, errlen, "%s: out of memory", name);
+		return -1;
+	}
+	defaults(cfg, name);
+	int rc = interpret(&c, root, cfg);
+	cfgtree_free(root);
+	if (rc) {
+		config_free(cfg);
+		return -1;
+	}
+	*out = cfg;
+	return 0;
+}
+
+int config_load(const char *path, struct bt_config **out, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	*out = NULL;
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	char *buf = malloc(CONFIG_MAX_SIZE + 1);
+	if (!buf) {
+		fclose(f);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	size_t n = fread(buf, 1, CONFIG_MAX_SIZE + 1, f);
+	bool bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		free(buf);
+		snprintf(err, errlen, "%s: read error", path);
+		return -1;
+	}
+	int rc = config_parse(buf, n, path, out, err, errlen);
+	OPENSSL_cleanse(buf, n);
+	free(buf);
+	return rc;
+}
+
+void config_free(struct bt_config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < cfg->n_conns; i++) {
+		if (cfg->conns[i].children)
+			OPENSSL_cleanse(cfg->conns[i].children,
+					       cfg->conns[i].n_children * sizeof(*cfg->conns[i].children));
+		free(cfg->conns[i].children);
+	}
+	free(cfg->conns);
+	free(cfg->policies);
+	free(cfg);
+}
+
+static uint64_t now_sec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+int config_child_sas(const struct bt_config *cfg, const struct cfg_conn *conn,
+		     const struct cfg_child *child, unsigned lanes, struct esp_sa **in,
+		     struct esp_sa **out, char *err, size_t errlen)
+{
+	struct esp_sa *sas[2] = {calloc(1, sizeof(struct esp_sa)), calloc(1, sizeof(struct esp_sa))};
+	char e[160];
+	*in = *out = NULL;
+	if (!sas[0] || !sas[1]) {
+		free(sas[0]), free(sas[1]);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	const struct bt_prefix *remote = &conn->remote_addrs[0];
+	for (unsigned i = 0; i < conn->n_remote_addrs; i++)
+		if (is_host(&conn->remote_addrs[i])) {
+			remote = &conn->remote_addrs[i];
+			break;
+		}
+	for (int d = 0; d < 2; d++) {
+		struct esp_sa *sa = sas[d];
+		const struct cfg_sa_keys *k = d == 0 ? &child->in : &child->out;
+		snprintf(sa->name, sizeof(sa->name), "%.31s/%.31s", conn->name, child->name);
+		sa->spi = k->spi;
+		sa->reqid = child->reqid;
+		sa->dir = d == 0 ? ESP_DIR_IN : ESP_DIR_OUT;
+		sa->mode = child->mode;
+		sa->encap = conn->encap ? ESP_ENCAP_UDP : ESP_ENCAP_RAW;
+		sa->local = conn->local_addrs[0].addr;
+		sa->remote = remote->addr;
+		sa->local_port = conn->local_port ? conn->local_port : cfg->dp.udp_port;
+		sa->remote_port = conn->remote_port;
+		sa->n_peers = conn->n_remote_addrs;
+		memcpy(sa->peers, conn->remote_addrs, conn->n_remote_addrs * sizeof(sa->peers[0]));
+		memcpy(sa->local_ts, child->local_ts, sizeof(sa->local_ts));
+		memcpy(sa->remote_ts, child->remote_ts, sizeof(sa->remote_ts));
+		sa->n_local_ts = child->n_local_ts, sa->n_remote_ts = child->n_remote_ts;
+		sa->enc = child->enc, sa->integ = child->integ, sa->esn = child->esn;
+		memcpy(sa->enc_key, k->enc_key, k->enc_key_len);
+		sa->enc_key_len = k->enc_key_len;
+		memcpy(sa->integ_key, k->integ_key, k->integ_key_len);
+		sa->integ_key_len = k->integ_key_len;
+		sa->soft = child->soft, sa->hard = child->hard;
+		sa->add_time = now_sec();
+		esp_sa_set_replay_window(sa, sa->dir == ESP_DIR_IN ? child->replay_window : 0);
+		if (esp_sa_init(sa, lanes, e, sizeof(e)) != 0) {
+			snprintf(err, errlen, "%s:%d: %s: %s", cfg->path, child->line, sa->name, e);
+			esp_sa_clear(sas[0]), esp_sa_clear(sas[1]);
+			free(sas[0]), free(sas[1]);
+			return -1;
+		}
+	}
+	*in = sas[0], *out = sas[1];
+	return 0;
+}
+
+struct spd *config_build_spd(const struct bt_config *cfg, char *err, size_t errlen)
+{
+	struct spd *spd = spd_new();
+	if (!spd) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < cfg->n_conns; i++)
+		for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
+			const struct cfg_child *ch = &cfg->conns[i].children[j];
+			struct spd_policy p = {.dir = SPD_DIR_OUT, .action = SPD_PROTECT, .reqid = ch->reqid,
+					       .priority = ch->priority};
+			snprintf(p.name, sizeof(p.name), "%.31s/%.31s", cfg->conns[i].name, ch->name);
+			memcpy(p.local, ch->local_ts, sizeof(p.local));
+			memcpy(p.remote, ch->remote_ts, sizeof(p.remote));
+			p.n_local = ch->n_local_ts, p.n_remote = ch->n_remote_ts;
+			if (spd_add(spd, &p) != 0)
+				goto nomem;
+		}
+	for (size_t i = 0; i < cfg->n_policies; i++)
+		if (spd_add(spd, &cfg->policies[i].pol) != 0)
+			goto nomem;
+	return spd;
+nomem:
+	spd_free(spd);
+	snprintf(err, errlen, "out of memory");
+	return NULL;
+}
