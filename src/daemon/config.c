@@ -368,14 +368,6 @@ static int check_key_lens(struct ctx *c, struct cnode *sec, const char *dir, con
 	return 0;
 }
 
-static int ts_family_check(struct ctx *c, int line, const char *key, const struct bt_ts *ts, unsigned n)
-{
-	for (unsigned i = 1; i < n; i++)
-		if (ts[i].lo.family != ts[0].lo.family)
-			return fail(c, line, "%s: selectors of mixed address families", key);
-	return 0;
-}
-
 static int section_child(struct ctx *c, struct cnode *sec, struct cfg_conn *conn, struct cfg_child *ch,
 			 unsigned index)
 {
@@ -402,12 +394,12 @@ static int section_child(struct ctx *c, struct cnode *sec, struct cfg_conn *conn
 	}
 	if ((n = get(sec, "local_ts"))) {
 		struct ts_list l = {ch->local_ts, &ch->n_local_ts};
-		if (for_each_item(c, n, add_ts, &l) || ts_family_check(c, n->line, "local_ts", ch->local_ts, ch->n_local_ts))
+		if (for_each_item(c, n, add_ts, &l))
 			return -1;
 	}
 	if ((n = get(sec, "remote_ts"))) {
 		struct ts_list l = {ch->remote_ts, &ch->n_remote_ts};
-		if (for_each_item(c, n, add_ts, &l) || ts_family_check(c, n->line, "remote_ts", ch->remote_ts, ch->n_remote_ts))
+		if (for_each_item(c, n, add_ts, &l))
 			return -1;
 	}
 	if (ch->mode == ESP_MODE_TUNNEL && (!ch->n_local_ts || !ch->n_remote_ts))

@@ -56,6 +56,14 @@ size_t esp_overhead(const struct esp_sa *sa, size_t payload_len)
 	return sizeof(struct esp_hdr) + xi.iv_len + (body - payload_len) + xi.icv_len;
 }
 
+size_t esp_header_len(const struct esp_sa *sa)
+{
+	struct xform_info xi;
+	if (xform_info(sa->enc, sa->integ, &xi) != 0)
+		return sizeof(struct esp_hdr);
+	return sizeof(struct esp_hdr) + xi.iv_len;
+}
+
 uint32_t esp_peek_spi(const uint8_t *data, size_t len)
 {
 	return len >= sizeof(struct esp_hdr) ? get32(data) : 0;

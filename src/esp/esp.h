@@ -26,6 +26,9 @@ enum esp_drop esp_decap(struct esp_sa *sa, unsigned lane, struct pkt *p, uint8_t
 /* SPI of an ESP packet (host order), or 0 if it is too short to be one. */
 uint32_t esp_peek_spi(const uint8_t *data, size_t len);
 
+/* Bytes before the payload: ESP header and IV. */
+size_t esp_header_len(const struct esp_sa *sa);
+
 /* Bytes ESP adds to a payload of payload_len for this SA (header, IV, padding, trailer, ICV). */
 size_t esp_overhead(const struct esp_sa *sa, size_t payload_len);
 

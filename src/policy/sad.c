@@ -221,6 +221,8 @@ int sad_foreach(const struct sad *s, int (*fn)(struct esp_sa *sa, void *arg), vo
 
 size_t sad_count(const struct sad *s) { return s->in.used + s->out.used; }
 
+bool sad_has_garbage(const struct sad *s) { return s->garbage != NULL; }
+
 void *sad_take_garbage(struct sad *s)
 {
 	void *g = s->garbage;

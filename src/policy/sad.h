@@ -9,6 +9,7 @@
 #ifndef BT_SAD_H
 #define BT_SAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,7 @@ int sad_foreach(const struct sad *s, int (*fn)(struct esp_sa *sa, void *arg), vo
 size_t sad_count(const struct sad *s);
 /* Memory retired by growing the tables; free it after a grace period. Returns NULL if none. */
 void *sad_take_garbage(struct sad *s);
+bool sad_has_garbage(const struct sad *s);
 void sad_garbage_free(void *g);
 
 #endif

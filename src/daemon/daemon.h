@@ -1,0 +1,47 @@
+/* daemon.h — batond's running state: the configuration in force, the data plane, the control
+ * socket, and the policy hit counters that outlive SPD rebuilds. */
+#ifndef BT_DAEMON_H
+#define BT_DAEMON_H
+
+#include <ev.h>
+#include <jansson.h>
+#include <stdatomic.h>
+
+#include "daemon/config.h"
+#include "io/dataplane.h"
+
+struct policy_hits {
+	char name[BT_NAME_MAX];
+	_Atomic uint64_t hits;
+};
+
+struct daemon {
+	struct ev_loop *loop;
+	char config_path[256];
+	struct bt_config *cfg;     /* in force */
+	struct dataplane *dp;
+	struct policy_hits *hits;  /* one per SPD entry, in SPD order */
+	size_t n_hits;
+	int listen_fd;
+	ev_io listen_w;
+	ev_timer life_w;
+	ev_signal sig_w[3];
+	char socket_path[108];
+	uint64_t started;          /* monotonic seconds */
+};
+
+/* apply.c: install a configuration (first load or reload). On error nothing changes and err says
+ * why. counts (may be NULL) receives added/removed/kept SAs. */
+int daemon_apply(struct daemon *d, struct bt_config *cfg, unsigned counts[3], char *err, size_t errlen);
+/* The 1-second lifetime check: raise events, remove hard-expired SAs. */
+void daemon_check_lifetimes(struct daemon *d);
+
+/* control.c: handle one request line; returns a new JSON object to send back. */
+json_t *control_handle(struct daemon *d, const char *line, size_t len);
+int control_listen(struct daemon *d, const char *path, char *err, size_t errlen);
+void control_close(struct daemon *d);
+json_t *control_sa_json(const struct esp_sa *sa, uint64_t now);
+
+uint64_t daemon_now(void);
+
+#endif

@@ -1,0 +1,90 @@
+/* dp_internal.h — the data plane's private structures, shared by dataplane.c, worker.c and the
+ * socket/TUN helpers. */
+#ifndef BT_DP_INTERNAL_H
+#define BT_DP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include "io/dataplane.h"
+
+#define DP_VNET_HDR 10          /* struct virtio_net_hdr */
+#define DP_FRAME_MAX 65536      /* largest TUN frame (TSO super-packet) */
+#define DP_RX_BATCH 16          /* UDP receive buffers per lane */
+#define DP_TX_MAX 64            /* queued outer sends per lane */
+#define DP_GSO_SEGS 40
+#define TUN_ARENA_FRAMES 9       /* outer bytes buffered before a flush, in frames */          /* ESP packets in one UDP GSO send (keeps it under 64 KiB) */
+
+struct lane_stats {
+	uint64_t tun_rx, tun_tx, net_rx, net_tx, ike_rx, keepalive_rx, bypass, discard;
+	uint64_t drops[ESP_DROP_MAX];
+} __attribute__((aligned(64)));
+
+/* An outer packet (or a run of equal-size ESP packets for UDP GSO) waiting to be sent. */
+struct tx_entry {
+	uint8_t *data;
+	size_t len;
+	uint16_t seg;          /* UDP GSO segment size, 0 = single datagram */
+	int fd;
+	struct sockaddr_storage dst;
+	socklen_t dst_len;
+	struct bt_addr src;    /* outer source to use (IP_PKTINFO), family 0 = kernel's choice */
+	struct esp_sa *sa;     /* for counting send errors */
+	unsigned npkts;
+};
+
+struct lane {
+	struct dataplane *dp;
+	unsigned id;
+	pthread_t thread;
+	int epfd;
+	int tun_fd;
+	int udp4, udp6;        /* encapsulation port, SO_REUSEPORT */
+	int raw4, raw6;        /* raw ESP; only lane 0 reads them */
+	int bypass4, bypass6;  /* IPPROTO_RAW for BYPASS */
+	_Atomic uint64_t epoch; /* odd while idle (quiescent), even while processing */
+	struct lane_stats st;
+
+	uint8_t *frame;        /* TUN read buffer: vnet header + frame */
+	uint8_t *seg;          /* scratch for one segment */
+	uint8_t *arena;        /* outer packets being built */
+	size_t arena_used, arena_cap;
+	struct tx_entry tx[DP_TX_MAX];
+	unsigned ntx;
+	uint8_t *rx[DP_RX_BATCH]; /* UDP receive buffers */
+};
+
+struct dataplane {
+	struct dp_config cfg;
+	unsigned lanes;
+	unsigned mtu;
+	int tun_ifindex;
+	struct sad *sad;
+	_Atomic(struct spd *) spd;
+	struct lane *lane;
+	int stop_fd;           /* eventfd: wakes and stops the workers */
+	_Atomic bool stopping;
+	bool started;
+	bool tso, udp_gso, udp_gro;
+	dp_ike_cb ike_cb;
+	void *ike_arg;
+	struct spd *spd_garbage;
+};
+
+/* tun.c */
+int tun_open_queue(const char *name, bool offload, bool *tso);
+int tun_configure(const char *name, unsigned mtu, int *ifindex);
+
+/* sock.c */
+int sock_udp(int family, const struct bt_addr *bind_addr, uint16_t port, bool gro, bool *gro_on);
+int sock_raw_esp(int family);
+int sock_bypass(int family);
+bool sock_udp_gso_supported(int fd);
+/* Send one tx entry (UDP with optional GSO, or raw). Returns 0 or -errno. */
+int sock_send(const struct tx_entry *e);
+
+/* worker.c */
+void *worker_main(void *arg);
+
+#endif
