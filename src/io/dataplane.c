@@ -85,7 +85,8 @@ static int lane_open(struct dataplane *dp, struct lane *l, char *err, size_t err
 	l->seg = malloc(DP_FRAME_MAX);
 	l->arena_cap = (size_t)(TUN_ARENA_FRAMES) * (DP_FRAME_MAX + 8192);
 	l->arena = malloc(l->arena_cap);
-	if (!l->frame || !l->seg || !l->arena) {
+	l->gro = malloc(DP_VNET_HDR + DP_FRAME_MAX);
+	if (!l->frame || !l->seg || !l->arena || !l->gro) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -110,6 +111,7 @@ static void lane_close(struct lane *l)
 	free(l->frame);
 	free(l->seg);
 	free(l->arena);
+	free(l->gro);
 	for (int i = 0; i < DP_RX_BATCH; i++)
 		free(l->rx[i]);
 }

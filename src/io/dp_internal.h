@@ -53,6 +53,13 @@ struct lane {
 	struct tx_entry tx[DP_TX_MAX];
 	unsigned ntx;
 	uint8_t *rx[DP_RX_BATCH]; /* UDP receive buffers */
+	/* inbound TCP segments of one flow coalesced into one GSO write to the TUN (gro.c) */
+	uint8_t *gro;          /* vnet header + super-packet */
+	size_t gro_len;        /* bytes of IP packet held, 0 = none */
+	size_t gro_hdrs;       /* IP + TCP header bytes */
+	uint16_t gro_mss;
+	unsigned gro_segs;
+	bool gro_closed;       /* a short segment ended it */
 };
 
 struct dataplane {
@@ -83,6 +90,12 @@ int sock_bypass(int family);
 bool sock_udp_gso_supported(int fd);
 /* Send one tx entry (UDP with optional GSO, or raw). Returns 0 or -errno. */
 int sock_send(const struct tx_entry *e);
+
+/* gro.c */
+/* Take an authenticated inner packet for the TUN: coalesce it or write it. */
+void gro_write(struct lane *l, uint8_t *ip, size_t len);
+void gro_flush(struct lane *l);
+void tun_write_one(struct lane *l, uint8_t *ip, size_t len);
 
 /* worker.c */
 void *worker_main(void *arg);

@@ -232,18 +232,6 @@ static void tun_drain(struct lane *l)
 
 /* ---- inbound --------------------------------------------------------------------------------- */
 
-static void tun_write(struct lane *l, uint8_t *ip, size_t len)
-{
-	/* ESP authenticated the packet: tell the kernel not to verify its checksum again */
-	struct virtio_net_hdr vh = {.flags = VIRTIO_NET_HDR_F_DATA_VALID};
-	uint8_t *frame = ip - DP_VNET_HDR;
-	memcpy(frame, &vh, sizeof(vh));
-	if (write(l->tun_fd, frame, len + DP_VNET_HDR) < 0)
-		l->st.drops[ESP_DROP_IO]++;
-	else
-		l->st.tun_tx++;
-}
-
 /* Transport mode: put an IP header back in front of the decrypted L4 payload. */
 static uint8_t *rebuild_ip(struct pkt *p, uint8_t nh, const struct bt_addr *src, const struct bt_addr *dst,
 			   size_t *len)
@@ -328,7 +316,7 @@ static void in_esp(struct lane *l, struct pkt *p, const struct bt_addr *src, con
 	size_t ip_len = (ip[0] >> 4) == 4 ? (size_t)(ip[2] << 8 | ip[3]) : 40 + (size_t)(ip[4] << 8 | ip[5]);
 	if (ip_len < len)
 		len = ip_len;
-	tun_write(l, ip, len);
+	gro_write(l, ip, len);
 }
 
 static void pktinfo_dst(struct msghdr *mh, struct bt_addr *dst, uint16_t *gro)
@@ -401,6 +389,7 @@ static void udp_drain(struct lane *l, int fd)
 				in_esp(l, &p, &src, &dst);
 			}
 		}
+		gro_flush(l);
 		if (n < DP_RX_BATCH)
 			return;
 	}
@@ -436,6 +425,7 @@ static void raw_drain(struct lane *l, int fd, int family)
 			p.off += ihl, p.len -= ihl;
 		}
 		in_esp(l, &p, &src, &dst);
+		gro_flush(l);
 	}
 }
 
