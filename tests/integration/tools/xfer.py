@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""xfer.py — a one-shot TCP transfer for the test beds: `serve PORT OUTFILE` accepts one connection
+and writes what it receives; `send HOST PORT INFILE` connects and sends the file. Bounded by a
+timeout on every socket operation."""
+import socket
+import sys
+
+TIMEOUT = 30
+
+def serve(port, out):
+    fam = socket.AF_INET6
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", port))
+    s.listen(1)
+    s.settimeout(TIMEOUT)
+    c, _ = s.accept()
+    c.settimeout(TIMEOUT)
+    with open(out, "wb") as f:
+        while True:
+            b = c.recv(1 << 16)
+            if not b:
+                break
+            f.write(b)
+    c.close()
+
+def send(host, port, inp):
+    c = socket.create_connection((host, port), timeout=TIMEOUT)
+    with open(inp, "rb") as f:
+        c.sendall(f.read())
+    c.shutdown(socket.SHUT_WR)
+    c.recv(1)
+    c.close()
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve(int(sys.argv[2]), sys.argv[3])
+    else:
+        send(sys.argv[2], int(sys.argv[3]), sys.argv[4])
