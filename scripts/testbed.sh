@@ -28,7 +28,7 @@ tb_init() {
   declare -gA TB_DAEMON=()
   trap tb_cleanup EXIT
   trap 'exit 130' INT TERM
-  tb_bins
+  tb_bins || exit 1
 }
 
 tb_ns() { echo "bt-$TB_TAG-$1"; }
