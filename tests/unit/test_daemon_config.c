@@ -1,0 +1,234 @@
+/* test_daemon_config.c — the configuration parser: a complete file read field by field, and a table
+ * of wrong files, each refused with the right file:line and message. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "daemon/config.h"
+
+#define KEY16 "0x00112233445566778899aabbccddeeff"
+#define KEY20 "0x00112233445566778899aabbccddeeff01020304"
+#define KEY32 KEY16 "00112233445566778899aabbccddeeff"
+
+static const char *good =
+	"# a gateway\n"
+	"baton {\n"
+	"    tun = bt7\n"
+	"    mtu = 1400\n"
+	"    workers = 2\n"
+	"    port = 4501\n"
+	"    raw_esp = no\n"
+	"    socket = \"/tmp/x y.sock\"\n"
+	"    log_level = debug\n"
+	"}\n"
+	"connections {\n"
+	"    gw {\n"
+	"        local_addrs = 172.16.0.1\n"
+	"        remote_addrs = 192.168.3.0/24, 172.16.0.2\n"
+	"        encap = no\n"
+	"        children {\n"
+	"            net {\n"
+	"                local_ts = 10.1.0.0/24\n"
+	"                remote_ts = 10.2.0.0/24, 10.3.0.1[sctp/5000]\n"
+	"                esp_proposals = aes128-sha256-esn\n"
+	"                replay_window = 4096\n"
+	"                rekey_time = 50m\n"
+	"                life_time = 1h\n"
+	"                life_bytes = 2g\n"
+	"                rekey_packets = 1k\n"
+	"                spi_in = 0xc0000001\n"
+	"                spi_out = 0xc0000002\n"
+	"                enc_key_in = " KEY16 "\n"
+	"                enc_key_out = " KEY16 "\n"
+	"                integ_key_in = " KEY32 "\n"
+	"                integ_key_out = " KEY32 "\n"
+	"            }\n"
+	"            host {\n"
+	"                mode = transport\n"
+	"                esp_proposals = aes128gcm16\n"
+	"                spi_in = 0x1001\n"
+	"                spi_out = 0x1002\n"
+	"                enc_key_in = " KEY20 "\n"
+	"                enc_key_out = " KEY20 "\n"
+	"            }\n"
+	"        }\n"
+	"    }\n"
+	"}\n"
+	"policies {\n"
+	"    lan {\n"
+	"        action = bypass\n"
+	"        local_ts = 10.1.0.0/24\n"
+	"        remote_ts = 10.1.0.0/24\n"
+	"        priority = 5\n"
+	"    }\n"
+	"    again {\n"
+	"        action = protect\n"
+	"        local_ts = 10.9.0.0/24\n"
+	"        remote_ts = 10.8.0.0/24\n"
+	"        child = gw/net\n"
+	"    }\n"
+	"}\n";
+
+static void test_good(void **state)
+{
+	struct bt_config *cfg;
+	char err[256];
+	if (config_parse(good, strlen(good), "good.conf", &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->dp.tun_name, "bt7");
+	assert_int_equal(cfg->dp.mtu, 1400);
+	assert_int_equal(cfg->dp.lanes, 2);
+	assert_int_equal(cfg->dp.udp_port, 4501);
+	assert_false(cfg->dp.raw_esp);
+	assert_string_equal(cfg->socket_path, "/tmp/x y.sock");
+	assert_int_equal(cfg->log_level, BT_LOG_DEBUG);
+	assert_int_equal(cfg->n_conns, 1);
+	struct cfg_conn *c = &cfg->conns[0];
+	assert_false(c->encap);
+	assert_int_equal(c->n_remote_addrs, 2);
+	assert_int_equal(c->n_children, 2);
+	struct cfg_child *n = &c->children[0], *h = &c->children[1];
+	assert_int_equal(n->n_remote_ts, 2);
+	assert_int_equal(n->remote_ts[1].proto, 132);
+	assert_int_equal(n->remote_ts[1].port_lo, 5000);
+	assert_int_equal(n->enc, ESP_ENC_AES_CBC);
+	assert_int_equal(n->integ, ESP_INTEG_HMAC_SHA2_256_128);
+	assert_true(n->esn);
+	assert_int_equal(n->replay_window, 4096);
+	assert_int_equal(n->soft.seconds, 3000);
+	assert_int_equal(n->hard.seconds, 3600);
+	assert_int_equal(n->hard.bytes, 2000000000ull);
+	assert_int_equal(n->soft.packets, 1000);
+	assert_int_equal(n->in.spi, 0xc0000001);
+	assert_int_equal(n->in.integ_key_len, 32);
+	assert_int_equal(n->reqid, 1);
+	assert_int_equal(h->reqid, 2);
+	assert_int_equal(h->mode, ESP_MODE_TRANSPORT);
+	assert_int_equal(h->n_local_ts, 1); /* defaults to the connection's addresses */
+	char buf[128];
+	assert_string_equal(bt_ts_str(&h->remote_ts[0], buf, sizeof(buf)), "172.16.0.2/32");
+	assert_int_equal(cfg->n_policies, 2);
+	assert_int_equal(cfg->policies[1].pol.reqid, 1);
+
+	/* the SAs a child becomes */
+	struct esp_sa *in, *out;
+	assert_int_equal(config_child_sas(cfg, c, n, 2, &in, &out, err, sizeof(err)), 0);
+	assert_string_equal(in->name, "gw/net");
+	assert_int_equal(in->dir, ESP_DIR_IN);
+	assert_int_equal(out->spi, 0xc0000002);
+	assert_int_equal(out->encap, ESP_ENCAP_RAW);
+	assert_string_equal(bt_addr_str(&out->remote, buf, sizeof(buf)), "172.16.0.2");
+	assert_int_equal(in->n_peers, 2);
+	assert_int_equal(in->replay.size, 4096);
+	esp_sa_clear(in), esp_sa_clear(out);
+	free(in), free(out);
+
+	struct spd *spd = config_build_spd(cfg, err, sizeof(err));
+	assert_non_null(spd);
+	assert_int_equal(spd_count(spd), 4);
+	assert_string_equal(spd_get(spd, 0)->name, "lan");     /* priority 5 */
+	assert_string_equal(spd_get(spd, 1)->name, "again");   /* 100 + index */
+	assert_string_equal(spd_get(spd, 2)->name, "gw/net");  /* 1000 */
+	spd_free(spd);
+	config_free(cfg);
+}
+
+/* Replace the first occurrence of `from` in the good file with `to`. */
+static char *variant(const char *from, const char *to)
+{
+	static char buf[8192];
+	const char *p = strstr(good, from);
+	assert_non_null(p);
+	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(p - good), good, to, p + strlen(from));
+	return buf;
+}
+
+static void test_bad(void **state)
+{
+	static const struct {
+		const char *from, *to, *want;
+	} v[] = {
+		{"tun = bt7", "tun = bt 7", "bad.conf:3: tun: bad interface name"},
+		{"mtu = 1400", "mtu = 100", "bad.conf:4: mtu: 100 is below 576"},
+		{"workers = 2", "workers = many", "bad.conf:5: workers: expected a number"},
+		{"port = 4501", "port = 70000", "bad.conf:6: port: '70000' is out of range"},
+		{"raw_esp = no", "raw_esp = perhaps", "bad.conf:7: raw_esp: expected yes or no"},
+		{"log_level = debug", "log_level = loud", "bad.conf:9: log_level: expected"},
+		{"    tun = bt7\n", "    tunnel = bt7\n", "bad.conf:3: unknown setting 'tunnel' in baton"},
+		{"remote_addrs = 192.168.3.0/24, 172.16.0.2", "remote_addrs = 192.168.3.0/24",
+		 "bad.conf:14: remote_addrs: at least one entry must be a single address"},
+		{"remote_addrs = 192.168.3.0/24, 172.16.0.2", "remote_addrs = 192.168.3.0/24, 2001:db8::1",
+		 "bad.conf:14: remote_addrs: address family differs"},
+		{"local_addrs = 172.16.0.1", "local_addrs = 172.16.0.300", "bad.conf:13: local_addrs: '172.16.0.300' is not"},
+		{"remote_ts = 10.2.0.0/24, 10.3.0.1[sctp/5000]", "remote_ts = 10.2.0.0/24, 10.3.0.1[sctp/5000",
+		 "bad.conf:19: remote_ts: unterminated '['"},
+		{"esp_proposals = aes128-sha256-esn", "esp_proposals = aes128", "bad.conf:20: esp_proposals: unknown or incomplete"},
+		{"esp_proposals = aes128-sha256-esn", "esp_proposals = aes128-sha256,aes128gcm16",
+		 "bad.conf:20: esp_proposals: static SAs take exactly one"},
+		{"replay_window = 4096", "replay_window = 10000", "bad.conf:21: replay_window: '10000' is out of range"},
+		{"rekey_time = 50m", "rekey_time = 2h", "bad.conf:17: connections.gw.children.net: rekey_time must be below"},
+		{"life_bytes = 2g", "life_bytes = 2x", "bad.conf:24: life_bytes: bad unit"},
+		{"spi_in = 0xc0000001", "spi_in = 0x10", "bad.conf:26: spi_in: SPI 0x10 is reserved"},
+		{"spi_in = 0xc0000001", "spi_in = 0x1001", "bad.conf:33: spi_in 0x1001 is already used by gw/net"},
+		{"                spi_out = 0xc0000002\n", "", "bad.conf:17: connections.gw.children.net: spi_out is required"},
+		{"enc_key_in = " KEY16, "enc_key_in = 0x0011", "bad.conf:28: enc_key_in: aes128-sha256-esn needs 16 bytes"},
+		{"enc_key_in = " KEY16, "enc_key_in = 0x00112233445566778899aabbccddeefg",
+		 "bad.conf:28: enc_key_in: 'fg' is not hex"},
+		{"integ_key_in = " KEY32, "integ_key_in = " KEY16, "bad.conf:30: integ_key_in: aes128-sha256-esn needs 32 bytes"},
+		{"                enc_key_in = " KEY20 "\n", "                enc_key_in = " KEY20 "\n                integ_key_in = " KEY16 "\n",
+		 "bad.conf:39: connections.gw.children.host: integ_key_in is not used by the AEAD proposal"},
+		{"                local_ts = 10.1.0.0/24\n", "",
+		 "bad.conf:17: connections.gw.children.net: tunnel mode needs local_ts and remote_ts"},
+		{"mode = transport", "mode = sideways", "bad.conf:34: mode: expected tunnel or transport"},
+		{"child = gw/net", "child = gw/nope", "bad.conf:51: policies.again: child 'gw/nope' not found"},
+		{"action = bypass", "action = maybe", "bad.conf:46: action: expected bypass, discard or protect"},
+		{"policies {\n", "policies {\n    lan {\n    }\n", "bad.conf:47: duplicate section 'lan' (first at line 45)"},
+		{"baton {\n", "baton {\n    mtu = 1500\n", "bad.conf:5: duplicate setting 'mtu' (first at line 3)"},
+		{"}\npolicies", "policies", "bad.conf:56: section 'connections' (line 11) is not closed"},
+		{"# a gateway\n", "}\n", "bad.conf:1: '}' without an open section"},
+		{"# a gateway\n", "x = 1\n", "bad.conf:1: setting 'x' outside of any section"},
+		{"# a gateway\n", "foo {\n}\n", "bad.conf:1: unknown section 'foo' in the top level"},
+		{"    socket = \"/tmp/x y.sock\"\n", "    socket = \"/tmp/x y.sock\n", "bad.conf:8: unterminated quote"},
+		{"    socket = \"/tmp/x y.sock\"\n", "    socket = relative.sock\n", "bad.conf:8: socket: must be an absolute path"},
+		{"            host {\n", "            host {\n            deeper {\n", "bad.conf:"},
+		{"}\npolicies {", "}\npolicies {\n  a {\n  b {\n  c {\n  d {\n  e {\n  f {\n  g {", "bad.conf:52: sections nested too deep"},
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		struct bt_config *cfg = NULL;
+		char err[512];
+		const char *text = variant(v[i].from, v[i].to);
+		int rc = config_parse(text, strlen(text), "bad.conf", &cfg, err, sizeof(err));
+		if (rc == 0)
+			fail_msg("case %zu (%s): accepted", i, v[i].to);
+		if (strncmp(err, v[i].want, strlen(v[i].want)) != 0)
+			fail_msg("case %zu: got '%s', want '%s...'", i, err, v[i].want);
+		assert_null(cfg);
+	}
+	/* a NUL byte, an empty file, a huge line */
+	struct bt_config *cfg;
+	char err[256];
+	assert_int_equal(config_parse("baton {\n\0}\n", 11, "n.conf", &cfg, err, sizeof(err)), -1);
+	assert_string_equal(err, "n.conf:2: NUL byte in the file");
+	assert_int_equal(config_parse("", 0, "e.conf", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg->n_conns, 0);
+	config_free(cfg);
+	static char big[10000];
+	memset(big, 'a', sizeof(big) - 1);
+	assert_int_equal(config_parse(big, sizeof(big) - 1, "b.conf", &cfg, err, sizeof(err)), -1);
+	assert_string_equal(err, "b.conf:1: line too long (max 4096)");
+	assert_int_equal(config_load("/nonexistent/x.conf", &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "cannot open"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_good),
+		cmocka_unit_test(test_bad),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
