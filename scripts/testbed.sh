@@ -54,7 +54,7 @@ tb_cleanup() {
 tb_topology() {
   local n
   for n in h1 g1 g2 h2; do
-    ip netns del "$(tb_ns $n)" 2>/dev/null
+    ip netns del "$(tb_ns $n)" 2>/dev/null || true
     ip netns add "$(tb_ns $n)"
     tb_nsx $n ip link set lo up
   done
@@ -112,7 +112,7 @@ tb_start() {
 tb_stop() {
   local pid=${TB_DAEMON[$1]:-}
   [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null
+  kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   unset "TB_DAEMON[$1]"
 }
@@ -165,7 +165,7 @@ tb_conf() {
     echo "        }"
     echo "    }"
     echo "}"
-    [ -n "${TB_POLICIES:-}" ] && echo "$TB_POLICIES"
+    if [ -n "${TB_POLICIES:-}" ]; then echo "$TB_POLICIES"; fi
   } >"$file"
 }
 
