@@ -60,18 +60,18 @@ secrets {
 }
 CONF
   ip netns exec "$(tb_ns "$gw")" unshare -m --propagation private sh -c \
-    'mount --bind "$0" /run && STRONGSWAN_CONF="$1" exec /usr/lib/ipsec/charon' "$d/run" "$d/strongswan.conf" \
+    'mount --bind "$0" /run && exec env STRONGSWAN_CONF="$1" /usr/lib/ipsec/charon' "$d/run" "$d/strongswan.conf" \
     >"$d/stdout.log" 2>&1 &
   TB_PIDS+=($!)
   PEER_PIDS+=($!)
   tb_wait 10 test -S "$d/charon.vici" || { echo "bench: charon did not start in $gw" >&2; cat "$d/charon.log" >&2; return 1; }
-  tb_nsx "$gw" swanctl --load-all --file "$d/swanctl.conf" --uri "unix://$d/charon.vici" >/dev/null
+  tb_nsx "$gw" swanctl --load-all --file "$d/swanctl.conf" --uri "unix://$d/charon.vici" >"$d/load.log" 2>&1
 }
 
 ss_up() {
   local esp=$1
   ss_start g1 "$esp" && ss_start g2 "$esp" || return 1
-  tb_nsx g1 swanctl --initiate --child net --timeout 20 --uri "unix://$TB_DIR/ss-g1/charon.vici" >/dev/null || return 1
+  tb_nsx g1 swanctl --initiate --child net --timeout 20 --uri "unix://$TB_DIR/ss-g1/charon.vici" >"$TB_DIR/ss-initiate.log" 2>&1 || { tail -5 "$TB_DIR/ss-initiate.log" >&2; return 1; }
   tb_wait 10 tb_nsx h1 ping -c 1 -W 1 10.2.0.2
 }
 
@@ -103,7 +103,7 @@ CONF
 
 wg_up() {
   for gw in g1 g2; do
-    wg genkey >"$TB_DIR/wg-$gw.key"
+    (umask 077; wg genkey >"$TB_DIR/wg-$gw.key")
     wg pubkey <"$TB_DIR/wg-$gw.key" >"$TB_DIR/wg-$gw.pub"
   done
   wg_start g1 && wg_start g2 || return 1
