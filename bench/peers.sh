@@ -6,6 +6,7 @@
 ss_start() {
   local gw=$1 esp=$2 d="$TB_DIR/ss-$1" la=172.16.0.1 ra=172.16.0.2 lts=10.1.0.0/24 rts=10.2.0.0/24
   [ "$gw" = g2 ] && la=172.16.0.2 ra=172.16.0.1 lts=10.2.0.0/24 rts=10.1.0.0/24
+  rm -rf "$d" # a stale vici socket from an earlier run would look like a live one
   mkdir -p "$d/run"
   cat >"$d/strongswan.conf" <<CONF
 charon {
@@ -65,7 +66,8 @@ CONF
   TB_PIDS+=($!)
   PEER_PIDS+=($!)
   tb_wait 10 test -S "$d/charon.vici" || { echo "bench: charon did not start in $gw" >&2; cat "$d/charon.log" >&2; return 1; }
-  tb_nsx "$gw" swanctl --load-all --file "$d/swanctl.conf" --uri "unix://$d/charon.vici" >"$d/load.log" 2>&1
+  tb_nsx "$gw" swanctl --load-all --file "$d/swanctl.conf" --uri "unix://$d/charon.vici" >"$d/load.log" 2>&1 ||
+    { echo "bench: swanctl --load-all failed in $gw" >&2; tail -3 "$d/load.log" >&2; return 1; }
 }
 
 ss_up() {
@@ -77,6 +79,7 @@ ss_up() {
 
 wg_start() {
   local gw=$1 d="$TB_DIR/wg-$1" addr peer_ep allowed
+  rm -rf "$d"
   mkdir -p "$d/run"
   if [ "$gw" = g1 ]; then peer_ep=172.16.0.2; allowed=10.2.0.0/24; else peer_ep=172.16.0.1; allowed=10.1.0.0/24; fi
   WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 ip netns exec "$(tb_ns "$gw")" unshare -m --propagation private \

@@ -74,8 +74,11 @@ print("%.2f/%.0f%%" % (e["bits_per_second"]*(100-e["lost_percent"])/100/1e9, e["
   done
   echo "[$i/$n] $name: TCP ${R[$name,tcp]} Gbit/s, daemons ${R[$name,cpu]}% of a core" >&2
   # stop this path's daemons (by PID) before the next one
-  for pid in "${PEER_PIDS[@]}" "${TB_DAEMON[@]:-}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${PEER_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for g in g1 g2; do tb_stop $g; done
+  for pid in "${PEER_PIDS[@]}"; do # bounded wait until they are gone
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
   sleep 1
 }
 
@@ -84,6 +87,7 @@ for p in "${PATHS[@]}"; do i=$((i + 1)); run_path "$p" "$i"; done
 
 echo
 echo "Throughput through two gateways, $(date -u +%Y-%m-%d), $(nproc) cores, iperf3 ${T}s TCP / ${TU}s UDP (1300-byte datagrams; received Gbit/s / loss)"
+echo "(TCP in Gbit/s; daemonCPU = CPU of both gateways' tunnel daemons during the TCP run, in % of one core)"
 printf "%-16s %8s %9s %14s %14s %14s %14s\n" path "TCP" "daemonCPU" "UDP@500M" "UDP@1G" "UDP@2G" "UDP@max"
 for p in "${PATHS[@]}"; do
   printf "%-16s %8s %8s%% %14s %14s %14s %14s\n" "$p" "${R[$p,tcp]:-n/a}" "${R[$p,cpu]:-?}" "${R[$p,udp500M]:-n/a}" \
@@ -100,4 +104,5 @@ for b in baton-gcm baton-cbc; do
       "$(ratio "${R[$b,udp0]:-n/a}" "${R[$peer,udp0]:-n/a}")"
   done
 done
+echo "(baton-gcm is compared with strongswan-gcm and baton-cbc with strongswan-cbc: same suites)"
 echo "raw iperf3 JSON in $OUT (removed on exit unless --out was given)"
