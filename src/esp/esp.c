@@ -27,8 +27,8 @@ static enum esp_drop drop(struct esp_sa *sa, enum esp_drop why)
 	return why;
 }
 
-/* Count a packet and raise lifetime events; returns false once the hard limit is passed. */
-static bool account(struct esp_sa *sa, size_t bytes)
+/* Count a packet and raise lifetime events (the hard limit stops the next packet). */
+static void account(struct esp_sa *sa, size_t bytes)
 {
 	uint64_t pk = atomic_fetch_add_explicit(&sa->ctr.packets, 1, memory_order_relaxed) + 1;
 	uint64_t by = atomic_fetch_add_explicit(&sa->ctr.bytes, bytes, memory_order_relaxed) + bytes;
@@ -39,12 +39,24 @@ static bool account(struct esp_sa *sa, size_t bytes)
 		ev |= ESP_EV_HARD;
 	if (ev && (atomic_load_explicit(&sa->events, memory_order_relaxed) & ev) != ev)
 		atomic_fetch_or(&sa->events, ev);
-	return true;
 }
 
 static inline bool expired(const struct esp_sa *sa)
 {
 	return atomic_load_explicit(&sa->events, memory_order_relaxed) & ESP_EV_HARD;
+}
+
+/* AEAD additional data: SPI || seq, or SPI || seq_hi || seq_lo with ESN (RFC 4106 5). */
+static size_t make_aad(const struct esp_sa *sa, const uint8_t *h, const uint8_t seq_hi[4], uint8_t aad[12])
+{
+	memcpy(aad, h, 4);
+	if (!sa->esn) {
+		memcpy(aad + 4, h + 4, 4);
+		return 8;
+	}
+	memcpy(aad + 4, seq_hi, 4);
+	memcpy(aad + 8, h + 4, 4);
+	return 12;
 }
 
 size_t esp_overhead(const struct esp_sa *sa, size_t payload_len)
@@ -110,18 +122,8 @@ enum esp_drop esp_encap(struct esp_sa *sa, unsigned lane, struct pkt *p, uint8_t
 	uint8_t seq_hi[4];
 	put32(seq_hi, (uint32_t)(seq >> 32));
 	if (xi.aead) {
-		/* AAD: SPI || seq (32), or SPI || seq_hi || seq_lo with ESN (RFC 4106 5) */
 		uint8_t aad[12];
-		size_t aad_len = 8;
-		memcpy(aad, h, 4);
-		if (sa->esn) {
-			memcpy(aad + 4, seq_hi, 4);
-			memcpy(aad + 8, h + 4, 4);
-			aad_len = 12;
-		} else {
-			memcpy(aad + 4, h + 4, 4);
-		}
-		if (xform_encrypt(xf, sa, aad, aad_len, iv, payload, body, icv) != 0)
+		if (xform_encrypt(xf, sa, aad, make_aad(sa, h, seq_hi, aad), iv, payload, body, icv) != 0)
 			return drop(sa, ESP_DROP_IO);
 	} else {
 		if (xform_encrypt(xf, sa, NULL, 0, iv, payload, body, NULL) != 0 ||
@@ -159,16 +161,7 @@ enum esp_drop esp_decap(struct esp_sa *sa, unsigned lane, struct pkt *p, uint8_t
 	put32(seq_hi, (uint32_t)(seq >> 32));
 	if (xi.aead) {
 		uint8_t aad[12];
-		size_t aad_len = 8;
-		memcpy(aad, h, 4);
-		if (sa->esn) {
-			memcpy(aad + 4, seq_hi, 4);
-			memcpy(aad + 8, h + 4, 4);
-			aad_len = 12;
-		} else {
-			memcpy(aad + 4, h + 4, 4);
-		}
-		if (xform_decrypt(xf, sa, aad, aad_len, iv, payload, body, icv) != 0)
+		if (xform_decrypt(xf, sa, aad, make_aad(sa, h, seq_hi, aad), iv, payload, body, icv) != 0)
 			return drop(sa, ESP_DROP_AUTH);
 	} else {
 		uint8_t mac[32];

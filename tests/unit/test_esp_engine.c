@@ -465,6 +465,36 @@ static void test_proposals_and_keys(void **state)
 	assert_non_null(strstr(err, "plus 4 salt"));
 }
 
+static void test_state_setters(void **state)
+{
+	/* what context transfer needs: jump the sequence number, restore a replay window */
+	struct esp_sa *out, *in;
+	mk_pair("aes128gcm16", false, 128, &out, &in);
+	esp_sa_set_seq_out(out, 10001);
+	struct pkt p;
+	uint8_t nh;
+	fill(&p, 40, 3);
+	assert_int_equal(esp_encap(out, 0, &p, 4), ESP_DROP_NONE);
+	assert_int_equal(pkt_data(&p)[7], (uint8_t)10001);
+	assert_int_equal(pkt_data(&p)[6], (uint8_t)(10001 >> 8));
+	uint8_t keep[128];
+	size_t len = p.len;
+	memcpy(keep, pkt_data(&p), len);
+	/* a window whose top is 10001 and which has seen it: the packet is a replay */
+	uint64_t bitmap[2] = {0};
+	bitmap[(10001 % 128) / 64] = 1ull << (10001 % 64);
+	esp_sa_set_replay_state(in, 10001, bitmap, 2);
+	assert_int_equal(deliver(in, &p, keep, len), ESP_DROP_REPLAY);
+	/* the same window without that bit: accepted once */
+	bitmap[(10001 % 128) / 64] = 0;
+	esp_sa_set_replay_state(in, 10001, bitmap, 2);
+	assert_int_equal(deliver(in, &p, keep, len), ESP_DROP_NONE);
+	assert_int_equal(deliver(in, &p, keep, len), ESP_DROP_REPLAY);
+	(void)nh;
+	free_sa(out);
+	free_sa(in);
+}
+
 static void test_throughput_report(void **state)
 {
 	/* Not a timed test: prints what one core does, asserts only correctness. */
@@ -500,7 +530,8 @@ int main(void)
 		cmocka_unit_test(test_replay_window),     cmocka_unit_test(test_esn_inference),
 		cmocka_unit_test(test_seq_exhaustion),    cmocka_unit_test(test_bad_padding),
 		cmocka_unit_test(test_lifetimes),         cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_proposals_and_keys), cmocka_unit_test(test_throughput_report),
+		cmocka_unit_test(test_proposals_and_keys), cmocka_unit_test(test_state_setters),
+		cmocka_unit_test(test_throughput_report),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
