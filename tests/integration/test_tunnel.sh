@@ -94,6 +94,26 @@ check "v6 outer: TCP intact" xfer h1 fd02::2 524288
 check "v6 outer: SA remote is fd00::2" test "$(sa g1 out "s['remote']")" = fd00::2
 TB_FAMILY=4
 
+echo "== without offloads (TSO, UDP GSO/GRO off) and with one worker"
+TB_BATON_EXTRA="    offload = no
+    workers = 1" restart
+check "no offload: stats say so" test "$(st g1 "(s['offload']['tso'], s['offload']['udp_gso'], s['lanes'])")" = "(False, False, 1)"
+check "no offload: ping" ping_ok h1 10.2.0.2
+check "no offload: 4 MiB over TCP intact" xfer h1 10.2.0.2 4194304
+check "no offload: 4 MiB back over TCP intact" xfer h2 10.1.0.2 4194304 5004
+TB_BATON_EXTRA=
+
+echo "== the encapsulation port is shared: IKE (non-ESP marker) and NAT keepalives are told apart"
+i0=$(st g2 "s['ike_rx']"); k0=$(st g2 "s['keepalive_rx']")
+tb_nsx g1 python3 -c "
+import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('172.16.0.1', 4600))
+s.sendto(b'\\0\\0\\0\\0' + b'\\x01' * 40, ('172.16.0.2', 4500)); s.sendto(b'\\xff', ('172.16.0.2', 4500))"
+sleep 0.3
+check "IKE on 4500 counted ($i0 -> $(st g2 "s['ike_rx']"))" test "$(st g2 "s['ike_rx']")" = $((i0 + 1))
+check "NAT keepalive counted ($k0 -> $(st g2 "s['keepalive_rx']"))" test "$(st g2 "s['keepalive_rx']")" = $((k0 + 1))
+check "neither was taken for ESP (no_sa $(st g2 "s['drops']['no_sa']"), malformed $(st g2 "s['drops']['malformed']"))" \
+  test "$(st g2 "s['drops']['no_sa'] + s['drops']['malformed']")" = 0
+
 echo "== ESN"
 TB_ESN=yes restart
 check "esn: SAs report ESN" test "$(sa g1 out "s['esn']")" = True

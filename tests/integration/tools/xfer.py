@@ -4,6 +4,7 @@ and writes what it receives; `send HOST PORT INFILE` connects and sends the file
 timeout on every socket operation."""
 import socket
 import sys
+import time
 
 TIMEOUT = 30
 
@@ -26,7 +27,16 @@ def serve(port, out):
     c.close()
 
 def send(host, port, inp):
-    c = socket.create_connection((host, port), timeout=TIMEOUT)
+    # the server may still be starting in its namespace: retry a refused connection for a while
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            c = socket.create_connection((host, port), timeout=TIMEOUT)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     with open(inp, "rb") as f:
         c.sendall(f.read())
     c.shutdown(socket.SHUT_WR)
