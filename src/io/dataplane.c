@@ -27,6 +27,26 @@ static int watch(int epfd, int fd)
 	return fd < 0 ? 0 : epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* The per-lane buffers: everything a worker touches per packet is preallocated here. */
+static int lane_alloc(struct lane *l, char *err, size_t errlen)
+{
+	l->frame = malloc(DP_VNET_HDR + DP_FRAME_MAX);
+	l->seg = malloc(DP_FRAME_MAX);
+	l->arena_cap = (size_t)(TUN_ARENA_FRAMES) * (DP_FRAME_MAX + 8192);
+	l->arena = malloc(l->arena_cap);
+	l->gro = malloc(DP_VNET_HDR + DP_FRAME_MAX);
+	if (!l->frame || !l->seg || !l->arena || !l->gro) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < DP_RX_BATCH; i++)
+		if (!(l->rx[i] = malloc(ESP_HEADROOM + DP_FRAME_MAX + ESP_TAILROOM))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	return 0;
+}
+
 static int lane_open(struct dataplane *dp, struct lane *l, char *err, size_t errlen)
 {
 	bool tso = false, gro4 = false, gro6 = false;
@@ -81,21 +101,7 @@ static int lane_open(struct dataplane *dp, struct lane *l, char *err, size_t err
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
 		return -1;
 	}
-	l->frame = malloc(DP_VNET_HDR + DP_FRAME_MAX);
-	l->seg = malloc(DP_FRAME_MAX);
-	l->arena_cap = (size_t)(TUN_ARENA_FRAMES) * (DP_FRAME_MAX + 8192);
-	l->arena = malloc(l->arena_cap);
-	l->gro = malloc(DP_VNET_HDR + DP_FRAME_MAX);
-	if (!l->frame || !l->seg || !l->arena || !l->gro) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	for (int i = 0; i < DP_RX_BATCH; i++)
-		if (!(l->rx[i] = malloc(ESP_HEADROOM + DP_FRAME_MAX + ESP_TAILROOM))) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-	return 0;
+	return lane_alloc(l, err, errlen);
 }
 
 static void lane_close(struct lane *l)
@@ -155,6 +161,35 @@ struct dataplane *dp_new(const struct dp_config *cfg, char *err, size_t errlen)
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot configure %s (mtu %u): %s", dp->cfg.tun_name, dp->mtu, strerror(-rc));
 		goto fail;
+	}
+	atomic_store(&dp->spd, spd_new());
+	return dp;
+fail:
+	dp_free(dp);
+	return NULL;
+}
+
+struct dataplane *dp_new_detached(const struct dp_config *cfg, unsigned lanes)
+{
+	char err[64];
+	struct dataplane *dp = calloc(1, sizeof(*dp));
+	if (!dp)
+		return NULL;
+	dp->cfg = *cfg;
+	dp->lanes = lanes ? lanes : 1;
+	dp->mtu = 1400;
+	dp->udp_gso = cfg->offload;
+	dp->stop_fd = -1;
+	dp->sad = sad_new();
+	dp->lane = calloc(dp->lanes, sizeof(*dp->lane));
+	if (!dp->sad || !dp->lane)
+		goto fail;
+	for (unsigned i = 0; i < dp->lanes; i++) {
+		struct lane *l = &dp->lane[i];
+		l->dp = dp, l->id = i;
+		l->tun_fd = l->udp4 = l->udp6 = l->raw4 = l->raw6 = l->bypass4 = l->bypass6 = l->epfd = -1;
+		if (lane_alloc(l, err, sizeof(err)) != 0)
+			goto fail;
 	}
 	atomic_store(&dp->spd, spd_new());
 	return dp;

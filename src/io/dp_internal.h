@@ -99,5 +99,15 @@ void tun_write_one(struct lane *l, uint8_t *ip, size_t len);
 
 /* worker.c */
 void *worker_main(void *arg);
+/* One TUN frame (virtio-net header + packet) through the outbound path, sends flushed. */
+void worker_tun_frame(struct lane *l, uint8_t *frame, size_t n);
+/* One UDP datagram at buf[off, off + len) (buf has ESP_HEADROOM before off) through the inbound
+ * path: IKE, keepalive or ESP; what it delivers is written (and flushed) to the TUN. */
+void worker_udp_datagram(struct lane *l, uint8_t *buf, size_t cap, size_t off, size_t len,
+			 const struct bt_addr *src, uint16_t sport, const struct bt_addr *dst);
+
+/* dataplane.c: a data plane without TUN or sockets (lanes, buffers, SAD, SPD), for tests and
+ * fuzzing of the packet paths; every send or write fails and is counted as io. */
+struct dataplane *dp_new_detached(const struct dp_config *cfg, unsigned lanes);
 
 #endif

@@ -149,6 +149,12 @@ static void acquire(struct lane *l, const struct spd_policy *pol, const struct b
 	l->st.drops[ESP_DROP_NO_SA]++;
 }
 
+/* Length of the IP header a packet starts with (already validated by bt_flow_from_packet). */
+static size_t ip_hdr_len(const uint8_t *ip)
+{
+	return (ip[0] >> 4) == 4 ? (size_t)(ip[0] & 0x0f) * 4 : 40;
+}
+
 static void out_frame(struct lane *l, struct run *r, uint8_t *frame, size_t n)
 {
 	if (n <= DP_VNET_HDR)
@@ -178,9 +184,14 @@ static void out_frame(struct lane *l, struct run *r, uint8_t *frame, size_t n)
 		return;
 	}
 	uint8_t gso_type = vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+	/* a partial checksum lies in the L4 header: never let it overwrite the IP header we parsed */
+	bool csum_bad = (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && vh.csum_start < ip_hdr_len(ip);
 	if (pol->action == SPD_BYPASS) {
-		if (gso_type == VIRTIO_NET_HDR_GSO_NONE && (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
-			gso_complete_csum(ip, len, vh.csum_start, vh.csum_offset);
+		if (gso_type == VIRTIO_NET_HDR_GSO_NONE && (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
+		    (csum_bad || gso_complete_csum(ip, len, vh.csum_start, vh.csum_offset) != 0)) {
+			l->st.drops[ESP_DROP_MALFORMED]++;
+			return;
+		}
 		if (gso_type == VIRTIO_NET_HDR_GSO_NONE)
 			bypass(l, ip, len, &f);
 		else
@@ -209,7 +220,7 @@ static void out_frame(struct lane *l, struct run *r, uint8_t *frame, size_t n)
 		return;
 	}
 	if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
-	    gso_complete_csum(ip, len, vh.csum_start, vh.csum_offset) != 0) {
+	    (csum_bad || gso_complete_csum(ip, len, vh.csum_start, vh.csum_offset) != 0)) {
 		count_drop(l, sa, ESP_DROP_MALFORMED, true);
 		return;
 	}
@@ -344,6 +355,39 @@ static void pktinfo_dst(struct msghdr *mh, struct bt_addr *dst, uint16_t *gro)
 
 #define RX_BUF (ESP_HEADROOM + DP_FRAME_MAX + ESP_TAILROOM)
 
+/* RFC 3948 demultiplexing of one datagram on the encapsulation port. */
+static void udp_datagram(struct lane *l, uint8_t *buf, size_t cap, size_t off, size_t len,
+			 const struct bt_addr *src, uint16_t sport, const struct bt_addr *dst)
+{
+	uint8_t *d = buf + off;
+	if (len == 1 && d[0] == ESP_NATT_KEEPALIVE) {
+		l->st.keepalive_rx++;
+		return;
+	}
+	if (len >= ESP_NON_ESP_MARKER_LEN && !d[0] && !d[1] && !d[2] && !d[3]) {
+		l->st.ike_rx++;
+		if (l->dp->ike_cb)
+			l->dp->ike_cb(l->dp->ike_arg, d + 4, len - 4, src, sport, dst, l->dp->cfg.udp_port);
+		return;
+	}
+	struct pkt p = {.buf = buf, .cap = cap, .off = off, .len = len};
+	in_esp(l, &p, src, dst);
+}
+
+void worker_udp_datagram(struct lane *l, uint8_t *buf, size_t cap, size_t off, size_t len,
+			 const struct bt_addr *src, uint16_t sport, const struct bt_addr *dst)
+{
+	udp_datagram(l, buf, cap, off, len, src, sport, dst);
+	gro_flush(l);
+}
+
+void worker_tun_frame(struct lane *l, uint8_t *frame, size_t n)
+{
+	struct run r = {0};
+	out_frame(l, &r, frame, n);
+	tx_flush(l, &r);
+}
+
 static void udp_drain(struct lane *l, int fd)
 {
 	struct mmsghdr mm[DP_RX_BATCH];
@@ -373,20 +417,7 @@ static void udp_drain(struct lane *l, int fd)
 				seg = (uint16_t)(total > 65535 ? 65535 : total);
 			for (size_t off = 0; off < total; off += seg) {
 				size_t dl = total - off < seg ? total - off : seg;
-				uint8_t *d = l->rx[i] + ESP_HEADROOM + off;
-				if (dl == 1 && d[0] == ESP_NATT_KEEPALIVE) {
-					l->st.keepalive_rx++;
-					continue;
-				}
-				if (dl >= ESP_NON_ESP_MARKER_LEN && !d[0] && !d[1] && !d[2] && !d[3]) {
-					l->st.ike_rx++;
-					if (l->dp->ike_cb)
-						l->dp->ike_cb(l->dp->ike_arg, d + 4, dl - 4, &src, sport, &dst,
-							      l->dp->cfg.udp_port);
-					continue;
-				}
-				struct pkt p = {.buf = l->rx[i], .cap = RX_BUF, .off = ESP_HEADROOM + off, .len = dl};
-				in_esp(l, &p, &src, &dst);
+				udp_datagram(l, l->rx[i], RX_BUF, ESP_HEADROOM + off, dl, &src, sport, &dst);
 			}
 		}
 		gro_flush(l);
