@@ -22,6 +22,7 @@ charon {
     main {
       path = $d/charon.log
       default = 1
+      ${SS_LOG_EXTRA:-}
     }
   }
 }

@@ -1,0 +1,119 @@
+/* ike_keys.c — IKEv2 key derivation over OpenSSL HMAC. */
+#include "ike/ike_keys.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ike/ike_wire.h"
+
+static const char *prf_digest(uint16_t prf, size_t *len)
+{
+	switch (prf) {
+	case IKE_PRF_HMAC_SHA1: *len = 20; return "SHA1";
+	case IKE_PRF_HMAC_SHA2_256: *len = 32; return "SHA2-256";
+	case IKE_PRF_HMAC_SHA2_384: *len = 48; return "SHA2-384";
+	case IKE_PRF_HMAC_SHA2_512: *len = 64; return "SHA2-512";
+	default: *len = 0; return NULL;
+	}
+}
+
+size_t ike_prf_len(uint16_t prf)
+{
+	size_t l;
+	prf_digest(prf, &l);
+	return l;
+}
+
+int ike_prf(uint16_t prf, const uint8_t *key, size_t key_len, const uint8_t *a, size_t a_len,
+	    const uint8_t *b, size_t b_len, uint8_t *out)
+{
+	size_t len, outl = 0;
+	const char *md = prf_digest(prf, &len);
+	if (!md)
+		return -1;
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md, 0),
+			       OSSL_PARAM_construct_end()};
+	/* HMAC takes an empty key; OpenSSL wants a non-NULL pointer for it */
+	static const uint8_t empty[1];
+	int ok = ctx && EVP_MAC_init(ctx, key_len ? key : empty, key_len, params) &&
+		 EVP_MAC_update(ctx, a, a_len) && (!b_len || EVP_MAC_update(ctx, b, b_len)) &&
+		 EVP_MAC_final(ctx, out, &outl, len) && outl == len;
+	EVP_MAC_CTX_free(ctx);
+	EVP_MAC_free(mac);
+	return ok ? 0 : -1;
+}
+
+int ike_prf_plus(uint16_t prf, const uint8_t *key, size_t key_len, const uint8_t *seed, size_t seed_len,
+		 uint8_t *out, size_t out_len)
+{
+	size_t hl = ike_prf_len(prf);
+	if (!hl || out_len > 255 * hl)
+		return -1;
+	uint8_t t[64], *in = malloc(hl + seed_len + 1);
+	size_t tl = 0;
+	int rc = -1;
+	if (!in)
+		return -1;
+	for (unsigned n = 1; out_len; n++) {
+		/* T(n) = prf(K, T(n-1) | S | n) */
+		memcpy(in, t, tl);
+		memcpy(in + tl, seed, seed_len);
+		in[tl + seed_len] = (uint8_t)n;
+		if (ike_prf(prf, key, key_len, in, tl + seed_len + 1, NULL, 0, t) != 0)
+			goto out;
+		tl = hl;
+		size_t take = out_len < hl ? out_len : hl;
+		memcpy(out, t, take);
+		out += take, out_len -= take;
+	}
+	rc = 0;
+out:
+	OPENSSL_cleanse(t, sizeof(t));
+	OPENSSL_clear_free(in, hl + seed_len + 1);
+	return rc;
+}
+
+int ike_derive(uint16_t prf, size_t integ_len, size_t encr_len, const uint8_t *ni, size_t ni_len,
+	       const uint8_t *nr, size_t nr_len, uint64_t spi_i, uint64_t spi_r, const uint8_t *g_ir,
+	       size_t g_ir_len, struct ike_keys *k)
+{
+	size_t pl = ike_prf_len(prf);
+	memset(k, 0, sizeof(*k));
+	if (!pl || integ_len > IKE_KEY_MAX || encr_len > IKE_KEY_MAX + 4 || ni_len + nr_len > 512)
+		return -1;
+	k->prf_len = pl, k->integ_len = integ_len, k->encr_len = encr_len;
+	uint8_t seed[512 + 16], *keymat;
+	size_t total = 3 * pl + 2 * integ_len + 2 * encr_len;
+	/* SKEYSEED = prf(Ni | Nr, g^ir): the nonces are the key */
+	memcpy(seed, ni, ni_len);
+	memcpy(seed + ni_len, nr, nr_len);
+	if (ike_prf(prf, seed, ni_len + nr_len, g_ir, g_ir_len, NULL, 0, k->skeyseed) != 0)
+		return -1;
+	size_t s = ni_len + nr_len;
+	for (int i = 0; i < 8; i++)
+		seed[s + i] = (uint8_t)(spi_i >> (56 - 8 * i)), seed[s + 8 + i] = (uint8_t)(spi_r >> (56 - 8 * i));
+	keymat = malloc(total);
+	if (!keymat || ike_prf_plus(prf, k->skeyseed, pl, seed, s + 16, keymat, total) != 0) {
+		free(keymat);
+		ike_keys_clear(k);
+		return -1;
+	}
+	uint8_t *p = keymat;
+	memcpy(k->sk_d, p, pl), p += pl;
+	memcpy(k->sk_ai, p, integ_len), p += integ_len;
+	memcpy(k->sk_ar, p, integ_len), p += integ_len;
+	memcpy(k->sk_ei, p, encr_len), p += encr_len;
+	memcpy(k->sk_er, p, encr_len), p += encr_len;
+	memcpy(k->sk_pi, p, pl), p += pl;
+	memcpy(k->sk_pr, p, pl);
+	OPENSSL_clear_free(keymat, total);
+	OPENSSL_cleanse(seed, sizeof(seed));
+	return 0;
+}
+
+void ike_keys_clear(struct ike_keys *k) { OPENSSL_cleanse(k, sizeof(*k)); }

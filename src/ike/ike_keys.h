@@ -1,0 +1,34 @@
+/* ike_keys.h — IKEv2 key derivation (RFC 7296 2.13, 2.14, 2.17): the PRF, prf+, SKEYSEED and the
+ * seven SK_* keys of an IKE SA, and KEYMAT for Child SAs. Secrets are zeroed by ike_keys_clear. */
+#ifndef BT_IKE_KEYS_H
+#define BT_IKE_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define IKE_KEY_MAX 64
+
+/* A PRF by its IKEv2 transform ID (ike_prf). Returns the output length, or 0 if unknown. */
+size_t ike_prf_len(uint16_t prf);
+/* out = prf(key, a || b); out holds ike_prf_len(prf) bytes. Returns 0 or -1. */
+int ike_prf(uint16_t prf, const uint8_t *key, size_t key_len, const uint8_t *a, size_t a_len,
+	    const uint8_t *b, size_t b_len, uint8_t *out);
+/* prf+ (RFC 7296 2.13): out_len bytes of T1 | T2 | ..., Tn = prf(K, Tn-1 | S | n). */
+int ike_prf_plus(uint16_t prf, const uint8_t *key, size_t key_len, const uint8_t *seed, size_t seed_len,
+		 uint8_t *out, size_t out_len);
+
+struct ike_keys {
+	uint8_t skeyseed[IKE_KEY_MAX];
+	uint8_t sk_d[IKE_KEY_MAX], sk_ai[IKE_KEY_MAX], sk_ar[IKE_KEY_MAX], sk_ei[IKE_KEY_MAX + 4],
+		sk_er[IKE_KEY_MAX + 4], sk_pi[IKE_KEY_MAX], sk_pr[IKE_KEY_MAX];
+	size_t prf_len, integ_len, encr_len; /* encr_len includes any salt */
+};
+
+/* SKEYSEED = prf(Ni | Nr, g^ir); {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
+ * = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr), SPIs in network order. Returns 0 or -1. */
+int ike_derive(uint16_t prf, size_t integ_len, size_t encr_len, const uint8_t *ni, size_t ni_len,
+	       const uint8_t *nr, size_t nr_len, uint64_t spi_i, uint64_t spi_r, const uint8_t *g_ir,
+	       size_t g_ir_len, struct ike_keys *k);
+void ike_keys_clear(struct ike_keys *k);
+
+#endif
