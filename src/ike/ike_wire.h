@@ -64,7 +64,7 @@ enum ike_integ {
 	IKE_INTEG_HMAC_SHA2_512_256 = 14,
 };
 
-enum ike_dh {
+enum ike_dh_group_id {
 	IKE_DH_MODP2048 = 14,
 	IKE_DH_MODP3072 = 15,
 	IKE_DH_MODP4096 = 16,
