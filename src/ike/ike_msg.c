@@ -243,9 +243,20 @@ enum ike_perr ike_parse_ts(const struct ike_payload *p, struct ike_ts_payload *t
 
 #define NO_PAYLOAD ((size_t)-1)
 
+void ike_build_chain_begin(struct ike_builder *b, uint8_t *buf, size_t cap)
+{
+	b->w = wbuf_init(buf, cap);
+	b->last_hdr = NO_PAYLOAD;
+	b->next_at = NO_PAYLOAD;
+	b->first = IKE_PL_NONE;
+	b->chain_only = true;
+}
+
 void ike_build_begin(struct ike_builder *b, uint8_t *buf, size_t cap, const struct ike_hdr *h)
 {
 	b->w = wbuf_init(buf, cap);
+	b->chain_only = false;
+	b->first = IKE_PL_NONE;
 	b->last_hdr = NO_PAYLOAD;
 	wbuf_u64(&b->w, h->spi_i);
 	wbuf_u64(&b->w, h->spi_r);
@@ -267,7 +278,9 @@ static void close_payload(struct ike_builder *b)
 void ike_build_payload(struct ike_builder *b, uint8_t type, bool critical)
 {
 	close_payload(b);
-	if (!b->w.overflow && b->next_at < b->w.len)
+	if (b->next_at == NO_PAYLOAD)
+		b->first = type;
+	else if (!b->w.overflow && b->next_at < b->w.len)
 		b->w.p[b->next_at] = type;
 	b->last_hdr = b->w.len;
 	b->next_at = b->w.len;
@@ -281,7 +294,8 @@ size_t ike_build_end(struct ike_builder *b)
 	close_payload(b);
 	if (b->w.len > IKE_MSG_MAX)
 		b->w.overflow = true;
-	wbuf_patch32(&b->w, 24, (uint32_t)b->w.len);
+	if (!b->chain_only)
+		wbuf_patch32(&b->w, 24, (uint32_t)b->w.len);
 	return b->w.overflow ? 0 : b->w.len;
 }
 

@@ -132,11 +132,17 @@ struct ike_builder {
 	struct wbuf w;
 	size_t last_hdr;  /* offset of the generic header of the open payload, or SIZE_MAX */
 	size_t next_at;   /* offset of the byte that names the next payload */
+	uint8_t first;    /* chain only: the type of the first payload */
+	bool chain_only;
 };
 
 void ike_build_begin(struct ike_builder *b, uint8_t *buf, size_t cap, const struct ike_hdr *h);
 void ike_build_payload(struct ike_builder *b, uint8_t type, bool critical);
 size_t ike_build_end(struct ike_builder *b);
+
+/* A bare payload chain (the plaintext of an SK payload): no IKE header; b->first names the first
+ * payload type once one is added. ike_build_end returns the chain's length. */
+void ike_build_chain_begin(struct ike_builder *b, uint8_t *buf, size_t cap);
 
 void ike_put_sa(struct ike_builder *b, const struct ike_sa_payload *sa);
 void ike_put_notify(struct ike_builder *b, uint8_t protocol, const uint8_t *spi, uint8_t spi_len, uint16_t type,
