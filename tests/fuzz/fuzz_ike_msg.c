@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ike/ike_msg.h"
+#include "ike/ike_sk.h"
 
 static uint8_t out[IKE_MSG_MAX];
 
@@ -62,6 +63,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case IKE_PL_IDR: (void)ike_parse_id(p, &id); break;
 		case IKE_PL_AUTH: (void)ike_parse_auth(p, &au); break;
 		case IKE_PL_DELETE: (void)ike_parse_delete(p, &d); break;
+		case IKE_PL_SK: {
+			/* the integrity check and decryption must cope with any lengths (keys fixed) */
+			static const struct ike_sk_suite suites[] = {
+				{IKE_ENCR_AES_CBC, 128, IKE_INTEG_HMAC_SHA2_256_128}, {IKE_ENCR_AES_GCM_16, 256, IKE_INTEG_NONE}};
+			static const uint8_t ekey[36], akey[64];
+			uint8_t first;
+			const uint8_t *inner;
+			size_t inner_len;
+			for (unsigned k = 0; k < 2; k++)
+				if (ike_sk_open(&suites[k], ekey, akey, copy, size, p, &first, &inner, &inner_len) == 0 &&
+				    (inner < copy || inner + inner_len > copy + size))
+					abort();
+			break;
+		}
 		default: break;
 		}
 	}
