@@ -12,6 +12,7 @@
 
 #include "ike/ike_dh.h"
 #include "ike/ike_msg.h"
+#include "testdata.h"
 
 static void test_agree(void **state)
 {
@@ -52,14 +53,8 @@ static void test_x25519_low_order(void **state)
 
 static void test_strongswan_point(void **state)
 {
-	char path[512];
 	static uint8_t msg[2048];
-	snprintf(path, sizeof(path), "%s/tests/unit/data/strongswan-ike-sa-init-request.bin",
-		 getenv("BATON_SRC") ? getenv("BATON_SRC") : ".");
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	size_t n = fread(msg, 1, sizeof(msg), f);
-	fclose(f);
+	size_t n = testdata_load("strongswan-ike-sa-init-request.bin", msg, sizeof(msg));
 	struct ike_hdr h;
 	static struct ike_chain c;
 	struct ike_ke_payload ke;

@@ -12,16 +12,7 @@
 
 #include "ike/ike_keys.h"
 #include "ike/ike_msg.h"
-
-static FILE *open_data(const char *name)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/tests/unit/data/%s", getenv("BATON_SRC") ? getenv("BATON_SRC") : ".", name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s (set BATON_SRC)", path);
-	return f;
-}
+#include "testdata.h"
 
 static size_t unhex(const char *h, uint8_t *out)
 {
@@ -34,7 +25,7 @@ static size_t unhex(const char *h, uint8_t *out)
 /* The value named `key` in strongswan-keymat.txt. */
 static size_t keymat(const char *key, uint8_t *out)
 {
-	FILE *f = open_data("strongswan-keymat.txt");
+	FILE *f = testdata_open("strongswan-keymat.txt", "r");
 	char line[512];
 	size_t n = 0;
 	while (fgets(line, sizeof(line), f))
@@ -47,7 +38,7 @@ static size_t keymat(const char *key, uint8_t *out)
 
 static void nonce_of(const char *file, uint8_t *msg, const uint8_t **nonce, size_t *len, struct ike_hdr *h)
 {
-	FILE *f = open_data(file);
+	FILE *f = testdata_open(file, "rb");
 	size_t n = fread(msg, 1, 2048, f);
 	fclose(f);
 	static struct ike_chain c;

@@ -11,23 +11,12 @@
 #include <cmocka.h>
 
 #include "ike/ike_msg.h"
-
-static size_t load(const char *name, uint8_t *buf, size_t cap)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/tests/unit/data/%s", getenv("BATON_SRC") ? getenv("BATON_SRC") : ".", name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s (set BATON_SRC)", path);
-	size_t n = fread(buf, 1, cap, f);
-	fclose(f);
-	return n;
-}
+#include "testdata.h"
 
 static void test_strongswan_sa_init(void **state)
 {
 	static uint8_t msg[2048];
-	size_t len = load("strongswan-ike-sa-init-request.bin", msg, sizeof(msg));
+	size_t len = testdata_load("strongswan-ike-sa-init-request.bin", msg, sizeof(msg));
 	struct ike_hdr h;
 	struct ike_chain c;
 	assert_int_equal(ike_parse(msg, len, &h, &c), IKE_PERR_OK);
@@ -71,7 +60,7 @@ static void test_strongswan_sa_init(void **state)
 	}
 	assert_true(nat_src && nat_dst && frag);
 
-	len = load("strongswan-ike-sa-init-response.bin", msg, sizeof(msg));
+	len = testdata_load("strongswan-ike-sa-init-response.bin", msg, sizeof(msg));
 	assert_int_equal(ike_parse(msg, len, &h, &c), IKE_PERR_OK);
 	assert_int_equal(h.flags, IKE_FLAG_RESPONSE);
 	assert_true(h.spi_r != 0);

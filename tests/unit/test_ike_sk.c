@@ -12,37 +12,23 @@
 
 #include "ike/ike_keys.h"
 #include "ike/ike_sk.h"
-
-static size_t load(const char *name, uint8_t *buf, size_t cap)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/tests/unit/data/%s", getenv("BATON_SRC") ? getenv("BATON_SRC") : ".", name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s", path);
-	size_t n = fread(buf, 1, cap, f);
-	fclose(f);
-	return n;
-}
+#include "testdata.h"
 
 static void derive(struct ike_keys *k)
 {
 	static uint8_t req[2048], resp[2048];
-	size_t lq = load("strongswan-ike-sa-init-request.bin", req, sizeof(req));
-	size_t lr = load("strongswan-ike-sa-init-response.bin", resp, sizeof(resp));
+	size_t lq = testdata_load("strongswan-ike-sa-init-request.bin", req, sizeof(req));
+	size_t lr = testdata_load("strongswan-ike-sa-init-response.bin", resp, sizeof(resp));
 	struct ike_hdr hq, hr;
 	static struct ike_chain cq, cr;
 	assert_int_equal(ike_parse(req, lq, &hq, &cq), IKE_PERR_OK);
 	assert_int_equal(ike_parse(resp, lr, &hr, &cr), IKE_PERR_OK);
 	const struct ike_payload *ni = ike_find(&cq, IKE_PL_NONCE, 0), *nr = ike_find(&cr, IKE_PL_NONCE, 0);
 	/* g^ir as strongSwan logged it (we do not have its private key) */
-	FILE *f;
-	char path[512], line[512];
+	char line[512];
 	uint8_t gir[64];
 	size_t gl = 0;
-	snprintf(path, sizeof(path), "%s/tests/unit/data/strongswan-keymat.txt", getenv("BATON_SRC") ? getenv("BATON_SRC") : ".");
-	f = fopen(path, "r");
-	assert_non_null(f);
+	FILE *f = testdata_open("strongswan-keymat.txt", "r");
 	while (fgets(line, sizeof(line), f))
 		if (!strncmp(line, "g_ir ", 5))
 			for (const char *h = line + 5; h[0] && h[1] && h[0] != '\n'; h += 2)
@@ -56,7 +42,7 @@ static void derive(struct ike_keys *k)
 static void open_auth(const char *file, const uint8_t *ke, const uint8_t *ka, const char *want_id)
 {
 	static uint8_t msg[2048];
-	size_t len = load(file, msg, sizeof(msg));
+	size_t len = testdata_load(file, msg, sizeof(msg));
 	struct ike_hdr h;
 	static struct ike_chain c, in;
 	const struct ike_sk_suite suite = {IKE_ENCR_AES_CBC, 128, IKE_INTEG_HMAC_SHA2_256_128};
