@@ -117,3 +117,61 @@ int ike_derive(uint16_t prf, size_t integ_len, size_t encr_len, const uint8_t *n
 }
 
 void ike_keys_clear(struct ike_keys *k) { OPENSSL_cleanse(k, sizeof(*k)); }
+
+int ike_child_keymat(uint16_t prf, const uint8_t *sk_d, const uint8_t *g_ir, size_t g_ir_len, const uint8_t *ni,
+		     size_t ni_len, const uint8_t *nr, size_t nr_len, size_t encr_len, size_t integ_len,
+		     uint8_t *ei, uint8_t *ai, uint8_t *er, uint8_t *ar)
+{
+	size_t pl = ike_prf_len(prf), seed_len = (g_ir ? g_ir_len : 0) + ni_len + nr_len;
+	size_t total = 2 * (encr_len + integ_len);
+	uint8_t *seed = malloc(seed_len ? seed_len : 1), *km = malloc(total ? total : 1);
+	int rc = -1;
+	if (!pl || !seed || !km)
+		goto out;
+	uint8_t *p = seed;
+	if (g_ir)
+		memcpy(p, g_ir, g_ir_len), p += g_ir_len;
+	memcpy(p, ni, ni_len), p += ni_len;
+	memcpy(p, nr, nr_len);
+	if (ike_prf_plus(prf, sk_d, pl, seed, seed_len, km, total) != 0)
+		goto out;
+	memcpy(ei, km, encr_len);
+	memcpy(ai, km + encr_len, integ_len);
+	memcpy(er, km + encr_len + integ_len, encr_len);
+	memcpy(ar, km + 2 * encr_len + integ_len, integ_len);
+	rc = 0;
+out:
+	if (seed)
+		OPENSSL_clear_free(seed, seed_len ? seed_len : 1);
+	if (km)
+		OPENSSL_clear_free(km, total ? total : 1);
+	return rc;
+}
+
+int ike_auth_psk(uint16_t prf, const uint8_t *psk, size_t psk_len, const uint8_t *msg, size_t msg_len,
+		 const uint8_t *nonce, size_t nonce_len, const uint8_t *sk_p, const uint8_t *id, size_t id_len,
+		 uint8_t *out)
+{
+	static const char pad[] = "Key Pad for IKEv2";
+	size_t pl = ike_prf_len(prf);
+	uint8_t key[64], macid[64];
+	uint8_t *octets = malloc(msg_len + nonce_len + pl);
+	int rc = -1;
+	if (!pl || !octets)
+		goto out;
+	/* the signed octets: the sender's first message, the peer's nonce, prf(SK_p, ID') */
+	memcpy(octets, msg, msg_len);
+	memcpy(octets + msg_len, nonce, nonce_len);
+	if (ike_prf(prf, sk_p, pl, id, id_len, NULL, 0, macid) != 0)
+		goto out;
+	memcpy(octets + msg_len + nonce_len, macid, pl);
+	if (ike_prf(prf, psk, psk_len, (const uint8_t *)pad, sizeof(pad) - 1, NULL, 0, key) != 0 ||
+	    ike_prf(prf, key, pl, octets, msg_len + nonce_len + pl, NULL, 0, out) != 0)
+		goto out;
+	rc = 0;
+out:
+	OPENSSL_cleanse(key, sizeof(key));
+	if (octets)
+		OPENSSL_clear_free(octets, msg_len + nonce_len + pl);
+	return rc;
+}

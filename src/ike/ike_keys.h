@@ -31,4 +31,17 @@ int ike_derive(uint16_t prf, size_t integ_len, size_t encr_len, const uint8_t *n
 	       size_t g_ir_len, struct ike_keys *k);
 void ike_keys_clear(struct ike_keys *k);
 
+/* Child SA keys (RFC 7296 2.17): KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), taken as the
+ * initiator-to-responder encryption and integrity keys, then the responder-to-initiator ones.
+ * g_ir may be NULL (no PFS). Returns 0 or -1. */
+int ike_child_keymat(uint16_t prf, const uint8_t *sk_d, const uint8_t *g_ir, size_t g_ir_len, const uint8_t *ni,
+		     size_t ni_len, const uint8_t *nr, size_t nr_len, size_t encr_len, size_t integ_len,
+		     uint8_t *ei, uint8_t *ai, uint8_t *er, uint8_t *ar);
+
+/* The AUTH value for a shared key (RFC 7296 2.15): prf(prf(PSK, "Key Pad for IKEv2"),
+ * <message> | <peer's nonce> | prf(SK_p, <ID payload body>)). out holds ike_prf_len(prf) bytes. */
+int ike_auth_psk(uint16_t prf, const uint8_t *psk, size_t psk_len, const uint8_t *msg, size_t msg_len,
+		 const uint8_t *nonce, size_t nonce_len, const uint8_t *sk_p, const uint8_t *id, size_t id_len,
+		 uint8_t *out);
+
 #endif

@@ -1,8 +1,9 @@
-/* test_ike_sk.c — the SK payload: strongSwan 5.9.8's IKE_AUTH request and response (captured on a
+/* test_ike_sk.c — the SK payload, PSK authentication and Child SA keys: strongSwan 5.9.8's IKE_AUTH request and response (captured on a
  * test bed) checked and decrypted with the keys we derive ourselves from its IKE_SA_INIT, their
  * contents parsed; a flipped bit is refused; our own sealed messages open again, for every suite. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -91,6 +92,62 @@ static void test_strongswan_auth(void **state)
 	ike_keys_clear(&k);
 }
 
+/* AUTH and Child SA keys, computed here, against what strongSwan sent and logged */
+static void test_strongswan_auth_and_child(void **state)
+{
+	static uint8_t init_q[2048], init_r[2048], auth[2048];
+	size_t lq = testdata_load("strongswan-ike-sa-init-request.bin", init_q, sizeof(init_q));
+	size_t lr = testdata_load("strongswan-ike-sa-init-response.bin", init_r, sizeof(init_r));
+	struct ike_hdr h;
+	static struct ike_chain cq, cr, ca, in;
+	assert_int_equal(ike_parse(init_q, lq, &h, &cq), IKE_PERR_OK);
+	assert_int_equal(ike_parse(init_r, lr, &h, &cr), IKE_PERR_OK);
+	const struct ike_payload *ni = ike_find(&cq, IKE_PL_NONCE, 0), *nr = ike_find(&cr, IKE_PL_NONCE, 0);
+	struct ike_keys k;
+	derive(&k);
+	static const char psk[] = "baton-bench-only-psk";
+	const struct ike_sk_suite suite = {IKE_ENCR_AES_CBC, 128, IKE_INTEG_HMAC_SHA2_256_128};
+	for (int resp = 0; resp < 2; resp++) {
+		size_t la = testdata_load(resp ? "strongswan-ike-auth-response.bin" : "strongswan-ike-auth-request.bin", auth,
+					  sizeof(auth));
+		assert_int_equal(ike_parse(auth, la, &h, &ca), IKE_PERR_OK);
+		uint8_t first;
+		const uint8_t *inner;
+		size_t inner_len;
+		assert_int_equal(ike_sk_open(&suite, resp ? k.sk_er : k.sk_ei, resp ? k.sk_ar : k.sk_ai, auth, la,
+					     ike_find(&ca, IKE_PL_SK, 0), &first, &inner, &inner_len),
+				 0);
+		assert_int_equal(ike_parse_chain(first, inner, inner_len, &in), IKE_PERR_OK);
+		const struct ike_payload *id = ike_find(&in, resp ? IKE_PL_IDR : IKE_PL_IDI, 0);
+		struct ike_auth_payload au;
+		assert_int_equal(ike_parse_auth(ike_find(&in, IKE_PL_AUTH, 0), &au), IKE_PERR_OK);
+		uint8_t mine[32];
+		/* the initiator signs its IKE_SA_INIT request and Nr; the responder its response and Ni */
+		assert_int_equal(ike_auth_psk(IKE_PRF_HMAC_SHA2_256, (const uint8_t *)psk, sizeof(psk) - 1,
+					      resp ? init_r : init_q, resp ? lr : lq, resp ? ni->body : nr->body,
+					      resp ? ni->len : nr->len, resp ? k.sk_pr : k.sk_pi, id->body, id->len, mine),
+				 0);
+		assert_memory_equal(mine, au.data, 32);
+	}
+	/* the first Child SA's keys come from the IKE_SA_INIT nonces: AES-128-GCM, 16 + 4 bytes each way */
+	uint8_t ei[20], er[20], ai[1], ar[1], want[20];
+	assert_int_equal(ike_child_keymat(IKE_PRF_HMAC_SHA2_256, k.sk_d, NULL, 0, ni->body, ni->len, nr->body, nr->len,
+					  20, 0, ei, ai, er, ar),
+			 0);
+	FILE *f = testdata_open("strongswan-keymat.txt", "r");
+	char line[256];
+	while (fgets(line, sizeof(line), f)) {
+		bool is_i = !strncmp(line, "child_ei ", 9), is_r = !strncmp(line, "child_er ", 9);
+		if (!is_i && !is_r)
+			continue;
+		for (int i = 0; i < 20; i++)
+			sscanf(line + 9 + 2 * i, "%2hhx", &want[i]);
+		assert_memory_equal(is_i ? ei : er, want, 20);
+	}
+	fclose(f);
+	ike_keys_clear(&k);
+}
+
 static void test_seal_open(void **state)
 {
 	static const struct ike_sk_suite suites[] = {
@@ -141,6 +198,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strongswan_auth),
+		cmocka_unit_test(test_strongswan_auth_and_child),
 		cmocka_unit_test(test_seal_open),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
