@@ -1,0 +1,562 @@
+/* ike_exchange.c — IKE_SA_INIT and IKE_AUTH (pre-shared key, one Child SA) for both roles, as a
+ * pure function of the SA and the received message. Facts come from ike_msg.c; this file decides. */
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ike/ike_sa.h"
+
+#define NONCE_LEN 32
+#define AUTH_SHARED_KEY 2
+
+const char *ike_state_name(enum ike_state s)
+{
+	static const char *const n[] = {"idle", "init-sent", "auth-sent", "init-done", "established", "failed"};
+	return (unsigned)s < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
+}
+
+void ike_sa_init(struct ike_sa *sa, const struct ike_conf *conf, bool initiator, const struct ike_rng *rng)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->conf = *conf;
+	sa->initiator = initiator;
+	sa->rng = *rng;
+}
+
+void ike_sa_free(struct ike_sa *sa)
+{
+	ike_dh_free(sa->dh);
+	free(sa->init_i);
+	free(sa->init_r);
+	free(sa->last_resp);
+	OPENSSL_cleanse(sa, sizeof(*sa));
+}
+
+static int rnd(struct ike_sa *sa, void *buf, size_t len) { return sa->rng.fill(sa->rng.arg, buf, len); }
+
+static uint8_t *dup_bytes(const uint8_t *p, size_t n)
+{
+	uint8_t *d = malloc(n ? n : 1);
+	if (d)
+		memcpy(d, p, n);
+	return d;
+}
+
+static size_t fail(struct ike_sa *sa, uint16_t why)
+{
+	sa->state = IKE_ST_FAILED;
+	sa->error = why;
+	return 0;
+}
+
+/* --- proposals --------------------------------------------------------------------------------- */
+
+static void ike_proposal_of(const struct ike_sa *sa, struct ike_proposal *p, uint8_t num)
+{
+	memset(p, 0, sizeof(*p));
+	p->num = num, p->protocol = IKE_PROTO_IKE;
+	p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ENCR, sa->conf.ike.encr, sa->conf.ike.encr_bits};
+	p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_PRF, sa->conf.prf, 0};
+	if (sa->conf.ike.integ)
+		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_INTEG, sa->conf.ike.integ, 0};
+	p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_DH, sa->conf.dh, 0};
+}
+
+static void esp_proposal_of(const struct ike_sa *sa, struct ike_proposal *p, uint8_t num, uint32_t spi)
+{
+	memset(p, 0, sizeof(*p));
+	p->num = num, p->protocol = IKE_PROTO_ESP, p->spi_len = 4;
+	p->spi[0] = (uint8_t)(spi >> 24), p->spi[1] = (uint8_t)(spi >> 16), p->spi[2] = (uint8_t)(spi >> 8),
+	p->spi[3] = (uint8_t)spi;
+	p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ENCR, sa->conf.esp.encr, sa->conf.esp.encr_bits};
+	if (sa->conf.esp.integ)
+		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_INTEG, sa->conf.esp.integ, 0};
+	p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ESN, 0, 0};
+}
+
+static bool has(const struct ike_proposal *p, uint8_t type, uint16_t id, uint16_t bits)
+{
+	for (unsigned i = 0; i < p->n_tr; i++)
+		if (p->tr[i].type == type && p->tr[i].id == id && p->tr[i].key_bits == bits)
+			return true;
+	return false;
+}
+
+/* Is every transform type of `p` one we offer, and each of ours in it? (one proposal each side) */
+static bool matches(const struct ike_proposal *p, const struct ike_proposal *ours)
+{
+	for (unsigned i = 0; i < ours->n_tr; i++)
+		if (!has(p, ours->tr[i].type, ours->tr[i].id, ours->tr[i].key_bits))
+			return false;
+	for (unsigned i = 0; i < p->n_tr; i++) {
+		bool known = false;
+		for (unsigned j = 0; j < ours->n_tr; j++)
+			known |= ours->tr[j].type == p->tr[i].type;
+		if (!known && p->tr[i].type != IKE_TR_ESN)
+			return false; /* a transform type we did not plan for */
+	}
+	return true;
+}
+
+static const struct ike_proposal *choose(const struct ike_sa_payload *sa, const struct ike_proposal *ours)
+{
+	for (unsigned i = 0; i < sa->n; i++)
+		if (sa->prop[i].protocol == ours->protocol && matches(&sa->prop[i], ours))
+			return &sa->prop[i];
+	return NULL;
+}
+
+static uint32_t spi32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+/* --- traffic selectors ------------------------------------------------------------------------- */
+
+/* The intersection of two selector lists (RFC 7296 2.9 narrowing), into out. */
+static unsigned narrow(const struct bt_ts *a, unsigned na, const struct bt_ts *b, unsigned nb, struct bt_ts *out)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < na; i++)
+		for (unsigned j = 0; j < nb && n < BT_TS_MAX; j++) {
+			const struct bt_ts *x = &a[i], *y = &b[j];
+			if (x->lo.family != y->lo.family || (x->proto && y->proto && x->proto != y->proto))
+				continue;
+			struct bt_ts t = *x;
+			t.proto = x->proto ? x->proto : y->proto;
+			t.port_lo = x->port_lo > y->port_lo ? x->port_lo : y->port_lo;
+			t.port_hi = x->port_hi < y->port_hi ? x->port_hi : y->port_hi;
+			t.lo = bt_addr_cmp(&x->lo, &y->lo) > 0 ? x->lo : y->lo;
+			t.hi = bt_addr_cmp(&x->hi, &y->hi) < 0 ? x->hi : y->hi;
+			if (t.port_lo > t.port_hi || bt_addr_cmp(&t.lo, &t.hi) > 0)
+				continue;
+			out[n++] = t;
+		}
+	return n;
+}
+
+/* Is every selector of `sub` inside some selector of `sup`? */
+static bool subset(const struct bt_ts *sub, unsigned ns, const struct bt_ts *sup, unsigned nu)
+{
+	for (unsigned i = 0; i < ns; i++) {
+		bool in = false;
+		for (unsigned j = 0; j < nu && !in; j++)
+			in = sub[i].lo.family == sup[j].lo.family && (!sup[j].proto || sup[j].proto == sub[i].proto) &&
+			     sub[i].port_lo >= sup[j].port_lo && sub[i].port_hi <= sup[j].port_hi &&
+			     bt_addr_cmp(&sub[i].lo, &sup[j].lo) >= 0 && bt_addr_cmp(&sub[i].hi, &sup[j].hi) <= 0;
+		if (!in)
+			return false;
+	}
+	return ns > 0;
+}
+
+/* --- keys and AUTH ----------------------------------------------------------------------------- */
+
+static int derive_ike(struct ike_sa *sa, const uint8_t *peer_ke, size_t peer_ke_len)
+{
+	uint8_t g_ir[512];
+	size_t gl = sizeof(g_ir), el, il;
+	int rc = -1;
+	if (ike_sk_key_lens(&sa->conf.ike, &el, &il) == 0 && ike_dh_shared(sa->dh, peer_ke, peer_ke_len, g_ir, &gl) == 0)
+		rc = ike_derive(sa->conf.prf, il, el, sa->ni, sa->ni_len, sa->nr, sa->nr_len, sa->spi_i, sa->spi_r, g_ir,
+				gl, &sa->keys);
+	OPENSSL_cleanse(g_ir, sizeof(g_ir));
+	ike_dh_free(sa->dh); /* the exponent is not needed again */
+	sa->dh = NULL;
+	return rc;
+}
+
+static int derive_child(struct ike_sa *sa)
+{
+	struct ike_child *c = &sa->child;
+	if (ike_sk_key_lens(&sa->conf.esp, &c->encr_len, &c->integ_len) != 0)
+		return -1;
+	return ike_child_keymat(sa->conf.prf, sa->keys.sk_d, NULL, 0, sa->ni, sa->ni_len, sa->nr, sa->nr_len,
+				c->encr_len, c->integ_len, c->ei, c->ai, c->er, c->ar);
+}
+
+/* AUTH of one side: `initiator` says whose. id is the ID payload body. */
+static int auth_value(struct ike_sa *sa, bool initiator, const uint8_t *id, size_t id_len, uint8_t *out)
+{
+	return ike_auth_psk(sa->conf.prf, sa->conf.psk, sa->conf.psk_len, initiator ? sa->init_i : sa->init_r,
+			    initiator ? sa->init_i_len : sa->init_r_len, initiator ? sa->nr : sa->ni,
+			    initiator ? sa->nr_len : sa->ni_len, initiator ? sa->keys.sk_pi : sa->keys.sk_pr, id, id_len,
+			    out);
+}
+
+static size_t id_body(const struct ike_sa *sa, uint8_t *out)
+{
+	out[0] = sa->conf.id_type, out[1] = out[2] = out[3] = 0;
+	memcpy(out + 4, sa->conf.id, sa->conf.id_len);
+	return 4 + sa->conf.id_len;
+}
+
+static bool peer_id_ok(const struct ike_sa *sa, const struct ike_id_payload *id)
+{
+	return id->type == sa->conf.peer_id_type && id->len == sa->conf.peer_id_len &&
+	       !memcmp(id->data, sa->conf.peer_id, id->len);
+}
+
+/* Check the peer's ID and AUTH in a decrypted IKE_AUTH chain. Returns 0 or a notify type. */
+static uint16_t verify_peer(struct ike_sa *sa, const struct ike_chain *in)
+{
+	const struct ike_payload *idp = ike_find(in, sa->initiator ? IKE_PL_IDR : IKE_PL_IDI, 0);
+	const struct ike_payload *ap = ike_find(in, IKE_PL_AUTH, 0);
+	struct ike_id_payload id;
+	struct ike_auth_payload au;
+	uint8_t want[64];
+	if (!idp || !ap || ike_parse_id(idp, &id) || ike_parse_auth(ap, &au))
+		return IKE_N_INVALID_SYNTAX;
+	size_t pl = ike_prf_len(sa->conf.prf);
+	if (!peer_id_ok(sa, &id) || au.method != AUTH_SHARED_KEY || au.len != pl ||
+	    auth_value(sa, !sa->initiator, idp->body, idp->len, want) != 0 || CRYPTO_memcmp(want, au.data, pl) != 0)
+		return IKE_N_AUTHENTICATION_FAILED;
+	return 0;
+}
+
+/* --- messages ---------------------------------------------------------------------------------- */
+
+static struct ike_hdr hdr(const struct ike_sa *sa, uint8_t exchange, bool response, uint32_t id)
+{
+	return (struct ike_hdr){.spi_i = sa->spi_i, .spi_r = sa->spi_r, .exchange = exchange, .msg_id = id,
+				.flags = (uint8_t)((sa->initiator ? IKE_FLAG_INITIATOR : 0) | (response ? IKE_FLAG_RESPONSE : 0))};
+}
+
+static size_t seal(struct ike_sa *sa, const struct ike_hdr *h, struct ike_builder *chain, uint8_t *out, size_t cap)
+{
+	size_t cl = ike_build_end(chain);
+	if (!cl)
+		return 0;
+	const uint8_t *ke = sa->initiator ? sa->keys.sk_ei : sa->keys.sk_er;
+	const uint8_t *ka = sa->initiator ? sa->keys.sk_ai : sa->keys.sk_ar;
+	return ike_sk_seal(&sa->conf.ike, ke, ka, h, chain->first, chain->w.p, cl, out, cap);
+}
+
+/* An unencrypted IKE_SA_INIT error response (no IKE SA exists yet). */
+static size_t init_error(struct ike_sa *sa, const struct ike_hdr *req, uint16_t type, const void *data, size_t dlen,
+			 uint8_t *out, size_t cap)
+{
+	struct ike_builder b;
+	struct ike_hdr h = {.spi_i = req->spi_i, .exchange = IKE_SA_INIT, .flags = IKE_FLAG_RESPONSE};
+	ike_build_begin(&b, out, cap, &h);
+	ike_put_notify(&b, 0, NULL, 0, type, data, dlen);
+	sa->state = IKE_ST_FAILED;
+	sa->error = type;
+	return ike_build_end(&b);
+}
+
+size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap)
+{
+	uint8_t pub[512];
+	size_t pl = sizeof(pub);
+	struct ike_sa_payload sp = {.n = 1};
+	if (sa->state != IKE_ST_IDLE || !sa->initiator)
+		return 0;
+	do {
+		if (rnd(sa, &sa->spi_i, sizeof(sa->spi_i)))
+			return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	} while (!sa->spi_i);
+	sa->ni_len = NONCE_LEN;
+	if (rnd(sa, sa->ni, sa->ni_len) || !(sa->dh = ike_dh_new(sa->conf.dh)) || ike_dh_public(sa->dh, pub, &pl))
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	ike_proposal_of(sa, &sp.prop[0], 1);
+	struct ike_builder b;
+	struct ike_hdr h = hdr(sa, IKE_SA_INIT, false, 0);
+	ike_build_begin(&b, out, cap, &h);
+	ike_put_sa(&b, &sp);
+	ike_put_ke(&b, sa->conf.dh, pub, pl);
+	ike_put_raw(&b, IKE_PL_NONCE, sa->ni, sa->ni_len);
+	size_t len = ike_build_end(&b);
+	if (!len || !(sa->init_i = dup_bytes(out, len)))
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	sa->init_i_len = len;
+	sa->state = IKE_ST_INIT_SENT;
+	return len;
+}
+
+static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len, const struct ike_hdr *rh,
+			      const struct ike_chain *c, uint8_t *out, size_t cap)
+{
+	struct ike_sa_payload sp;
+	struct ike_ke_payload ke;
+	const struct ike_payload *sap = ike_find(c, IKE_PL_SA, 0), *kep = ike_find(c, IKE_PL_KE, 0),
+				 *np = ike_find(c, IKE_PL_NONCE, 0);
+	if (!sap || !kep || !np || ike_parse_sa(sap, &sp) || ike_parse_ke(kep, &ke) || np->len < 16 ||
+	    np->len > sizeof(sa->ni))
+		return init_error(sa, rh, IKE_N_INVALID_SYNTAX, NULL, 0, out, cap);
+	struct ike_proposal ours;
+	ike_proposal_of(sa, &ours, 1);
+	const struct ike_proposal *chosen = choose(&sp, &ours);
+	if (!chosen)
+		return init_error(sa, rh, IKE_N_NO_PROPOSAL_CHOSEN, NULL, 0, out, cap);
+	if (ke.group != sa->conf.dh) {
+		uint8_t g[2] = {(uint8_t)(sa->conf.dh >> 8), (uint8_t)sa->conf.dh};
+		return init_error(sa, rh, IKE_N_INVALID_KE_PAYLOAD, g, 2, out, cap);
+	}
+	sa->spi_i = rh->spi_i;
+	memcpy(sa->ni, np->body, np->len);
+	sa->ni_len = np->len;
+	sa->nr_len = NONCE_LEN;
+	uint8_t pub[512];
+	size_t pl = sizeof(pub);
+	do {
+		if (rnd(sa, &sa->spi_r, sizeof(sa->spi_r)))
+			return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	} while (!sa->spi_r);
+	if (rnd(sa, sa->nr, sa->nr_len) || !(sa->dh = ike_dh_new(sa->conf.dh)) || ike_dh_public(sa->dh, pub, &pl) ||
+	    derive_ike(sa, ke.data, ke.len) != 0)
+		return init_error(sa, rh, IKE_N_INVALID_KE_PAYLOAD, NULL, 0, out, cap);
+	struct ike_sa_payload reply = {.n = 1};
+	ike_proposal_of(sa, &reply.prop[0], chosen->num);
+	struct ike_builder b;
+	struct ike_hdr h = hdr(sa, IKE_SA_INIT, true, 0);
+	ike_build_begin(&b, out, cap, &h);
+	ike_put_sa(&b, &reply);
+	ike_put_ke(&b, sa->conf.dh, pub, pl);
+	ike_put_raw(&b, IKE_PL_NONCE, sa->nr, sa->nr_len);
+	size_t olen = ike_build_end(&b);
+	if (!olen || !(sa->init_i = dup_bytes(msg, len)) || !(sa->init_r = dup_bytes(out, olen)))
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	sa->init_i_len = len, sa->init_r_len = olen;
+	sa->next_recv_id = 1;
+	sa->state = IKE_ST_INIT_DONE;
+	return olen;
+}
+
+static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len, const struct ike_hdr *rh,
+			       const struct ike_chain *c, uint8_t *out, size_t cap)
+{
+	struct ike_notify_payload n;
+	for (unsigned i = 0; ike_find(c, IKE_PL_NOTIFY, i); i++)
+		if (ike_parse_notify(ike_find(c, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK && n.type < 16384)
+			return fail(sa, n.type); /* NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, ... */
+	struct ike_sa_payload sp;
+	struct ike_ke_payload ke;
+	const struct ike_payload *sap = ike_find(c, IKE_PL_SA, 0), *kep = ike_find(c, IKE_PL_KE, 0),
+				 *np = ike_find(c, IKE_PL_NONCE, 0);
+	struct ike_proposal ours;
+	ike_proposal_of(sa, &ours, 1);
+	if (!sap || !kep || !np || ike_parse_sa(sap, &sp) || sp.n != 1 || !matches(&sp.prop[0], &ours) ||
+	    ike_parse_ke(kep, &ke) || ke.group != sa->conf.dh || np->len < 16 || np->len > sizeof(sa->nr) || !rh->spi_r)
+		return fail(sa, IKE_N_INVALID_SYNTAX);
+	sa->spi_r = rh->spi_r;
+	memcpy(sa->nr, np->body, np->len);
+	sa->nr_len = np->len;
+	if (!(sa->init_r = dup_bytes(msg, len)))
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	sa->init_r_len = len;
+	if (derive_ike(sa, ke.data, ke.len) != 0)
+		return fail(sa, IKE_N_INVALID_KE_PAYLOAD);
+
+	/* IKE_AUTH request: IDi, AUTH, SA (ESP), TSi, TSr */
+	uint8_t idb[68], auth[64], chain[2048];
+	size_t il = id_body(sa, idb);
+	uint32_t spi;
+	if (rnd(sa, &spi, sizeof(spi)) || auth_value(sa, true, idb, il, auth))
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	spi |= 0xc0000000u; /* stay clear of the reserved 1..255 */
+	sa->child.spi_i = spi;
+	struct ike_sa_payload esp = {.n = 1};
+	esp_proposal_of(sa, &esp.prop[0], 1, spi);
+	struct ike_builder b;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	ike_put_id(&b, IKE_PL_IDI, sa->conf.id_type, sa->conf.id, sa->conf.id_len);
+	ike_build_payload(&b, IKE_PL_AUTH, false);
+	wbuf_u8(&b.w, AUTH_SHARED_KEY);
+	wbuf_u8(&b.w, 0);
+	wbuf_u16(&b.w, 0);
+	wbuf_bytes(&b.w, auth, ike_prf_len(sa->conf.prf));
+	ike_put_sa(&b, &esp);
+	ike_put_ts(&b, IKE_PL_TSI, sa->conf.local_ts, sa->conf.n_local_ts);
+	ike_put_ts(&b, IKE_PL_TSR, sa->conf.remote_ts, sa->conf.n_remote_ts);
+	struct ike_hdr h = hdr(sa, IKE_AUTH, false, 1);
+	size_t olen = seal(sa, &h, &b, out, cap);
+	if (!olen)
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	sa->next_send_id = 1;
+	sa->state = IKE_ST_AUTH_SENT;
+	return olen;
+}
+
+/* Decrypt the SK payload of a message for this SA (from the peer's direction). */
+static int open_sk(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c, struct ike_chain *in)
+{
+	const struct ike_payload *sk = ike_find(c, IKE_PL_SK, 0);
+	uint8_t first;
+	const uint8_t *inner;
+	size_t inner_len;
+	const uint8_t *ke = sa->initiator ? sa->keys.sk_er : sa->keys.sk_ei;
+	const uint8_t *ka = sa->initiator ? sa->keys.sk_ar : sa->keys.sk_ai;
+	if (!sk || ike_sk_open(&sa->conf.ike, ke, ka, msg, len, sk, &first, &inner, &inner_len) != 0)
+		return -1;
+	return ike_parse_chain(first, inner, inner_len, in) == IKE_PERR_OK ? 0 : -1;
+}
+
+static size_t auth_error(struct ike_sa *sa, uint16_t type, uint8_t *out, size_t cap)
+{
+	uint8_t chain[64];
+	struct ike_builder b;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	ike_put_notify(&b, 0, NULL, 0, type, NULL, 0);
+	struct ike_hdr h = hdr(sa, IKE_AUTH, true, 1);
+	size_t len = seal(sa, &h, &b, out, cap);
+	sa->state = IKE_ST_FAILED;
+	sa->error = type;
+	return len;
+}
+
+static size_t cache(struct ike_sa *sa, const uint8_t *out, size_t len, uint32_t id)
+{
+	free(sa->last_resp);
+	sa->last_resp = dup_bytes(out, len);
+	sa->last_resp_len = sa->last_resp ? len : 0;
+	sa->last_resp_id = id;
+	return len;
+}
+
+static size_t on_auth_request(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c, uint8_t *out,
+			      size_t cap)
+{
+	struct ike_chain in;
+	if (open_sk(sa, msg, len, c, &in) != 0)
+		return 0; /* not authentic: dropped, the SA is unchanged */
+	uint16_t err = verify_peer(sa, &in);
+	if (err)
+		return cache(sa, out, auth_error(sa, err, out, cap), 1);
+	struct ike_sa_payload sp;
+	struct ike_ts_payload tsi, tsr;
+	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0), *ip = ike_find(&in, IKE_PL_TSI, 0),
+				 *rp = ike_find(&in, IKE_PL_TSR, 0);
+	if (!sap || !ip || !rp || ike_parse_sa(sap, &sp) || ike_parse_ts(ip, &tsi) || ike_parse_ts(rp, &tsr))
+		return cache(sa, out, auth_error(sa, IKE_N_INVALID_SYNTAX, out, cap), 1);
+	struct ike_proposal ours;
+	esp_proposal_of(sa, &ours, 1, 0);
+	const struct ike_proposal *chosen = choose(&sp, &ours);
+	if (!chosen || chosen->spi_len != 4)
+		return cache(sa, out, auth_error(sa, IKE_N_NO_PROPOSAL_CHOSEN, out, cap), 1);
+	struct ike_child *ch = &sa->child;
+	/* the initiator's TSi is its side, our remote side; TSr ours */
+	ch->n_ts_i = (uint8_t)narrow(tsi.ts, tsi.n, sa->conf.remote_ts, sa->conf.n_remote_ts, ch->ts_i);
+	ch->n_ts_r = (uint8_t)narrow(tsr.ts, tsr.n, sa->conf.local_ts, sa->conf.n_local_ts, ch->ts_r);
+	if (!ch->n_ts_i || !ch->n_ts_r)
+		return cache(sa, out, auth_error(sa, IKE_N_TS_UNACCEPTABLE, out, cap), 1);
+	ch->spi_i = spi32(chosen->spi);
+	uint32_t spi;
+	uint8_t idb[68], auth[64], chain[2048];
+	size_t il = id_body(sa, idb);
+	if (rnd(sa, &spi, sizeof(spi)) || derive_child(sa) || auth_value(sa, false, idb, il, auth))
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	ch->spi_r = spi | 0xc0000000u;
+	struct ike_sa_payload esp = {.n = 1};
+	esp_proposal_of(sa, &esp.prop[0], chosen->num, ch->spi_r);
+	struct ike_builder b;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	ike_put_id(&b, IKE_PL_IDR, sa->conf.id_type, sa->conf.id, sa->conf.id_len);
+	ike_build_payload(&b, IKE_PL_AUTH, false);
+	wbuf_u8(&b.w, AUTH_SHARED_KEY);
+	wbuf_u8(&b.w, 0);
+	wbuf_u16(&b.w, 0);
+	wbuf_bytes(&b.w, auth, ike_prf_len(sa->conf.prf));
+	ike_put_sa(&b, &esp);
+	ike_put_ts(&b, IKE_PL_TSI, ch->ts_i, ch->n_ts_i);
+	ike_put_ts(&b, IKE_PL_TSR, ch->ts_r, ch->n_ts_r);
+	struct ike_hdr h = hdr(sa, IKE_AUTH, true, 1);
+	size_t olen = seal(sa, &h, &b, out, cap);
+	if (!olen)
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	sa->next_recv_id = 2;
+	sa->child_ready = true;
+	sa->state = IKE_ST_ESTABLISHED;
+	return cache(sa, out, olen, 1);
+}
+
+static size_t on_auth_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c)
+{
+	struct ike_chain in;
+	if (open_sk(sa, msg, len, c, &in) != 0)
+		return 0;
+	struct ike_notify_payload n;
+	for (unsigned i = 0; ike_find(&in, IKE_PL_NOTIFY, i); i++)
+		if (ike_parse_notify(ike_find(&in, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK && n.type < 16384)
+			return fail(sa, n.type);
+	uint16_t err = verify_peer(sa, &in);
+	if (err)
+		return fail(sa, err);
+	struct ike_sa_payload sp;
+	struct ike_ts_payload tsi, tsr;
+	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0), *ip = ike_find(&in, IKE_PL_TSI, 0),
+				 *rp = ike_find(&in, IKE_PL_TSR, 0);
+	struct ike_proposal ours;
+	esp_proposal_of(sa, &ours, 1, 0);
+	if (!sap || !ip || !rp || ike_parse_sa(sap, &sp) || sp.n != 1 || !matches(&sp.prop[0], &ours) ||
+	    sp.prop[0].spi_len != 4 || ike_parse_ts(ip, &tsi) || ike_parse_ts(rp, &tsr))
+		return fail(sa, IKE_N_INVALID_SYNTAX);
+	/* the responder may only narrow what we proposed */
+	if (!subset(tsi.ts, tsi.n, sa->conf.local_ts, sa->conf.n_local_ts) ||
+	    !subset(tsr.ts, tsr.n, sa->conf.remote_ts, sa->conf.n_remote_ts))
+		return fail(sa, IKE_N_TS_UNACCEPTABLE);
+	struct ike_child *ch = &sa->child;
+	ch->spi_r = spi32(sp.prop[0].spi);
+	memcpy(ch->ts_i, tsi.ts, tsi.n * sizeof(tsi.ts[0]));
+	memcpy(ch->ts_r, tsr.ts, tsr.n * sizeof(tsr.ts[0]));
+	ch->n_ts_i = (uint8_t)tsi.n, ch->n_ts_r = (uint8_t)tsr.n;
+	if (derive_child(sa))
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	sa->next_send_id = 2;
+	sa->child_ready = true;
+	sa->state = IKE_ST_ESTABLISHED;
+	return 0;
+}
+
+size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *out, size_t cap)
+{
+	struct ike_hdr h;
+	static __thread struct ike_chain c;
+	uint8_t *copy;
+	size_t r = 0;
+	if (len > IKE_MSG_MAX || ike_parse(msg, len, &h, &c) != IKE_PERR_OK)
+		return 0;
+	bool response = h.flags & IKE_FLAG_RESPONSE;
+	/* the message must come from the other role, for this SA */
+	if (!!(h.flags & IKE_FLAG_INITIATOR) == sa->initiator || response != sa->initiator)
+		return 0;
+	if (sa->state != IKE_ST_IDLE && h.spi_i != sa->spi_i)
+		return 0;
+	/* a retransmitted request gets the cached response, unchanged */
+	if (!response && sa->last_resp && h.msg_id == sa->last_resp_id && h.spi_r == sa->spi_r) {
+		if (sa->last_resp_len > cap)
+			return 0;
+		memcpy(out, sa->last_resp, sa->last_resp_len);
+		return sa->last_resp_len;
+	}
+	copy = dup_bytes(msg, len); /* decryption works in place */
+	if (!copy)
+		return 0;
+	/* re-parse the copy so payload pointers point into it */
+	if (ike_parse(copy, len, &h, &c) != IKE_PERR_OK)
+		goto out;
+	if (c.unsupported_critical) {
+		r = 0; /* (an error notify comes with the full engine) */
+		goto out;
+	}
+	switch (sa->state) {
+	case IKE_ST_IDLE:
+		if (h.exchange == IKE_SA_INIT && !response && h.msg_id == 0 && !h.spi_r)
+			r = on_init_request(sa, copy, len, &h, &c, out, cap);
+		break;
+	case IKE_ST_INIT_SENT:
+		if (h.exchange == IKE_SA_INIT && response && h.msg_id == 0)
+			r = on_init_response(sa, copy, len, &h, &c, out, cap);
+		break;
+	case IKE_ST_INIT_DONE:
+		if (h.exchange == IKE_AUTH && !response && h.msg_id == sa->next_recv_id && h.spi_r == sa->spi_r)
+			r = on_auth_request(sa, copy, len, &c, out, cap);
+		break;
+	case IKE_ST_AUTH_SENT:
+		if (h.exchange == IKE_AUTH && response && h.msg_id == 1 && h.spi_r == sa->spi_r)
+			r = on_auth_response(sa, copy, len, &c);
+		break;
+	default:
+		break;
+	}
+out:
+	free(copy);
+	return r;
+}

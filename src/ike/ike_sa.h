@@ -1,0 +1,91 @@
+/* ike_sa.h — the IKE SA as the exchange engine keeps it, and the engine's interface.
+ *
+ * The engine is pure: it takes a received message (and randomness through a callback) and returns
+ * the message to send and what changed; it opens no socket and arms no timer. This first slice does
+ * IKE_SA_INIT and IKE_AUTH with a pre-shared key and one Child SA, both roles. The record is the
+ * start of the session context that transfer and HA will serialise.
+ */
+#ifndef BT_IKE_SA_H
+#define BT_IKE_SA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ike/ike_dh.h"
+#include "ike/ike_keys.h"
+#include "ike/ike_msg.h"
+#include "ike/ike_sk.h"
+
+enum ike_state {
+	IKE_ST_IDLE = 0,
+	IKE_ST_INIT_SENT,     /* initiator: IKE_SA_INIT request out */
+	IKE_ST_AUTH_SENT,     /* initiator: IKE_AUTH request out */
+	IKE_ST_INIT_DONE,     /* responder: IKE_SA_INIT answered, waiting for IKE_AUTH */
+	IKE_ST_ESTABLISHED,
+	IKE_ST_FAILED,
+};
+const char *ike_state_name(enum ike_state s);
+
+/* What one side asks for (a connection and its child, reduced to what this slice needs). */
+struct ike_conf {
+	struct ike_sk_suite ike;   /* IKE SA encryption/integrity */
+	uint16_t prf, dh;
+	struct ike_sk_suite esp;   /* the Child SA's ESP transforms (same registry values) */
+	uint8_t psk[128];
+	size_t psk_len;
+	uint8_t id_type;           /* ike_id_type */
+	uint8_t id[64];
+	size_t id_len;
+	uint8_t peer_id_type;
+	uint8_t peer_id[64];
+	size_t peer_id_len;
+	struct bt_ts local_ts[BT_TS_MAX], remote_ts[BT_TS_MAX];
+	uint8_t n_local_ts, n_remote_ts;
+};
+
+struct ike_rng {
+	int (*fill)(void *arg, uint8_t *buf, size_t len); /* 0 on success */
+	void *arg;
+};
+
+/* The Child SA that IKE_AUTH established: SPIs as each side chose them for its inbound SA. */
+struct ike_child {
+	uint32_t spi_i, spi_r;       /* initiator's inbound SPI, responder's inbound SPI */
+	uint8_t ei[IKE_KEY_MAX + 4], ai[IKE_KEY_MAX], er[IKE_KEY_MAX + 4], ar[IKE_KEY_MAX];
+	size_t encr_len, integ_len;
+	struct bt_ts ts_i[BT_TS_MAX], ts_r[BT_TS_MAX]; /* as agreed: initiator's side, responder's side */
+	uint8_t n_ts_i, n_ts_r;
+};
+
+struct ike_sa {
+	enum ike_state state;
+	bool initiator;
+	uint64_t spi_i, spi_r;
+	struct ike_conf conf;
+	struct ike_dh *dh;
+	uint8_t ni[64], nr[64];
+	size_t ni_len, nr_len;
+	uint8_t *init_i, *init_r;    /* both IKE_SA_INIT messages, signed by AUTH */
+	size_t init_i_len, init_r_len;
+	struct ike_keys keys;
+	uint32_t next_send_id, next_recv_id;
+	uint8_t *last_resp;          /* cached response for retransmitted requests */
+	size_t last_resp_len;
+	uint32_t last_resp_id;
+	struct ike_child child;
+	bool child_ready;
+	uint16_t error;              /* notify type that failed the SA, 0 = none */
+	struct ike_rng rng;
+};
+
+void ike_sa_init(struct ike_sa *sa, const struct ike_conf *conf, bool initiator, const struct ike_rng *rng);
+void ike_sa_free(struct ike_sa *sa); /* zeroes keys, frees buffers (not sa itself) */
+
+/* Initiator: the IKE_SA_INIT request. Returns its length in out, 0 on failure. */
+size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* Process a received message for this SA. Returns the length of the message to send in out (0 if
+ * none); the SA's state, child and error say what happened. */
+size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *out, size_t cap);
+
+#endif

@@ -1,0 +1,245 @@
+/* test_ike_exchange.c — IKE_SA_INIT and IKE_AUTH between an initiator and a responder engine in one
+ * process: the SA and its Child SA come up with matching keys, SPIs and narrowed selectors; a wrong
+ * PSK, a wrong identity, no common proposal or group, disjoint selectors each fail the way
+ * RFC 7296 says; a retransmitted request gets the same response; a forged message changes nothing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "ike/ike_sa.h"
+#include "testdata.h"
+
+/* Injected randomness: deterministic, so runs repeat (DH exponents come from OpenSSL). */
+static int xorshift(void *arg, uint8_t *buf, size_t len)
+{
+	uint64_t *s = arg;
+	for (size_t i = 0; i < len; i++) {
+		*s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+		buf[i] = (uint8_t)*s;
+	}
+	return 0;
+}
+
+static void conf(struct ike_conf *c, bool initiator)
+{
+	char err[64];
+	memset(c, 0, sizeof(*c));
+	c->ike = (struct ike_sk_suite){IKE_ENCR_AES_CBC, 128, IKE_INTEG_HMAC_SHA2_256_128};
+	c->prf = IKE_PRF_HMAC_SHA2_256;
+	c->dh = IKE_DH_X25519;
+	c->esp = (struct ike_sk_suite){IKE_ENCR_AES_GCM_16, 128, IKE_INTEG_NONE};
+	memcpy(c->psk, "a shared secret", 15);
+	c->psk_len = 15;
+	static const uint8_t a[4] = {172, 16, 0, 1}, b[4] = {172, 16, 0, 2};
+	c->id_type = c->peer_id_type = IKE_ID_IPV4;
+	memcpy(c->id, initiator ? a : b, 4), c->id_len = 4;
+	memcpy(c->peer_id, initiator ? b : a, 4), c->peer_id_len = 4;
+	bt_ts_parse(initiator ? "10.1.0.0/16" : "10.2.0.0/24", &c->local_ts[0], err, sizeof(err));
+	bt_ts_parse(initiator ? "10.2.0.0/16" : "10.1.0.0/24", &c->remote_ts[0], err, sizeof(err));
+	c->n_local_ts = c->n_remote_ts = 1;
+}
+
+struct pair {
+	struct ike_sa i, r;
+	uint64_t si, sr;
+	uint8_t m1[4096], m2[4096], m3[4096], m4[4096];
+	size_t l1, l2, l3, l4;
+};
+
+static void run(struct pair *p, const struct ike_conf *ci, const struct ike_conf *cr)
+{
+	p->si = 0x1234567, p->sr = 0x7654321;
+	struct ike_rng ri = {xorshift, &p->si}, rr = {xorshift, &p->sr};
+	ike_sa_init(&p->i, ci, true, &ri);
+	ike_sa_init(&p->r, cr, false, &rr);
+	p->l1 = ike_start(&p->i, p->m1, sizeof(p->m1));
+	assert_true(p->l1 > 0);
+	p->l2 = ike_process(&p->r, p->m1, p->l1, p->m2, sizeof(p->m2));
+	p->l3 = p->l2 ? ike_process(&p->i, p->m2, p->l2, p->m3, sizeof(p->m3)) : 0;
+	p->l4 = p->l3 ? ike_process(&p->r, p->m3, p->l3, p->m4, sizeof(p->m4)) : 0;
+	if (p->l4)
+		assert_int_equal(ike_process(&p->i, p->m4, p->l4, p->m1, sizeof(p->m1)), 0);
+}
+
+static void done(struct pair *p)
+{
+	ike_sa_free(&p->i);
+	ike_sa_free(&p->r);
+}
+
+static void test_established(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	conf(&ci, true), conf(&cr, false);
+	run(&p, &ci, &cr);
+	assert_string_equal(ike_state_name(p.i.state), "established");
+	assert_string_equal(ike_state_name(p.r.state), "established");
+	assert_int_equal(p.i.spi_r, p.r.spi_r);
+	assert_memory_equal(p.i.keys.sk_d, p.r.keys.sk_d, 32);
+	assert_memory_equal(p.i.keys.sk_ei, p.r.keys.sk_ei, 16);
+	/* the Child SA: same SPIs and keys on both ends */
+	assert_true(p.i.child_ready && p.r.child_ready);
+	assert_int_equal(p.i.child.spi_i, p.r.child.spi_i);
+	assert_int_equal(p.i.child.spi_r, p.r.child.spi_r);
+	assert_int_equal(p.i.child.encr_len, 20);
+	assert_memory_equal(p.i.child.ei, p.r.child.ei, 20);
+	assert_memory_equal(p.i.child.er, p.r.child.er, 20);
+	assert_memory_not_equal(p.i.child.ei, p.i.child.er, 20);
+	/* narrowed: the initiator asked 10.1/16 <-> 10.2/16, the responder allows 10.1/24 <-> 10.2/24 */
+	char buf[64];
+	assert_string_equal(bt_ts_str(&p.i.child.ts_i[0], buf, sizeof(buf)), "10.1.0.0/24");
+	assert_string_equal(bt_ts_str(&p.i.child.ts_r[0], buf, sizeof(buf)), "10.2.0.0/24");
+	/* the IKE_AUTH request again (a retransmission): the very same response */
+	uint8_t again[4096];
+	size_t la = ike_process(&p.r, p.m3, p.l3, again, sizeof(again));
+	assert_int_equal(la, p.l4);
+	assert_memory_equal(again, p.m4, la);
+	done(&p);
+}
+
+static void test_suites(void **state)
+{
+	static const struct {
+		struct ike_sk_suite ike;
+		uint16_t prf, dh;
+		struct ike_sk_suite esp;
+	} v[] = {
+		{{IKE_ENCR_AES_GCM_16, 256, 0}, IKE_PRF_HMAC_SHA2_384, IKE_DH_ECP384, {IKE_ENCR_AES_CBC, 256, IKE_INTEG_HMAC_SHA2_512_256}},
+		{{IKE_ENCR_CHACHA20_POLY1305, 0, 0}, IKE_PRF_HMAC_SHA2_512, IKE_DH_ECP256, {IKE_ENCR_CHACHA20_POLY1305, 0, 0}},
+		{{IKE_ENCR_AES_CBC, 256, IKE_INTEG_HMAC_SHA2_384_192}, IKE_PRF_HMAC_SHA2_256, IKE_DH_MODP2048, {IKE_ENCR_AES_GCM_16, 256, 0}},
+	};
+	for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++) {
+		static struct pair p;
+		struct ike_conf ci, cr;
+		conf(&ci, true), conf(&cr, false);
+		ci.ike = cr.ike = v[k].ike;
+		ci.prf = cr.prf = v[k].prf;
+		ci.dh = cr.dh = v[k].dh;
+		ci.esp = cr.esp = v[k].esp;
+		run(&p, &ci, &cr);
+		assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+		assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
+		assert_memory_equal(p.i.child.ei, p.r.child.ei, p.i.child.encr_len);
+		assert_memory_equal(p.i.child.ar, p.r.child.ar, p.i.child.integ_len);
+		done(&p);
+	}
+}
+
+static void test_failures(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+
+	conf(&ci, true), conf(&cr, false);
+	memcpy(cr.psk, "another secret!", 15);
+	run(&p, &ci, &cr);
+	assert_int_equal(p.r.error, IKE_N_AUTHENTICATION_FAILED);
+	assert_int_equal(p.i.error, IKE_N_AUTHENTICATION_FAILED); /* told in the encrypted response */
+	assert_false(p.i.child_ready || p.r.child_ready);
+	done(&p);
+
+	conf(&ci, true), conf(&cr, false);
+	cr.peer_id[3] = 9; /* expects someone else */
+	run(&p, &ci, &cr);
+	assert_int_equal(p.r.error, IKE_N_AUTHENTICATION_FAILED);
+	done(&p);
+
+	conf(&ci, true), conf(&cr, false);
+	cr.ike.encr_bits = 256;
+	run(&p, &ci, &cr);
+	assert_int_equal(p.r.error, IKE_N_NO_PROPOSAL_CHOSEN);
+	assert_int_equal(p.i.error, IKE_N_NO_PROPOSAL_CHOSEN);
+	done(&p);
+
+	conf(&ci, true), conf(&cr, false);
+	cr.dh = IKE_DH_ECP256;
+	cr.ike = ci.ike;
+	run(&p, &ci, &cr);
+	/* the initiator offered one group only, and not the responder's: no proposal can be chosen
+	 * (INVALID_KE_PAYLOAD is for a group that was offered but not sent in KE) */
+	assert_int_equal(p.r.error, IKE_N_NO_PROPOSAL_CHOSEN);
+	assert_int_equal(p.i.error, IKE_N_NO_PROPOSAL_CHOSEN);
+	done(&p);
+
+	conf(&ci, true), conf(&cr, false);
+	cr.esp.encr = IKE_ENCR_AES_CBC, cr.esp.integ = IKE_INTEG_HMAC_SHA2_256_128;
+	run(&p, &ci, &cr);
+	assert_int_equal(p.i.error, IKE_N_NO_PROPOSAL_CHOSEN);
+	done(&p);
+
+	conf(&ci, true), conf(&cr, false);
+	char err[64];
+	bt_ts_parse("10.9.0.0/24", &cr.local_ts[0], err, sizeof(err));
+	run(&p, &ci, &cr);
+	assert_int_equal(p.i.error, IKE_N_TS_UNACCEPTABLE);
+	done(&p);
+}
+
+static void test_forgery(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	conf(&ci, true), conf(&cr, false);
+	uint64_t si = 1, sr = 2;
+	struct ike_rng ri = {xorshift, &si}, rr = {xorshift, &sr};
+	ike_sa_init(&p.i, &ci, true, &ri);
+	ike_sa_init(&p.r, &cr, false, &rr);
+	p.l1 = ike_start(&p.i, p.m1, sizeof(p.m1));
+	p.l2 = ike_process(&p.r, p.m1, p.l1, p.m2, sizeof(p.m2));
+	p.l3 = ike_process(&p.i, p.m2, p.l2, p.m3, sizeof(p.m3));
+	/* every bit flipped in turn in the IKE_AUTH request: nothing answers, nothing changes */
+	for (size_t i = IKE_HDR_LEN; i < p.l3; i += 7) {
+		p.m3[i] ^= 0x10;
+		assert_int_equal(ike_process(&p.r, p.m3, p.l3, p.m4, sizeof(p.m4)), 0);
+		assert_int_equal(p.r.state, IKE_ST_INIT_DONE);
+		p.m3[i] ^= 0x10;
+	}
+	/* truncations */
+	for (size_t l = 0; l < p.l3; l++)
+		assert_int_equal(ike_process(&p.r, p.m3, l, p.m4, sizeof(p.m4)), 0);
+	assert_true(ike_process(&p.r, p.m3, p.l3, p.m4, sizeof(p.m4)) > 0);
+	assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
+	done(&p);
+}
+
+static void test_strongswan_request(void **state)
+{
+	/* strongSwan 5.9.8's own IKE_SA_INIT request (aes128-sha256-ecp256): our responder accepts it */
+	static uint8_t req[2048], resp[4096];
+	size_t len = testdata_load("strongswan-ike-sa-init-request.bin", req, sizeof(req));
+	struct ike_conf cr;
+	conf(&cr, false);
+	cr.dh = IKE_DH_ECP256;
+	uint64_t s = 5;
+	struct ike_rng rr = {xorshift, &s};
+	static struct ike_sa r;
+	ike_sa_init(&r, &cr, false, &rr);
+	size_t rl = ike_process(&r, req, len, resp, sizeof(resp));
+	assert_true(rl > 0);
+	assert_int_equal(r.state, IKE_ST_INIT_DONE);
+	struct ike_hdr h;
+	static struct ike_chain c;
+	struct ike_sa_payload sa;
+	assert_int_equal(ike_parse(resp, rl, &h, &c), IKE_PERR_OK);
+	assert_int_equal(h.flags, IKE_FLAG_RESPONSE);
+	assert_int_equal(ike_parse_sa(ike_find(&c, IKE_PL_SA, 0), &sa), IKE_PERR_OK);
+	assert_int_equal(sa.prop[0].n_tr, 4);
+	assert_non_null(ike_find(&c, IKE_PL_KE, 0));
+	ike_sa_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_established),
+		cmocka_unit_test(test_suites),
+		cmocka_unit_test(test_failures),
+		cmocka_unit_test(test_forgery),
+		cmocka_unit_test(test_strongswan_request),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
