@@ -1,6 +1,7 @@
 # testbed.sh — a bash library for namespace test beds: source it, then call its functions.
 #
-#   tb_init TAG            names namespaces bt-TAG-{h1,g1,g2,h2}; sets a cleanup trap (EXIT INT TERM)
+#   tb_init TAG            names namespaces bt-TAG-ID-{h1,g1,g2,h2} (ID unique to this run, so beds
+#                          of parallel runs never collide); sets a cleanup trap (EXIT INT TERM)
 #   tb_topology [v6]       host1 — gw1 ==== gw2 — host2 (veth), addresses below, forwarding on
 #   tb_conf GW FILE        write a batond config for GW (g1|g2) to FILE from $TB_* variables
 #   tb_start GW FILE       start batond in GW's namespace; waits for its socket and TUN; routes
@@ -22,7 +23,8 @@ tb_bins() {
 }
 
 tb_init() {
-  TB_TAG=$1
+  TB_ID=$(printf '%05x' $(( ($$ * 7919 + RANDOM) % 1048576 )))
+  TB_TAG=$1-$TB_ID
   TB_DIR=$(mktemp -d "/tmp/bt-$TB_TAG.XXXXXX")
   TB_PIDS=()
   declare -gA TB_DAEMON=()
@@ -59,7 +61,7 @@ tb_topology() {
     tb_nsx $n ip link set lo up
   done
   # veth names must be unique machine-wide while they exist in the root namespace
-  local t=${TB_TAG:0:5}
+  local t=$TB_ID
   ip link add "bt$t-a" type veth peer name "bt$t-b"
   ip link set "bt$t-a" netns "$(tb_ns h1)"; ip link set "bt$t-b" netns "$(tb_ns g1)"
   ip link add "bt$t-c" type veth peer name "bt$t-d"
