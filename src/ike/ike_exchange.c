@@ -229,6 +229,30 @@ static size_t seal(struct ike_sa *sa, const struct ike_hdr *h, struct ike_builde
 	return ike_sk_seal(&sa->conf.ike, ke, ka, h, chain->first, chain->w.p, cl, out, cap);
 }
 
+/* The IKE_AUTH message of our side: our ID, AUTH, the ESP proposal with our inbound SPI, TSi and
+ * TSr; a request from the initiator, the response from the responder. Returns its length or 0. */
+static size_t auth_message(struct ike_sa *sa, uint8_t prop_num, uint32_t spi, const struct bt_ts *tsi, unsigned ni,
+			   const struct bt_ts *tsr, unsigned nr, uint8_t *out, size_t cap)
+{
+	uint8_t idb[68], auth[64], chain[2048];
+	size_t il = id_body(sa, idb);
+	if (auth_value(sa, sa->initiator, idb, il, auth) != 0)
+		return 0;
+	struct ike_sa_payload esp = {.n = 1};
+	esp_proposal_of(sa, &esp.prop[0], prop_num, spi);
+	struct ike_builder b;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	ike_put_id(&b, sa->initiator ? IKE_PL_IDI : IKE_PL_IDR, sa->conf.id_type, sa->conf.id, sa->conf.id_len);
+	ike_put_auth(&b, AUTH_SHARED_KEY, auth, ike_prf_len(sa->conf.prf));
+	ike_put_sa(&b, &esp);
+	ike_put_ts(&b, IKE_PL_TSI, tsi, ni);
+	ike_put_ts(&b, IKE_PL_TSR, tsr, nr);
+	struct ike_hdr h = hdr(sa, IKE_AUTH, !sa->initiator, 1);
+	size_t len = seal(sa, &h, &b, out, cap);
+	OPENSSL_cleanse(auth, sizeof(auth));
+	return len;
+}
+
 /* An unencrypted IKE_SA_INIT error response (no IKE SA exists yet). */
 static size_t init_error(struct ike_sa *sa, const struct ike_hdr *req, uint16_t type, const void *data, size_t dlen,
 			 uint8_t *out, size_t cap)
@@ -346,28 +370,13 @@ static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len
 		return fail(sa, IKE_N_INVALID_KE_PAYLOAD);
 
 	/* IKE_AUTH request: IDi, AUTH, SA (ESP), TSi, TSr */
-	uint8_t idb[68], auth[64], chain[2048];
-	size_t il = id_body(sa, idb);
 	uint32_t spi;
-	if (rnd(sa, &spi, sizeof(spi)) || auth_value(sa, true, idb, il, auth))
+	if (rnd(sa, &spi, sizeof(spi)))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	spi |= 0xc0000000u; /* stay clear of the reserved 1..255 */
 	sa->child.spi_i = spi;
-	struct ike_sa_payload esp = {.n = 1};
-	esp_proposal_of(sa, &esp.prop[0], 1, spi);
-	struct ike_builder b;
-	ike_build_chain_begin(&b, chain, sizeof(chain));
-	ike_put_id(&b, IKE_PL_IDI, sa->conf.id_type, sa->conf.id, sa->conf.id_len);
-	ike_build_payload(&b, IKE_PL_AUTH, false);
-	wbuf_u8(&b.w, AUTH_SHARED_KEY);
-	wbuf_u8(&b.w, 0);
-	wbuf_u16(&b.w, 0);
-	wbuf_bytes(&b.w, auth, ike_prf_len(sa->conf.prf));
-	ike_put_sa(&b, &esp);
-	ike_put_ts(&b, IKE_PL_TSI, sa->conf.local_ts, sa->conf.n_local_ts);
-	ike_put_ts(&b, IKE_PL_TSR, sa->conf.remote_ts, sa->conf.n_remote_ts);
-	struct ike_hdr h = hdr(sa, IKE_AUTH, false, 1);
-	size_t olen = seal(sa, &h, &b, out, cap);
+	size_t olen = auth_message(sa, 1, spi, sa->conf.local_ts, sa->conf.n_local_ts, sa->conf.remote_ts,
+				   sa->conf.n_remote_ts, out, cap);
 	if (!olen)
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	sa->next_send_id = 1;
@@ -439,26 +448,10 @@ static size_t on_auth_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 		return cache(sa, out, auth_error(sa, IKE_N_TS_UNACCEPTABLE, out, cap), 1);
 	ch->spi_i = spi32(chosen->spi);
 	uint32_t spi;
-	uint8_t idb[68], auth[64], chain[2048];
-	size_t il = id_body(sa, idb);
-	if (rnd(sa, &spi, sizeof(spi)) || derive_child(sa) || auth_value(sa, false, idb, il, auth))
+	if (rnd(sa, &spi, sizeof(spi)) || derive_child(sa))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	ch->spi_r = spi | 0xc0000000u;
-	struct ike_sa_payload esp = {.n = 1};
-	esp_proposal_of(sa, &esp.prop[0], chosen->num, ch->spi_r);
-	struct ike_builder b;
-	ike_build_chain_begin(&b, chain, sizeof(chain));
-	ike_put_id(&b, IKE_PL_IDR, sa->conf.id_type, sa->conf.id, sa->conf.id_len);
-	ike_build_payload(&b, IKE_PL_AUTH, false);
-	wbuf_u8(&b.w, AUTH_SHARED_KEY);
-	wbuf_u8(&b.w, 0);
-	wbuf_u16(&b.w, 0);
-	wbuf_bytes(&b.w, auth, ike_prf_len(sa->conf.prf));
-	ike_put_sa(&b, &esp);
-	ike_put_ts(&b, IKE_PL_TSI, ch->ts_i, ch->n_ts_i);
-	ike_put_ts(&b, IKE_PL_TSR, ch->ts_r, ch->n_ts_r);
-	struct ike_hdr h = hdr(sa, IKE_AUTH, true, 1);
-	size_t olen = seal(sa, &h, &b, out, cap);
+	size_t olen = auth_message(sa, chosen->num, ch->spi_r, ch->ts_i, ch->n_ts_i, ch->ts_r, ch->n_ts_r, out, cap);
 	if (!olen)
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	sa->next_recv_id = 2;

@@ -364,6 +364,15 @@ void ike_put_id(struct ike_builder *b, uint8_t type, uint8_t id_type, const void
 	wbuf_bytes(&b->w, data, len);
 }
 
+void ike_put_auth(struct ike_builder *b, uint8_t method, const void *data, size_t len)
+{
+	ike_build_payload(b, IKE_PL_AUTH, false);
+	wbuf_u8(&b->w, method);
+	wbuf_u8(&b->w, 0);
+	wbuf_u16(&b->w, 0);
+	wbuf_bytes(&b->w, data, len);
+}
+
 void ike_put_ts(struct ike_builder *b, uint8_t type, const struct bt_ts *ts, unsigned n)
 {
 	ike_build_payload(b, type, false);

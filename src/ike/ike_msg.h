@@ -150,6 +150,7 @@ void ike_put_notify(struct ike_builder *b, uint8_t protocol, const uint8_t *spi,
 void ike_put_ke(struct ike_builder *b, uint16_t group, const void *data, size_t len);
 void ike_put_raw(struct ike_builder *b, uint8_t type, const void *data, size_t len); /* Nonce, Vendor, ... */
 void ike_put_id(struct ike_builder *b, uint8_t type, uint8_t id_type, const void *data, size_t len);
+void ike_put_auth(struct ike_builder *b, uint8_t method, const void *data, size_t len);
 void ike_put_ts(struct ike_builder *b, uint8_t type, const struct bt_ts *ts, unsigned n);
 
 #endif
