@@ -23,6 +23,13 @@ void ike_sa_init(struct ike_sa *sa, const struct ike_conf *conf, bool initiator,
 	sa->rng = *rng;
 }
 
+void ike_sa_set_endpoints(struct ike_sa *sa, const struct bt_addr *local, uint16_t local_port,
+			  const struct bt_addr *remote, uint16_t remote_port)
+{
+	sa->local = *local, sa->remote = *remote;
+	sa->local_port = local_port, sa->remote_port = remote_port;
+}
+
 void ike_sa_free(struct ike_sa *sa)
 {
 	ike_dh_free(sa->dh);
@@ -211,6 +218,47 @@ static uint16_t verify_peer(struct ike_sa *sa, const struct ike_chain *in)
 	return 0;
 }
 
+/* --- NAT detection ---------------------------------------------------------------------------- */
+
+/* Our two NAT_DETECTION notifies for an IKE_SA_INIT message (no-op without endpoints). */
+static void put_natd(struct ike_sa *sa, struct ike_builder *b)
+{
+	uint8_t h[IKE_NATD_LEN];
+	if (!sa->local.family || !sa->remote.family)
+		return;
+	if (ike_natd_hash(sa->spi_i, sa->spi_r, &sa->local, sa->local_port, h) == 0)
+		ike_put_notify(b, 0, NULL, 0, IKE_N_NAT_DETECTION_SOURCE_IP, h, sizeof(h));
+	if (ike_natd_hash(sa->spi_i, sa->spi_r, &sa->remote, sa->remote_port, h) == 0)
+		ike_put_notify(b, 0, NULL, 0, IKE_N_NAT_DETECTION_DESTINATION_IP, h, sizeof(h));
+}
+
+/* Compare the peer's NAT_DETECTION notifies with the addresses the message really had (RFC 7296
+ * 2.23): a destination hash that is not ours means we are behind a NAT; no source hash matching
+ * the sender means the peer is. Without the notifies the peer does not do NAT traversal. */
+static void check_natd(struct ike_sa *sa, const struct ike_chain *c, uint64_t spi_r)
+{
+	uint8_t src[IKE_NATD_LEN], dst[IKE_NATD_LEN];
+	bool any_src = false, src_ok = false, any_dst = false, dst_ok = false;
+	if (!sa->local.family || !sa->remote.family ||
+	    ike_natd_hash(sa->spi_i, spi_r, &sa->remote, sa->remote_port, src) ||
+	    ike_natd_hash(sa->spi_i, spi_r, &sa->local, sa->local_port, dst))
+		return;
+	for (unsigned i = 0; ike_find(c, IKE_PL_NOTIFY, i); i++) {
+		struct ike_notify_payload n;
+		if (ike_parse_notify(ike_find(c, IKE_PL_NOTIFY, i), &n) != IKE_PERR_OK || n.data_len != IKE_NATD_LEN)
+			continue;
+		if (n.type == IKE_N_NAT_DETECTION_SOURCE_IP) {
+			any_src = true;
+			src_ok |= CRYPTO_memcmp(n.data, src, IKE_NATD_LEN) == 0;
+		} else if (n.type == IKE_N_NAT_DETECTION_DESTINATION_IP) {
+			any_dst = true;
+			dst_ok |= CRYPTO_memcmp(n.data, dst, IKE_NATD_LEN) == 0;
+		}
+	}
+	sa->nat_remote = any_src && !src_ok;
+	sa->nat_local = any_dst && !dst_ok;
+}
+
 /* --- messages ---------------------------------------------------------------------------------- */
 
 static struct ike_hdr hdr(const struct ike_sa *sa, uint8_t exchange, bool response, uint32_t id)
@@ -287,6 +335,7 @@ size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap)
 	ike_put_sa(&b, &sp);
 	ike_put_ke(&b, sa->conf.dh, pub, pl);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->ni, sa->ni_len);
+	put_natd(sa, &b);
 	size_t len = ike_build_end(&b);
 	if (!len || !(sa->init_i = dup_bytes(out, len)))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
@@ -315,6 +364,7 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 		return init_error(sa, rh, IKE_N_INVALID_KE_PAYLOAD, g, 2, out, cap);
 	}
 	sa->spi_i = rh->spi_i;
+	check_natd(sa, c, 0);
 	memcpy(sa->ni, np->body, np->len);
 	sa->ni_len = np->len;
 	sa->nr_len = NONCE_LEN;
@@ -335,6 +385,7 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 	ike_put_sa(&b, &reply);
 	ike_put_ke(&b, sa->conf.dh, pub, pl);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->nr, sa->nr_len);
+	put_natd(sa, &b);
 	size_t olen = ike_build_end(&b);
 	if (!olen || !(sa->init_i = dup_bytes(msg, len)) || !(sa->init_r = dup_bytes(out, olen)))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
@@ -361,6 +412,7 @@ static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len
 	    ike_parse_ke(kep, &ke) || ke.group != sa->conf.dh || np->len < 16 || np->len > sizeof(sa->nr) || !rh->spi_r)
 		return fail(sa, IKE_N_INVALID_SYNTAX);
 	sa->spi_r = rh->spi_r;
+	check_natd(sa, c, sa->spi_r);
 	memcpy(sa->nr, np->body, np->len);
 	sa->nr_len = np->len;
 	if (!(sa->init_r = dup_bytes(msg, len)))

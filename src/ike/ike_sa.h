@@ -15,6 +15,7 @@
 #include "ike/ike_dh.h"
 #include "ike/ike_keys.h"
 #include "ike/ike_msg.h"
+#include "ike/ike_nat.h"
 #include "ike/ike_sk.h"
 
 enum ike_state {
@@ -76,11 +77,18 @@ struct ike_sa {
 	struct ike_child child;
 	bool child_ready;
 	uint16_t error;              /* notify type that failed the SA, 0 = none */
+	/* outer endpoints as this side sees them (set by the caller), and what NAT detection found */
+	struct bt_addr local, remote;
+	uint16_t local_port, remote_port;
+	bool nat_local, nat_remote;  /* this side / the peer is behind a NAT */
 	struct ike_rng rng;
 };
 
 void ike_sa_init(struct ike_sa *sa, const struct ike_conf *conf, bool initiator, const struct ike_rng *rng);
 void ike_sa_free(struct ike_sa *sa); /* zeroes keys, frees buffers (not sa itself) */
+/* The outer addresses and ports the exchange runs between (for NAT detection). */
+void ike_sa_set_endpoints(struct ike_sa *sa, const struct bt_addr *local, uint16_t local_port,
+			  const struct bt_addr *remote, uint16_t remote_port);
 
 /* Initiator: the IKE_SA_INIT request. Returns its length in out, 0 on failure. */
 size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap);

@@ -218,9 +218,18 @@ static void test_strongswan_request(void **state)
 	struct ike_rng rr = {xorshift, &s};
 	static struct ike_sa r;
 	ike_sa_init(&r, &cr, false, &rr);
+	struct bt_addr me, peer;
+	bt_addr_parse("172.16.0.2", &me);
+	bt_addr_parse("172.16.0.1", &peer);
+	ike_sa_set_endpoints(&r, &me, 500, &peer, 500);
 	size_t rl = ike_process(&r, req, len, resp, sizeof(resp));
 	assert_true(rl > 0);
 	assert_int_equal(r.state, IKE_ST_INIT_DONE);
+	/* its NAT_DETECTION_DESTINATION_IP is the true hash of our address: we are not behind a NAT;
+	 * its source hash is faked on purpose (the connection has encap = yes, which makes strongSwan
+	 * pretend to be behind a NAT so that ESP goes into UDP): we see the peer as NATed */
+	assert_false(r.nat_local);
+	assert_true(r.nat_remote);
 	struct ike_hdr h;
 	static struct ike_chain c;
 	struct ike_sa_payload sa;
@@ -232,6 +241,37 @@ static void test_strongswan_request(void **state)
 	ike_sa_free(&r);
 }
 
+static void test_nat_detection(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	struct bt_addr a, b, c;
+	uint64_t si = 3, sr = 4;
+	struct ike_rng ri = {xorshift, &si}, rr = {xorshift, &sr};
+	for (int natted = 0; natted < 2; natted++) {
+		conf(&ci, true), conf(&cr, false);
+		ike_sa_init(&p.i, &ci, true, &ri);
+		ike_sa_init(&p.r, &cr, false, &rr);
+		bt_addr_parse("10.0.0.5", &a);     /* the initiator's own address */
+		bt_addr_parse("203.0.113.1", &b);  /* the responder */
+		bt_addr_parse("198.51.100.7", &c); /* the initiator as the responder sees it behind a NAT */
+		ike_sa_set_endpoints(&p.i, &a, 500, &b, 500);
+		if (natted)
+			ike_sa_set_endpoints(&p.r, &b, 500, &c, 4501);
+		else
+			ike_sa_set_endpoints(&p.r, &b, 500, &a, 500);
+		p.l1 = ike_start(&p.i, p.m1, sizeof(p.m1));
+		p.l2 = ike_process(&p.r, p.m1, p.l1, p.m2, sizeof(p.m2));
+		p.l3 = ike_process(&p.i, p.m2, p.l2, p.m3, sizeof(p.m3));
+		assert_true(p.l3 > 0);
+		assert_int_equal(p.r.nat_remote, natted);
+		assert_int_equal(p.i.nat_local, natted);
+		assert_false(p.r.nat_local);
+		assert_false(p.i.nat_remote);
+		done(&p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -240,6 +280,7 @@ int main(void)
 		cmocka_unit_test(test_failures),
 		cmocka_unit_test(test_forgery),
 		cmocka_unit_test(test_strongswan_request),
+		cmocka_unit_test(test_nat_detection),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
