@@ -11,7 +11,7 @@
 
 const char *ike_state_name(enum ike_state s)
 {
-	static const char *const n[] = {"idle", "init-sent", "auth-sent", "init-done", "established", "failed"};
+	static const char *const n[] = {"idle", "init-sent", "auth-sent", "init-done", "established", "failed", "deleted"};
 	return (unsigned)s < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
 }
 
@@ -36,6 +36,7 @@ void ike_sa_free(struct ike_sa *sa)
 	free(sa->init_i);
 	free(sa->init_r);
 	free(sa->last_resp);
+	free(sa->info_req);
 	OPENSSL_cleanse(sa, sizeof(*sa));
 }
 
@@ -270,8 +271,8 @@ static struct ike_hdr hdr(const struct ike_sa *sa, uint8_t exchange, bool respon
 static size_t seal(struct ike_sa *sa, const struct ike_hdr *h, struct ike_builder *chain, uint8_t *out, size_t cap)
 {
 	size_t cl = ike_build_end(chain);
-	if (!cl)
-		return 0;
+	if (chain->w.overflow)
+		return 0; /* an empty chain is fine: a liveness check has no payloads */
 	const uint8_t *ke = sa->initiator ? sa->keys.sk_ei : sa->keys.sk_er;
 	const uint8_t *ka = sa->initiator ? sa->keys.sk_ai : sa->keys.sk_ar;
 	return ike_sk_seal(&sa->conf.ike, ke, ka, h, chain->first, chain->w.p, cl, out, cap);
@@ -550,6 +551,99 @@ static size_t on_auth_response(struct ike_sa *sa, uint8_t *msg, size_t len, cons
 	return 0;
 }
 
+/* Our inbound SPI of the Child SA (what the peer sends to), and the peer's. */
+static uint32_t our_child_spi(const struct ike_sa *sa) { return sa->initiator ? sa->child.spi_i : sa->child.spi_r; }
+static uint32_t peer_child_spi(const struct ike_sa *sa) { return sa->initiator ? sa->child.spi_r : sa->child.spi_i; }
+
+static void put_child_delete(struct ike_builder *b, uint32_t spi)
+{
+	ike_build_payload(b, IKE_PL_DELETE, false);
+	wbuf_u8(&b->w, IKE_PROTO_ESP);
+	wbuf_u8(&b->w, 4);
+	wbuf_u16(&b->w, 1);
+	wbuf_u32(&b->w, spi);
+}
+
+size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, size_t cap)
+{
+	uint8_t chain[64];
+	struct ike_builder b;
+	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || (what == IKE_INFO_DELETE_CHILD && !sa->child_ready))
+		return 0;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	if (what == IKE_INFO_DELETE_IKE) {
+		ike_build_payload(&b, IKE_PL_DELETE, false);
+		wbuf_u8(&b.w, IKE_PROTO_IKE);
+		wbuf_u8(&b.w, 0);
+		wbuf_u16(&b.w, 0);
+	} else if (what == IKE_INFO_DELETE_CHILD) {
+		put_child_delete(&b, our_child_spi(sa)); /* RFC 7296 3.11: the SPI the sender expects inbound */
+	}
+	struct ike_hdr h = hdr(sa, IKE_INFORMATIONAL, false, sa->next_send_id);
+	size_t len = seal(sa, &h, &b, out, cap);
+	if (!len)
+		return 0;
+	free(sa->info_req);
+	sa->info_req = dup_bytes(out, len);
+	sa->info_req_len = sa->info_req ? len : 0;
+	sa->info_pending = true, sa->info_what = what, sa->info_id = sa->next_send_id;
+	return len;
+}
+
+/* A request of the peer's on an established SA: deletes and liveness checks. */
+static size_t on_info_request(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_hdr *rh,
+			      const struct ike_chain *c, uint8_t *out, size_t cap)
+{
+	struct ike_chain in;
+	if (open_sk(sa, msg, len, c, &in) != 0)
+		return 0;
+	uint8_t chain[64];
+	struct ike_builder b;
+	bool delete_ike = false;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	for (unsigned i = 0; ike_find(&in, IKE_PL_DELETE, i); i++) {
+		struct ike_delete_payload d;
+		if (ike_parse_delete(ike_find(&in, IKE_PL_DELETE, i), &d) != IKE_PERR_OK)
+			continue;
+		if (d.protocol == IKE_PROTO_IKE) {
+			delete_ike = true;
+		} else if (d.protocol == IKE_PROTO_ESP && sa->child_ready) {
+			for (unsigned k = 0; k < d.n_spi; k++)
+				if (spi32(d.spis + 4 * k) == peer_child_spi(sa)) {
+					put_child_delete(&b, our_child_spi(sa)); /* answer with our half */
+					sa->child_ready = false;
+				}
+		}
+	}
+	struct ike_hdr h = hdr(sa, IKE_INFORMATIONAL, true, rh->msg_id);
+	size_t olen = seal(sa, &h, &b, out, cap);
+	if (!olen)
+		return 0;
+	sa->next_recv_id = rh->msg_id + 1;
+	if (delete_ike) {
+		sa->child_ready = false;
+		sa->state = IKE_ST_DELETED;
+	}
+	return cache(sa, out, olen, rh->msg_id);
+}
+
+static size_t on_info_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c)
+{
+	struct ike_chain in;
+	if (open_sk(sa, msg, len, c, &in) != 0)
+		return 0;
+	sa->info_pending = false;
+	sa->next_send_id++;
+	sa->peer_answers++;
+	if (sa->info_what == IKE_INFO_DELETE_CHILD)
+		sa->child_ready = false;
+	else if (sa->info_what == IKE_INFO_DELETE_IKE) {
+		sa->child_ready = false;
+		sa->state = IKE_ST_DELETED;
+	}
+	return 0;
+}
+
 size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *out, size_t cap)
 {
 	struct ike_hdr h;
@@ -559,8 +653,11 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 	if (len > IKE_MSG_MAX || ike_parse(msg, len, &h, &c) != IKE_PERR_OK)
 		return 0;
 	bool response = h.flags & IKE_FLAG_RESPONSE;
-	/* the message must come from the other role, for this SA */
-	if (!!(h.flags & IKE_FLAG_INITIATOR) == sa->initiator || response != sa->initiator)
+	/* the message must come from the other role, for this SA; until the SA is up, requests only
+	 * flow from the initiator */
+	if (!!(h.flags & IKE_FLAG_INITIATOR) == sa->initiator)
+		return 0;
+	if (sa->state != IKE_ST_ESTABLISHED && response != sa->initiator)
 		return 0;
 	if (sa->state != IKE_ST_IDLE && h.spi_i != sa->spi_i)
 		return 0;
@@ -597,6 +694,14 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 	case IKE_ST_AUTH_SENT:
 		if (h.exchange == IKE_AUTH && response && h.msg_id == 1 && h.spi_r == sa->spi_r)
 			r = on_auth_response(sa, copy, len, &c);
+		break;
+	case IKE_ST_ESTABLISHED:
+		if (h.exchange != IKE_INFORMATIONAL || h.spi_r != sa->spi_r)
+			break;
+		if (!response && h.msg_id == sa->next_recv_id)
+			r = on_info_request(sa, copy, len, &h, &c, out, cap);
+		else if (response && sa->info_pending && h.msg_id == sa->info_id)
+			r = on_info_response(sa, copy, len, &c);
 		break;
 	default:
 		break;

@@ -25,7 +25,11 @@ enum ike_state {
 	IKE_ST_INIT_DONE,     /* responder: IKE_SA_INIT answered, waiting for IKE_AUTH */
 	IKE_ST_ESTABLISHED,
 	IKE_ST_FAILED,
+	IKE_ST_DELETED,       /* an IKE SA delete was sent and answered, or received */
 };
+
+/* What an INFORMATIONAL request of ours carries. */
+enum ike_info { IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE };
 const char *ike_state_name(enum ike_state s);
 
 /* What one side asks for (a connection and its child, reduced to what this slice needs). */
@@ -81,6 +85,13 @@ struct ike_sa {
 	struct bt_addr local, remote;
 	uint16_t local_port, remote_port;
 	bool nat_local, nat_remote;  /* this side / the peer is behind a NAT */
+	/* our INFORMATIONAL request in flight (window of one) */
+	bool info_pending;
+	enum ike_info info_what;
+	uint32_t info_id;
+	uint8_t *info_req;           /* kept for retransmission by the caller's timers */
+	size_t info_req_len;
+	uint64_t peer_answers;       /* INFORMATIONAL responses received: liveness */
 	struct ike_rng rng;
 };
 
@@ -92,6 +103,9 @@ void ike_sa_set_endpoints(struct ike_sa *sa, const struct bt_addr *local, uint16
 
 /* Initiator: the IKE_SA_INIT request. Returns its length in out, 0 on failure. */
 size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* An INFORMATIONAL request (liveness check, delete of the Child SA or of the IKE SA) from an
+ * established SA, either role. Returns its length, 0 if one is already in flight or on error. */
+size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, size_t cap);
 /* Process a received message for this SA. Returns the length of the message to send in out (0 if
  * none); the SA's state, child and error say what happened. */
 size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *out, size_t cap);

@@ -272,6 +272,65 @@ static void test_nat_detection(void **state)
 	}
 }
 
+static void test_informational(void **state)
+{
+	static struct pair p;
+	static uint8_t req[4096], resp[4096], again[4096];
+	struct ike_conf ci, cr;
+	conf(&ci, true), conf(&cr, false);
+	run(&p, &ci, &cr);
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+
+	/* liveness check from the initiator (its message ID 2), then one from the responder (its 0) */
+	size_t lq = ike_informational(&p.i, IKE_INFO_DPD, req, sizeof(req));
+	assert_true(lq > 0);
+	assert_int_equal(ike_informational(&p.i, IKE_INFO_DPD, again, sizeof(again)), 0); /* window of one */
+	size_t lr = ike_process(&p.r, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	assert_int_equal(ike_process(&p.r, req, lq, again, sizeof(again)), lr); /* retransmission: cached */
+	assert_memory_equal(again, resp, lr);
+	assert_int_equal(ike_process(&p.i, resp, lr, again, sizeof(again)), 0);
+	assert_int_equal(p.i.peer_answers, 1);
+	assert_int_equal(p.i.next_send_id, 3);
+	assert_false(p.i.info_pending);
+	lq = ike_informational(&p.r, IKE_INFO_DPD, req, sizeof(req));
+	lr = ike_process(&p.i, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	ike_process(&p.r, resp, lr, again, sizeof(again));
+	assert_int_equal(p.r.peer_answers, 1);
+	assert_int_equal(p.r.next_send_id, 1);
+
+	/* a forged liveness check: no answer, no state change */
+	lq = ike_informational(&p.i, IKE_INFO_DPD, req, sizeof(req));
+	req[lq - 3] ^= 1;
+	assert_int_equal(ike_process(&p.r, req, lq, resp, sizeof(resp)), 0);
+	req[lq - 3] ^= 1;
+	lr = ike_process(&p.r, req, lq, resp, sizeof(resp));
+	ike_process(&p.i, resp, lr, again, sizeof(again));
+
+	/* the initiator deletes the Child SA: both sides drop it, the IKE SA stays */
+	lq = ike_informational(&p.i, IKE_INFO_DELETE_CHILD, req, sizeof(req));
+	lr = ike_process(&p.r, req, lq, resp, sizeof(resp));
+	assert_false(p.r.child_ready);
+	static struct ike_chain c, in;
+	struct ike_hdr h;
+	assert_int_equal(ike_parse(resp, lr, &h, &c), IKE_PERR_OK);
+	ike_process(&p.i, resp, lr, again, sizeof(again));
+	assert_false(p.i.child_ready);
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	assert_int_equal(ike_informational(&p.i, IKE_INFO_DELETE_CHILD, req, sizeof(req)), 0);
+
+	/* the responder deletes the IKE SA */
+	lq = ike_informational(&p.r, IKE_INFO_DELETE_IKE, req, sizeof(req));
+	lr = ike_process(&p.i, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	assert_string_equal(ike_state_name(p.i.state), "deleted");
+	ike_process(&p.r, resp, lr, again, sizeof(again));
+	assert_int_equal(p.r.state, IKE_ST_DELETED);
+	(void)in;
+	done(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_forgery),
 		cmocka_unit_test(test_strongswan_request),
 		cmocka_unit_test(test_nat_detection),
+		cmocka_unit_test(test_informational),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
