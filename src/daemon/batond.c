@@ -108,13 +108,15 @@ int main(int argc, char **argv)
 	bt_log_set_level(debug ? BT_LOG_DEBUG : cfg->log_level);
 	if (cfg->log_file[0])
 		bt_log_set_file(cfg->log_file);
-	if (!cfg->dp.mtu)
-		cfg->dp.mtu = auto_mtu(cfg);
 
 	signal(SIGPIPE, SIG_IGN);
 	int rc = 1;
 	d.loop = ev_default_loop(EVFLAG_AUTO);
-	d.dp = dp_new(&cfg->dp, err, sizeof(err));
+	/* the configuration keeps "auto" (0), so that a reload of the same file compares equal */
+	struct dp_config dpc = cfg->dp;
+	if (!dpc.mtu)
+		dpc.mtu = auto_mtu(cfg);
+	d.dp = dp_new(&dpc, err, sizeof(err));
 	if (!d.dp) {
 		fprintf(stderr, "batond: %s\n", err);
 		config_free(cfg);

@@ -2,6 +2,7 @@
 #include "esp/sa.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,10 @@ int esp_sa_init(struct esp_sa *sa, unsigned n_lanes, char *err, size_t errlen)
 	pthread_spin_init(&sa->replay.lock, PTHREAD_PROCESS_PRIVATE);
 	if (atomic_load(&sa->seq_out) == 0)
 		atomic_store(&sa->seq_out, 1);
+	if (!sa->iv_salt && RAND_bytes((unsigned char *)&sa->iv_salt, sizeof(sa->iv_salt)) != 1) {
+		snprintf(err, errlen, "no randomness for the IV salt");
+		return -1;
+	}
 	sa->xf = calloc(n_lanes, sizeof(*sa->xf));
 	if (!sa->xf) {
 		snprintf(err, errlen, "out of memory");

@@ -123,6 +123,10 @@ struct esp_sa {
 	uint8_t integ_key[ESP_KEY_MAX];
 	uint8_t integ_key_len;
 	bool esn;
+	/* GCM, ChaCha20-Poly1305 and CTR send IV = sequence number XOR iv_salt: unique within the SA,
+	 * and random per SA instance, so that static keys reused after a restart (sequence numbers
+	 * back at 1) never repeat a nonce. Drawn by esp_sa_init unless already set (transfer). */
+	uint64_t iv_salt;
 
 	/* sequence numbers: next to send (outbound), and the replay state (inbound) */
 	_Atomic uint64_t seq_out;

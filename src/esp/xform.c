@@ -174,9 +174,11 @@ int xform_make_iv(struct esp_xform *xf, const struct esp_sa *sa, uint64_t seq, u
 		xf->rnd_pos += iv_len;
 		return 0;
 	}
-	/* GCM, ChaCha20-Poly1305 and CTR need unique IVs: the 64-bit sequence number is one */
+	/* GCM, ChaCha20-Poly1305 and CTR need unique IVs: the 64-bit sequence number is one within the
+	 * SA; the per-instance salt keeps a restarted static SA from repeating them */
+	uint64_t v = seq ^ sa->iv_salt;
 	for (unsigned i = 0; i < 8; i++)
-		iv[i] = (uint8_t)(seq >> (56 - 8 * i));
+		iv[i] = (uint8_t)(v >> (56 - 8 * i));
 	return 0;
 }
 

@@ -1,4 +1,5 @@
-# common.sh — helpers shared by the integration tests (sourced after scripts/testbed.sh).
+# common.sh — helpers shared by the integration tests, sourced after scripts/testbed.sh: checks and
+# their tally, SA and stats queries, pings, a TCP transfer compared byte for byte.
 set -uo pipefail
 TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")/tools" && pwd)
 FAILS=0
@@ -6,34 +7,46 @@ CHECKS=0
 
 ok() { CHECKS=$((CHECKS + 1)); echo "  ok   $*"; }
 bad() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "  FAIL $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+# check WHAT CMD...: one named check; CMD's exit status decides. CMD's output is shown only when it
+# fails (its last lines).
+check() {
+    local what=$1 out=${TB_DIR:-/tmp}/check.out; shift
+    if "$@" >"$out" 2>&1; then ok "$what"; else bad "$what"; tail -n 8 "$out" | sed 's/^/       | /'; fi
+}
+# finish: the last line of every test: the tally, and the exit status
 finish() {
-  echo "$(basename "$0"): $((CHECKS - FAILS)) passed, $FAILS failed"
-  [ "$FAILS" = 0 ]
+    echo "$(basename "$0"): $((CHECKS - FAILS)) passed, $FAILS failed"
+    [ "$FAILS" = 0 ] && [ "$CHECKS" -gt 0 ]
+}
+# die MSG: the test bed itself failed: no point going on
+die() { echo "  FAIL $*"; echo "$(basename "$0"): aborted"; exit 1; }
+
+sa() { tb_sa "$@"; }
+st() { tb_stat "$@"; }
+
+ping_ok() { tb_nsx "$1" ping -c "${3:-3}" -i 0.2 -W 2 -q "$2" >/dev/null 2>&1; }
+
+# The node that holds an address of the bed.
+node_of() {
+    case $1 in
+        10.2.*|fd02:*) echo h2 ;; 10.1.*|fd01:*) echo h1 ;;
+        172.16.0.2|fd00::2) echo g2 ;; 172.16.0.1|fd00::1) echo g1 ;;
+        *) return 1 ;;
+    esac
 }
 
-# sa GW DIR EXPR: evaluate a python expression over the SA dict of direction DIR (first match).
-sa() {
-  tb_ctl "$1" --json list-sas | python3 -c "
-import json,sys
-sas=[s for s in json.load(sys.stdin)['sas'] if s['dir']=='$2']
-s=sas[0] if sas else {}
-print($3)"
-}
-# st GW EXPR: evaluate an expression over the stats dict.
-st() { tb_ctl "$1" --json stats | python3 -c "import json,sys; s=json.load(sys.stdin)['stats']; print($2)"; }
-
-# xfer FROM TO_ADDR BYTES: send random bytes over TCP and compare hashes. Returns 0 if intact.
+# xfer FROM TO_ADDR BYTES [PORT]: send BYTES random bytes over TCP from node FROM to TO_ADDR, and
+# compare what arrived with what was sent (SHA-256). Bounded: 60 s.
 xfer() {
-  local from=$1 to=$2 bytes=$3 port=${4:-5001} to_ns
-  case $to in 10.2.*|fd02:*) to_ns=h2 ;; 10.1.*|fd01:*) to_ns=h1 ;; 172.16.0.2|fd00::2) to_ns=g2 ;; *) to_ns=g1 ;; esac
-  head -c "$bytes" /dev/urandom >"$TB_DIR/xfer.in"
-  tb_nsx "$to_ns" timeout 60 python3 "$TOOLS/xfer.py" serve "$port" "$TB_DIR/xfer.out" &
-  local spid=$!
-  sleep 0.3
-  tb_nsx "$from" timeout 60 python3 "$TOOLS/xfer.py" send "$to" "$port" "$TB_DIR/xfer.in"
-  wait $spid
-  cmp -s "$TB_DIR/xfer.in" "$TB_DIR/xfer.out"
+    local from=$1 to=$2 bytes=$3 port=${4:-5001} to_ns spid rc
+    to_ns=$(node_of "$to") || return 1
+    head -c "$bytes" /dev/urandom >"$TB_DIR/xfer.in"
+    rm -f "$TB_DIR/xfer.out"
+    tb_bg "$to_ns" timeout 60 python3 "$TOOLS/xfer.py" serve "$port" "$TB_DIR/xfer.out"
+    spid=${TB_PIDS[-1]}
+    tb_nsx "$from" timeout 60 python3 "$TOOLS/xfer.py" send "$to" "$port" "$TB_DIR/xfer.in"
+    rc=$?
+    wait "$spid"
+    tb_kill "$spid"
+    [ $rc = 0 ] && [ "$(sha256sum <"$TB_DIR/xfer.in")" = "$(sha256sum <"$TB_DIR/xfer.out" 2>/dev/null)" ]
 }
-
-ping_ok() { tb_nsx "$1" ping -c "${3:-3}" -i 0.2 -W 2 "$2" >/dev/null 2>&1; }

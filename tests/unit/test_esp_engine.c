@@ -495,6 +495,24 @@ static void test_state_setters(void **state)
 	free_sa(in);
 }
 
+static void test_iv_not_repeated_across_instances(void **state)
+{
+	/* the same static keys installed twice (a restart): the first packets must not share a nonce */
+	struct esp_sa *a, *ain, *b, *bin;
+	mk_pair("aes128gcm16", false, 64, &a, &ain);
+	mk_pair("aes128gcm16", false, 64, &b, &bin);
+	struct pkt p;
+	uint8_t iva[8];
+	fill(&p, 20, 0);
+	assert_int_equal(esp_encap(a, 0, &p, 4), ESP_DROP_NONE);
+	memcpy(iva, pkt_data(&p) + 8, 8);
+	fill(&p, 20, 0);
+	assert_int_equal(esp_encap(b, 0, &p, 4), ESP_DROP_NONE);
+	assert_int_equal(pkt_data(&p)[7], 1); /* both at sequence number 1 */
+	assert_memory_not_equal(iva, pkt_data(&p) + 8, 8);
+	free_sa(a), free_sa(ain), free_sa(b), free_sa(bin);
+}
+
 static void test_throughput_report(void **state)
 {
 	/* Not a timed test: prints what one core does, asserts only correctness. */
@@ -531,6 +549,7 @@ int main(void)
 		cmocka_unit_test(test_seq_exhaustion),    cmocka_unit_test(test_bad_padding),
 		cmocka_unit_test(test_lifetimes),         cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_proposals_and_keys), cmocka_unit_test(test_state_setters),
+		cmocka_unit_test(test_iv_not_repeated_across_instances),
 		cmocka_unit_test(test_throughput_report),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,52 +1,85 @@
 #!/usr/bin/env python3
-"""inject.py — re-send an ESP-in-UDP packet taken from a capture, verbatim or altered, from a given
-outer source address: `inject.py PCAP SRC DST [replay|tamper|spi]`. Used to prove that replays,
-forgeries and unknown SPIs are dropped and counted."""
+"""inject.py — re-send an ESP packet taken from a capture, verbatim or altered, to prove that
+replays, forgeries, unknown SPIs and truncated packets are dropped and counted.
+
+  inject.py list PCAP SRC                      print "index spi seq length" of SRC's ESP packets
+  inject.py send PCAP SRC DST INDEX HOW        send packet INDEX of SRC's ESP packets to DST
+
+HOW: verbatim | flip (one byte of the ciphertext inverted, nothing else changed) | spi (an SPI no
+one uses) | short (cut to 12 bytes). ESP in UDP goes out from port 4501 to DST port 4500, raw ESP
+through a raw IP-protocol-50 socket, from whatever address the namespace routes from (the capture's
+source, when run in the node that sent it). IPv4 and IPv6."""
 import socket
 import struct
 import sys
 
-def esp_payloads(path, src):
+
+def frames(path):
     with open(path, "rb") as f:
         data = f.read()
     magic = struct.unpack("<I", data[:4])[0]
-    endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
-    linktype = struct.unpack(endian + "I", data[20:24])[0]
+    end = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    linktype = struct.unpack(end + "I", data[20:24])[0]
+    l2 = {1: 14, 113: 16, 276: 20, 12: 0, 101: 0}.get(linktype)
+    if l2 is None:
+        raise SystemExit("inject: link type %d not handled" % linktype)
     off = 24
     while off + 16 <= len(data):
-        _, _, incl, _ = struct.unpack(endian + "IIII", data[off:off + 16])
-        frame = data[off + 16:off + 16 + incl]
+        incl = struct.unpack(end + "I", data[off + 8:off + 12])[0]
+        yield data[off + 16 + l2:off + 16 + incl]
         off += 16 + incl
-        l2 = 14 if linktype == 1 else 16 if linktype == 113 else 0
-        ip = frame[l2:]
-        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+
+
+def esp_packets(path, src):
+    """(family, udp?, esp bytes) of every ESP packet from SRC, in capture order."""
+    want = socket.inet_pton(socket.AF_INET6 if ":" in src else socket.AF_INET, src)
+    for ip in frames(path):
+        if len(ip) >= 20 and ip[0] >> 4 == 4:
+            fam, proto, s, body = socket.AF_INET, ip[9], ip[12:16], ip[(ip[0] & 15) * 4:struct.unpack("!H", ip[2:4])[0]]
+        elif len(ip) >= 40 and ip[0] >> 4 == 6:
+            fam, proto, s, body = socket.AF_INET6, ip[6], ip[8:24], ip[40:40 + struct.unpack("!H", ip[4:6])[0]]
+        else:
             continue
-        if socket.inet_ntoa(ip[12:16]) != src:
+        if s != want:
             continue
-        ihl = (ip[0] & 15) * 4
-        udp = ip[ihl:]
-        if struct.unpack("!H", udp[2:4])[0] != 4500:
-            continue
-        payload = udp[8:]
-        if len(payload) > 8 and payload[:4] != b"\0\0\0\0":
-            yield bytearray(payload)
+        if proto == 17 and len(body) > 16 and struct.unpack("!H", body[2:4])[0] == 4500 and body[8:12] != b"\0\0\0\0":
+            yield fam, True, bytearray(body[8:])
+        elif proto == 50 and len(body) > 8:
+            yield fam, False, bytearray(body)
+
 
 def main():
-    pcap, src, dst, how = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-    pkts = list(esp_payloads(pcap, src))
-    if not pkts:
-        print("inject: no ESP packet from %s in %s" % (src, pcap), file=sys.stderr)
-        sys.exit(1)
-    p = pkts[0]
-    if how == "tamper":
-        p[4:8] = struct.pack("!I", 0x7ffffff0)  # a fresh sequence number, so the ICV is what fails
-        p[len(p) // 2] ^= 0x55
+    if len(sys.argv) < 4 or sys.argv[1] not in ("list", "send"):
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    pkts = list(esp_packets(sys.argv[2], sys.argv[3]))
+    if sys.argv[1] == "list":
+        for i, (_, _, p) in enumerate(pkts):
+            print(i, "0x%08x" % struct.unpack("!I", p[:4])[0], struct.unpack("!I", p[4:8])[0], len(p))
+        return
+    dst, index, how = sys.argv[4], int(sys.argv[5]), sys.argv[6]
+    if index >= len(pkts):
+        raise SystemExit("inject: only %d ESP packets from %s in %s" % (len(pkts), sys.argv[3], sys.argv[2]))
+    fam, udp, p = pkts[index]
+    if how == "flip":
+        p[len(p) // 2] ^= 0xFF  # inside the ciphertext for every suite: header, IV and ICV are short
     elif how == "spi":
-        p[0:4] = struct.pack("!I", 0x0badf00d)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND
-    s.bind((src, 4501))
-    s.sendto(bytes(p), (dst, 4500))
-    print("inject: sent %s packet (%d bytes, spi 0x%s)" % (how, len(p), bytes(p[:4]).hex()))
+        p[0:4] = struct.pack("!I", 0x0BADF00D)
+    elif how == "short":
+        p = p[:12]
+    elif how != "verbatim":
+        raise SystemExit("inject: unknown alteration %s" % how)
+    if udp:
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", 4501))
+        s.sendto(bytes(p), (dst, 4500))
+    else:
+        s = socket.socket(fam, socket.SOCK_RAW, 50)
+        s.sendto(bytes(p), (dst, 0))
+    print("inject: sent %s %s packet %d (spi 0x%s seq %d, %d bytes)" % (
+        how, "ESP-in-UDP" if udp else "raw ESP", index, bytes(p[:4]).hex(),
+        struct.unpack("!I", bytes(p[4:8]))[0] if len(p) >= 8 else -1, len(p)))
 
-main()
+
+if __name__ == "__main__":
+    main()
