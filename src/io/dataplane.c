@@ -122,6 +122,29 @@ static void lane_close(struct lane *l)
 		free(l->rx[i]);
 }
 
+/* Can a plain (non-reuseport) socket bind the port? If not, someone holds it. */
+static bool port_in_use(const struct bt_addr *bind_addr, uint16_t port)
+{
+	int fams[2] = {AF_INET, AF_INET6};
+	for (int i = 0; i < 2; i++) {
+		if (bind_addr->family && bind_addr->family != fams[i])
+			continue;
+		int fd = socket(fams[i], SOCK_DGRAM | SOCK_CLOEXEC, 0), one = 1;
+		if (fd < 0)
+			continue; /* family not available here */
+		if (fams[i] == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		struct sockaddr_storage ss;
+		struct bt_addr any = {.family = (uint8_t)fams[i]};
+		socklen_t sl = bt_addr_to_sockaddr(bind_addr->family ? bind_addr : &any, port, &ss);
+		bool busy = bind(fd, (struct sockaddr *)&ss, sl) < 0 && errno == EADDRINUSE;
+		close(fd);
+		if (busy)
+			return true;
+	}
+	return false;
+}
+
 struct dataplane *dp_new(const struct dp_config *cfg, char *err, size_t errlen)
 {
 	struct dataplane *dp = calloc(1, sizeof(*dp));
@@ -153,6 +176,12 @@ struct dataplane *dp_new(const struct dp_config *cfg, char *err, size_t errlen)
 		struct lane *l = &dp->lane[i];
 		l->dp = dp, l->id = i;
 		l->tun_fd = l->udp4 = l->udp6 = l->raw4 = l->raw6 = l->bypass4 = l->bypass6 = l->epfd = -1;
+	}
+	/* SO_REUSEPORT would let a second daemon on the same port quietly take part of the traffic:
+	 * make sure the port is free before the lanes share it */
+	if (port_in_use(&dp->cfg.bind_addr, dp->cfg.udp_port)) {
+		snprintf(err, errlen, "UDP port %u is already in use (another batond?)", dp->cfg.udp_port);
+		goto fail;
 	}
 	for (unsigned i = 0; i < dp->lanes; i++)
 		if (lane_open(dp, &dp->lane[i], err, errlen) != 0)

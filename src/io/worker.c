@@ -130,13 +130,9 @@ static void bypass(struct lane *l, const uint8_t *ip, size_t len, const struct b
 	struct sockaddr_storage ss;
 	socklen_t sl = bt_addr_to_sockaddr(&f->dst, 0, &ss);
 	int fd = f->dst.family == AF_INET6 ? l->bypass6 : l->bypass4;
-	if (f->dst.family == AF_INET6) {
-		/* IPv6 raw sockets take no header: hand over the payload only (first header) */
-		if (len < 40 || fd < 0 || sendto(fd, ip + 40, len - 40, 0, (struct sockaddr *)&ss, sl) < 0)
-			goto fail;
-	} else if (fd < 0 || sendto(fd, ip, len, 0, (struct sockaddr *)&ss, sl) < 0) {
+	/* IPPROTO_RAW sockets take the whole packet, header included, in both families */
+	if (fd < 0 || sendto(fd, ip, len, 0, (struct sockaddr *)&ss, sl) < 0)
 		goto fail;
-	}
 	l->st.bypass++;
 	return;
 fail:

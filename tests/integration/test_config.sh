@@ -111,4 +111,9 @@ check "unknown command: exit 2 ($rc)" test "$rc" = 2
 tb_nsx g1 "$BATONCTL" -s "$TB_DIR/none.sock" stats >/dev/null 2>&1; rc=$?
 check "no daemon on the socket: exit 2 ($rc)" test "$rc" = 2
 check "version answers" bash -c "ip netns exec $(tb_ns g1) timeout 10 $BATONCTL -s $TB_DIR/g1.sock version | grep -q '[0-9]\.[0-9]'"
+echo "== a second daemon on the same port"
+sed 's/tun = bt0/tun = bt9/' "$TB_DIR/g1.conf" >"$TB_DIR/second.conf"
+out=$(tb_nsx g1 timeout 10 "$BATOND" -c "$TB_DIR/second.conf" -s "$TB_DIR/second.sock" 2>&1); rc=$?
+check "refused with exit 1 ($rc): the port is taken ($out)" bash -c "[ $rc = 1 ] && grep -q 'already in use' <<<\"\$1\"" _ "$out"
+check "and the first one still carries traffic" ping_ok h1 10.2.0.2
 finish
