@@ -56,14 +56,16 @@ bool replay_update(struct esp_replay *r, uint64_t seq)
 			memset(r->bitmap, 0, r->size / 8);
 		} else {
 			/* clear the slots the window slides over, word-wise where possible */
-			for (uint64_t s = r->top + 1; s <= seq;) {
+			/* count the distance down: s itself may reach 2^64 - 1 with ESN and must not wrap */
+			uint64_t s = r->top + 1;
+			for (uint64_t left = diff; left;) {
 				uint64_t bit = s % r->size;
-				if (bit % 64 == 0 && seq - s >= 63) {
+				if (bit % 64 == 0 && left >= 64) {
 					r->bitmap[bit / 64] = 0;
-					s += 64;
+					s += 64, left -= 64;
 				} else {
 					r->bitmap[bit / 64] &= ~(1ull << (bit % 64));
-					s++;
+					s++, left--;
 				}
 			}
 		}

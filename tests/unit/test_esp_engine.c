@@ -318,6 +318,11 @@ static void test_esn_inference(void **state)
 	assert_int_equal(replay_infer(&r, 0xfffffffa, true), 0x00000001fffffffaull);
 	assert_int_equal(replay_infer(&r, 0x00000009, true), 0x0000000200000009ull);
 	assert_int_equal(replay_infer(&r, 0x7, false), 7);
+	/* the very last ESN sequence number must not wrap the window update (it once looped forever) */
+	r.top = UINT64_MAX - 10;
+	assert_true(replay_update(&r, UINT64_MAX));
+	assert_false(replay_update(&r, UINT64_MAX));
+	assert_true(replay_update(&r, UINT64_MAX - 3));
 	pthread_spin_destroy(&r.lock);
 }
 
