@@ -21,6 +21,37 @@ void ike_sa_init(struct ike_sa *sa, const struct ike_conf *conf, bool initiator,
 	sa->conf = *conf;
 	sa->initiator = initiator;
 	sa->rng = *rng;
+	struct ike_conf *c = &sa->conf;
+	if (!c->n_ike_props) {
+		struct ike_proposal *p = &c->ike_props[c->n_ike_props++];
+		p->protocol = IKE_PROTO_IKE;
+		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ENCR, c->ike.encr, c->ike.encr_bits};
+		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_PRF, c->prf, 0};
+		if (c->ike.integ)
+			p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_INTEG, c->ike.integ, 0};
+		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_DH, c->dh, 0};
+	}
+	if (!c->n_esp_props) {
+		struct ike_proposal *p = &c->esp_props[c->n_esp_props++];
+		p->protocol = IKE_PROTO_ESP, p->spi_len = 4;
+		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ENCR, c->esp.encr, c->esp.encr_bits};
+		if (c->esp.integ)
+			p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_INTEG, c->esp.integ, 0};
+		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ESN, 0, 0};
+	}
+	/* the first key exchange uses the first group of the first proposal */
+	const struct ike_transform *g = ike_prop_get(&c->ike_props[0], IKE_TR_DH);
+	c->dh = g ? g->id : 0;
+}
+
+/* Take the IKE SA's transforms from a chosen proposal. */
+static void use_ike_choice(struct ike_sa *sa, const struct ike_proposal *p)
+{
+	const struct ike_transform *e = ike_prop_get(p, IKE_TR_ENCR), *i = ike_prop_get(p, IKE_TR_INTEG),
+				   *f = ike_prop_get(p, IKE_TR_PRF);
+	sa->ike_chosen = *p;
+	sa->conf.ike = (struct ike_sk_suite){e ? e->id : 0, e ? e->key_bits : 0, i ? i->id : IKE_INTEG_NONE};
+	sa->conf.prf = f ? f->id : 0;
 }
 
 void ike_sa_set_endpoints(struct ike_sa *sa, const struct bt_addr *local, uint16_t local_port,
@@ -59,59 +90,53 @@ static size_t fail(struct ike_sa *sa, uint16_t why)
 
 /* --- proposals --------------------------------------------------------------------------------- */
 
-static void ike_proposal_of(const struct ike_sa *sa, struct ike_proposal *p, uint8_t num)
-{
-	memset(p, 0, sizeof(*p));
-	p->num = num, p->protocol = IKE_PROTO_IKE;
-	p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ENCR, sa->conf.ike.encr, sa->conf.ike.encr_bits};
-	p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_PRF, sa->conf.prf, 0};
-	if (sa->conf.ike.integ)
-		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_INTEG, sa->conf.ike.integ, 0};
-	p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_DH, sa->conf.dh, 0};
-}
+struct proposal_list {
+	const struct ike_proposal *p;
+	unsigned n;
+};
+#define IKE_PROPS(sa) ((struct proposal_list){(sa)->conf.ike_props, (sa)->conf.n_ike_props})
+#define ESP_PROPS(sa) ((struct proposal_list){(sa)->conf.esp_props, (sa)->conf.n_esp_props})
 
-static void esp_proposal_of(const struct ike_sa *sa, struct ike_proposal *p, uint8_t num, uint32_t spi)
+static void put_spi(struct ike_proposal *p, uint32_t spi)
 {
-	memset(p, 0, sizeof(*p));
-	p->num = num, p->protocol = IKE_PROTO_ESP, p->spi_len = 4;
+	p->spi_len = 4;
 	p->spi[0] = (uint8_t)(spi >> 24), p->spi[1] = (uint8_t)(spi >> 16), p->spi[2] = (uint8_t)(spi >> 8),
 	p->spi[3] = (uint8_t)spi;
-	p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ENCR, sa->conf.esp.encr, sa->conf.esp.encr_bits};
-	if (sa->conf.esp.integ)
-		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_INTEG, sa->conf.esp.integ, 0};
-	p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ESN, 0, 0};
 }
 
-static bool has(const struct ike_proposal *p, uint8_t type, uint16_t id, uint16_t bits)
+/* Our offer: every configured proposal, numbered from 1 (ESP ones carry our inbound SPI). */
+static void offer(const struct proposal_list *l, uint32_t spi, struct ike_sa_payload *out)
 {
-	for (unsigned i = 0; i < p->n_tr; i++)
-		if (p->tr[i].type == type && p->tr[i].id == id && p->tr[i].key_bits == bits)
-			return true;
+	out->n = 0;
+	for (unsigned i = 0; i < l->n && i < IKE_MAX_PROPOSALS; i++) {
+		out->prop[out->n] = l->p[i];
+		out->prop[out->n].num = (uint8_t)(i + 1);
+		if (l->p[i].protocol == IKE_PROTO_ESP)
+			put_spi(&out->prop[out->n], spi);
+		out->n++;
+	}
+}
+
+/* Responder: the first of the peer's proposals we accept, reduced to one transform per type. */
+static bool choose(const struct ike_sa_payload *theirs, const struct proposal_list *ours, bool ignore_dh,
+		   struct ike_proposal *out)
+{
+	for (unsigned i = 0; i < theirs->n; i++)
+		for (unsigned j = 0; j < ours->n; j++)
+			if (ike_prop_select(&theirs->prop[i], &ours->p[j], ignore_dh, out))
+				return true;
 	return false;
 }
 
-/* Is every transform type of `p` one we offer, and each of ours in it? (one proposal each side) */
-static bool matches(const struct ike_proposal *p, const struct ike_proposal *ours)
+/* Initiator: is the responder's single choice within one of our proposals? */
+static bool accepted(const struct ike_sa_payload *reply, const struct proposal_list *ours, bool ignore_dh)
 {
-	for (unsigned i = 0; i < ours->n_tr; i++)
-		if (!has(p, ours->tr[i].type, ours->tr[i].id, ours->tr[i].key_bits))
-			return false;
-	for (unsigned i = 0; i < p->n_tr; i++) {
-		bool known = false;
-		for (unsigned j = 0; j < ours->n_tr; j++)
-			known |= ours->tr[j].type == p->tr[i].type;
-		if (!known && p->tr[i].type != IKE_TR_ESN)
-			return false; /* a transform type we did not plan for */
-	}
-	return true;
-}
-
-static const struct ike_proposal *choose(const struct ike_sa_payload *sa, const struct ike_proposal *ours)
-{
-	for (unsigned i = 0; i < sa->n; i++)
-		if (sa->prop[i].protocol == ours->protocol && matches(&sa->prop[i], ours))
-			return &sa->prop[i];
-	return NULL;
+	if (reply->n != 1)
+		return false;
+	for (unsigned j = 0; j < ours->n; j++)
+		if (ike_prop_within(&reply->prop[0], &ours->p[j], ignore_dh))
+			return true;
+	return false;
 }
 
 static uint32_t spi32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
@@ -174,7 +199,7 @@ static int derive_ike(struct ike_sa *sa, const uint8_t *peer_ke, size_t peer_ke_
 static int derive_child(struct ike_sa *sa)
 {
 	struct ike_child *c = &sa->child;
-	if (ike_sk_key_lens(&sa->conf.esp, &c->encr_len, &c->integ_len) != 0)
+	if (ike_prop_esp_key_lens(&sa->esp_chosen, &c->encr_len, &c->integ_len) != 0)
 		return -1;
 	return ike_child_keymat(sa->conf.prf, sa->keys.sk_d, NULL, 0, sa->ni, sa->ni_len, sa->nr, sa->nr_len,
 				c->encr_len, c->integ_len, c->ei, c->ai, c->er, c->ar);
@@ -227,7 +252,9 @@ static void put_natd(struct ike_sa *sa, struct ike_builder *b)
 	uint8_t h[IKE_NATD_LEN];
 	if (!sa->local.family || !sa->remote.family)
 		return;
-	if (ike_natd_hash(sa->spi_i, sa->spi_r, &sa->local, sa->local_port, h) == 0)
+	/* forcing ESP in UDP: a source hash no address can have makes the peer see a NAT in front of us */
+	if (sa->conf.force_encap ? rnd(sa, h, sizeof(h)) == 0
+				 : ike_natd_hash(sa->spi_i, sa->spi_r, &sa->local, sa->local_port, h) == 0)
 		ike_put_notify(b, 0, NULL, 0, IKE_N_NAT_DETECTION_SOURCE_IP, h, sizeof(h));
 	if (ike_natd_hash(sa->spi_i, sa->spi_r, &sa->remote, sa->remote_port, h) == 0)
 		ike_put_notify(b, 0, NULL, 0, IKE_N_NAT_DETECTION_DESTINATION_IP, h, sizeof(h));
@@ -280,20 +307,18 @@ static size_t seal(struct ike_sa *sa, const struct ike_hdr *h, struct ike_builde
 
 /* The IKE_AUTH message of our side: our ID, AUTH, the ESP proposal with our inbound SPI, TSi and
  * TSr; a request from the initiator, the response from the responder. Returns its length or 0. */
-static size_t auth_message(struct ike_sa *sa, uint8_t prop_num, uint32_t spi, const struct bt_ts *tsi, unsigned ni,
+static size_t auth_message(struct ike_sa *sa, const struct ike_sa_payload *esp, const struct bt_ts *tsi, unsigned ni,
 			   const struct bt_ts *tsr, unsigned nr, uint8_t *out, size_t cap)
 {
 	uint8_t idb[68], auth[64], chain[2048];
 	size_t il = id_body(sa, idb);
 	if (auth_value(sa, sa->initiator, idb, il, auth) != 0)
 		return 0;
-	struct ike_sa_payload esp = {.n = 1};
-	esp_proposal_of(sa, &esp.prop[0], prop_num, spi);
 	struct ike_builder b;
 	ike_build_chain_begin(&b, chain, sizeof(chain));
 	ike_put_id(&b, sa->initiator ? IKE_PL_IDI : IKE_PL_IDR, sa->conf.id_type, sa->conf.id, sa->conf.id_len);
 	ike_put_auth(&b, AUTH_SHARED_KEY, auth, ike_prf_len(sa->conf.prf));
-	ike_put_sa(&b, &esp);
+	ike_put_sa(&b, esp);
 	ike_put_ts(&b, IKE_PL_TSI, tsi, ni);
 	ike_put_ts(&b, IKE_PL_TSR, tsr, nr);
 	struct ike_hdr h = hdr(sa, IKE_AUTH, !sa->initiator, 1);
@@ -319,20 +344,22 @@ size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap)
 {
 	uint8_t pub[512];
 	size_t pl = sizeof(pub);
-	struct ike_sa_payload sp = {.n = 1};
+	struct ike_sa_payload sp;
 	if (sa->state != IKE_ST_IDLE || !sa->initiator)
 		return 0;
-	do {
+	while (!sa->spi_i) /* kept when IKE_SA_INIT restarts */
 		if (rnd(sa, &sa->spi_i, sizeof(sa->spi_i)))
 			return fail(sa, IKE_N_TEMPORARY_FAILURE);
-	} while (!sa->spi_i);
 	sa->ni_len = NONCE_LEN;
 	if (rnd(sa, sa->ni, sa->ni_len) || !(sa->dh = ike_dh_new(sa->conf.dh)) || ike_dh_public(sa->dh, pub, &pl))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
-	ike_proposal_of(sa, &sp.prop[0], 1);
+	struct proposal_list ours = IKE_PROPS(sa);
+	offer(&ours, 0, &sp);
 	struct ike_builder b;
 	struct ike_hdr h = hdr(sa, IKE_SA_INIT, false, 0);
 	ike_build_begin(&b, out, cap, &h);
+	if (sa->cookie_len) /* RFC 7296 2.6: the cookie comes first */
+		ike_put_notify(&b, 0, NULL, 0, IKE_N_COOKIE, sa->cookie, sa->cookie_len);
 	ike_put_sa(&b, &sp);
 	ike_put_ke(&b, sa->conf.dh, pub, pl);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->ni, sa->ni_len);
@@ -355,11 +382,12 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 	if (!sap || !kep || !np || ike_parse_sa(sap, &sp) || ike_parse_ke(kep, &ke) || np->len < 16 ||
 	    np->len > sizeof(sa->ni))
 		return init_error(sa, rh, IKE_N_INVALID_SYNTAX, NULL, 0, out, cap);
-	struct ike_proposal ours;
-	ike_proposal_of(sa, &ours, 1);
-	const struct ike_proposal *chosen = choose(&sp, &ours);
-	if (!chosen)
+	struct proposal_list ours = IKE_PROPS(sa);
+	struct ike_proposal chosen;
+	if (!choose(&sp, &ours, false, &chosen))
 		return init_error(sa, rh, IKE_N_NO_PROPOSAL_CHOSEN, NULL, 0, out, cap);
+	use_ike_choice(sa, &chosen);
+	sa->conf.dh = ike_prop_get(&chosen, IKE_TR_DH)->id;
 	if (ke.group != sa->conf.dh) {
 		uint8_t g[2] = {(uint8_t)(sa->conf.dh >> 8), (uint8_t)sa->conf.dh};
 		return init_error(sa, rh, IKE_N_INVALID_KE_PAYLOAD, g, 2, out, cap);
@@ -379,7 +407,7 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 	    derive_ike(sa, ke.data, ke.len) != 0)
 		return init_error(sa, rh, IKE_N_INVALID_KE_PAYLOAD, NULL, 0, out, cap);
 	struct ike_sa_payload reply = {.n = 1};
-	ike_proposal_of(sa, &reply.prop[0], chosen->num);
+	reply.prop[0] = chosen;
 	struct ike_builder b;
 	struct ike_hdr h = hdr(sa, IKE_SA_INIT, true, 0);
 	ike_build_begin(&b, out, cap, &h);
@@ -396,22 +424,64 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 	return olen;
 }
 
+/* The responder asked for a cookie or another key exchange group: send IKE_SA_INIT again (RFC 7296
+ * 2.6, 1.2), a bounded number of times. Returns the new request's length, or 0 if this notify does
+ * not call for a restart. */
+static size_t restart(struct ike_sa *sa, const struct ike_notify_payload *n, uint8_t *out, size_t cap)
+{
+	if (sa->restarts >= 4)
+		return fail(sa, n->type);
+	if (n->type == IKE_N_COOKIE) {
+		if (!n->data_len || n->data_len > sizeof(sa->cookie))
+			return 0;
+		memcpy(sa->cookie, n->data, n->data_len);
+		sa->cookie_len = n->data_len;
+	} else {
+		if (n->data_len != 2)
+			return 0;
+		uint16_t g = (uint16_t)(n->data[0] << 8 | n->data[1]);
+		bool ours = false;
+		for (unsigned i = 0; i < sa->conf.n_ike_props; i++)
+			for (unsigned t = 0; t < sa->conf.ike_props[i].n_tr; t++)
+				ours |= sa->conf.ike_props[i].tr[t].type == IKE_TR_DH && sa->conf.ike_props[i].tr[t].id == g;
+		if (!ours || g == sa->conf.dh)
+			return 0;
+		sa->conf.dh = g;
+	}
+	sa->restarts++;
+	free(sa->init_i);
+	sa->init_i = NULL;
+	ike_dh_free(sa->dh);
+	sa->dh = NULL;
+	sa->state = IKE_ST_IDLE;
+	return ike_start(sa, out, cap);
+}
+
 static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len, const struct ike_hdr *rh,
 			       const struct ike_chain *c, uint8_t *out, size_t cap)
 {
 	struct ike_notify_payload n;
-	for (unsigned i = 0; ike_find(c, IKE_PL_NOTIFY, i); i++)
-		if (ike_parse_notify(ike_find(c, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK && n.type < 16384)
-			return fail(sa, n.type); /* NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, ... */
+	for (unsigned i = 0; ike_find(c, IKE_PL_NOTIFY, i); i++) {
+		if (ike_parse_notify(ike_find(c, IKE_PL_NOTIFY, i), &n) != IKE_PERR_OK)
+			continue;
+		if (n.type == IKE_N_COOKIE || n.type == IKE_N_INVALID_KE_PAYLOAD) {
+			size_t r = restart(sa, &n, out, cap);
+			if (r || sa->state == IKE_ST_FAILED)
+				return r;
+		}
+		if (n.type < 16384)
+			return fail(sa, n.type); /* NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD we cannot do, ... */
+	}
 	struct ike_sa_payload sp;
 	struct ike_ke_payload ke;
 	const struct ike_payload *sap = ike_find(c, IKE_PL_SA, 0), *kep = ike_find(c, IKE_PL_KE, 0),
 				 *np = ike_find(c, IKE_PL_NONCE, 0);
-	struct ike_proposal ours;
-	ike_proposal_of(sa, &ours, 1);
-	if (!sap || !kep || !np || ike_parse_sa(sap, &sp) || sp.n != 1 || !matches(&sp.prop[0], &ours) ||
+	struct proposal_list ours = IKE_PROPS(sa);
+	if (!sap || !kep || !np || ike_parse_sa(sap, &sp) || !accepted(&sp, &ours, false) ||
+	    !ike_prop_get(&sp.prop[0], IKE_TR_DH) || ike_prop_get(&sp.prop[0], IKE_TR_DH)->id != sa->conf.dh ||
 	    ike_parse_ke(kep, &ke) || ke.group != sa->conf.dh || np->len < 16 || np->len > sizeof(sa->nr) || !rh->spi_r)
 		return fail(sa, IKE_N_INVALID_SYNTAX);
+	use_ike_choice(sa, &sp.prop[0]);
 	sa->spi_r = rh->spi_r;
 	check_natd(sa, c, sa->spi_r);
 	memcpy(sa->nr, np->body, np->len);
@@ -428,7 +498,10 @@ static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	spi |= 0xc0000000u; /* stay clear of the reserved 1..255 */
 	sa->child.spi_i = spi;
-	size_t olen = auth_message(sa, 1, spi, sa->conf.local_ts, sa->conf.n_local_ts, sa->conf.remote_ts,
+	struct ike_sa_payload esp;
+	struct proposal_list eo = ESP_PROPS(sa);
+	offer(&eo, spi, &esp);
+	size_t olen = auth_message(sa, &esp, sa->conf.local_ts, sa->conf.n_local_ts, sa->conf.remote_ts,
 				   sa->conf.n_remote_ts, out, cap);
 	if (!olen)
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
@@ -488,11 +561,12 @@ static size_t on_auth_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 				 *rp = ike_find(&in, IKE_PL_TSR, 0);
 	if (!sap || !ip || !rp || ike_parse_sa(sap, &sp) || ike_parse_ts(ip, &tsi) || ike_parse_ts(rp, &tsr))
 		return cache(sa, out, auth_error(sa, IKE_N_INVALID_SYNTAX, out, cap), 1);
-	struct ike_proposal ours;
-	esp_proposal_of(sa, &ours, 1, 0);
-	const struct ike_proposal *chosen = choose(&sp, &ours);
-	if (!chosen || chosen->spi_len != 4)
+	struct proposal_list ours = ESP_PROPS(sa);
+	struct ike_sa_payload reply = {.n = 1};
+	struct ike_proposal *chosen = &reply.prop[0];
+	if (!choose(&sp, &ours, true, chosen) || chosen->spi_len != 4)
 		return cache(sa, out, auth_error(sa, IKE_N_NO_PROPOSAL_CHOSEN, out, cap), 1);
+	sa->esp_chosen = *chosen;
 	struct ike_child *ch = &sa->child;
 	/* the initiator's TSi is its side, our remote side; TSr ours */
 	ch->n_ts_i = (uint8_t)narrow(tsi.ts, tsi.n, sa->conf.remote_ts, sa->conf.n_remote_ts, ch->ts_i);
@@ -504,7 +578,8 @@ static size_t on_auth_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 	if (rnd(sa, &spi, sizeof(spi)) || derive_child(sa))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	ch->spi_r = spi | 0xc0000000u;
-	size_t olen = auth_message(sa, chosen->num, ch->spi_r, ch->ts_i, ch->n_ts_i, ch->ts_r, ch->n_ts_r, out, cap);
+	put_spi(chosen, ch->spi_r);
+	size_t olen = auth_message(sa, &reply, ch->ts_i, ch->n_ts_i, ch->ts_r, ch->n_ts_r, out, cap);
 	if (!olen)
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	sa->next_recv_id = 2;
@@ -529,9 +604,8 @@ static size_t on_auth_response(struct ike_sa *sa, uint8_t *msg, size_t len, cons
 	struct ike_ts_payload tsi, tsr;
 	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0), *ip = ike_find(&in, IKE_PL_TSI, 0),
 				 *rp = ike_find(&in, IKE_PL_TSR, 0);
-	struct ike_proposal ours;
-	esp_proposal_of(sa, &ours, 1, 0);
-	if (!sap || !ip || !rp || ike_parse_sa(sap, &sp) || sp.n != 1 || !matches(&sp.prop[0], &ours) ||
+	struct proposal_list ours = ESP_PROPS(sa);
+	if (!sap || !ip || !rp || ike_parse_sa(sap, &sp) || !accepted(&sp, &ours, true) ||
 	    sp.prop[0].spi_len != 4 || ike_parse_ts(ip, &tsi) || ike_parse_ts(rp, &tsr))
 		return fail(sa, IKE_N_INVALID_SYNTAX);
 	/* the responder may only narrow what we proposed */
@@ -540,6 +614,7 @@ static size_t on_auth_response(struct ike_sa *sa, uint8_t *msg, size_t len, cons
 		return fail(sa, IKE_N_TS_UNACCEPTABLE);
 	struct ike_child *ch = &sa->child;
 	ch->spi_r = spi32(sp.prop[0].spi);
+	sa->esp_chosen = sp.prop[0];
 	memcpy(ch->ts_i, tsi.ts, tsi.n * sizeof(tsi.ts[0]));
 	memcpy(ch->ts_r, tsr.ts, tsr.n * sizeof(tsr.ts[0]));
 	ch->n_ts_i = (uint8_t)tsi.n, ch->n_ts_r = (uint8_t)tsr.n;
@@ -661,6 +736,12 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 		return 0;
 	if (sa->state != IKE_ST_IDLE && h.spi_i != sa->spi_i)
 		return 0;
+	/* a retransmitted IKE_SA_INIT request gets our response again */
+	if (!response && h.exchange == IKE_SA_INIT && sa->state == IKE_ST_INIT_DONE && h.spi_i == sa->spi_i &&
+	    sa->init_r && sa->init_r_len <= cap && len == sa->init_i_len && !memcmp(msg, sa->init_i, len)) {
+		memcpy(out, sa->init_r, sa->init_r_len);
+		return sa->init_r_len;
+	}
 	/* a retransmitted request gets the cached response, unchanged */
 	if (!response && sa->last_resp && h.msg_id == sa->last_resp_id && h.spi_r == sa->spi_r) {
 		if (sa->last_resp_len > cap)
@@ -708,5 +789,12 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 	}
 out:
 	free(copy);
+	if (sa->state == IKE_ST_ESTABLISHED && sa->init_i) {
+		/* AUTH is done: the IKE_SA_INIT messages are not needed again */
+		free(sa->init_i);
+		free(sa->init_r);
+		sa->init_i = sa->init_r = NULL;
+		sa->init_i_len = sa->init_r_len = 0;
+	}
 	return r;
 }

@@ -16,6 +16,7 @@
 #include "ike/ike_keys.h"
 #include "ike/ike_msg.h"
 #include "ike/ike_nat.h"
+#include "ike/ike_prop.h"
 #include "ike/ike_sk.h"
 
 enum ike_state {
@@ -34,9 +35,15 @@ const char *ike_state_name(enum ike_state s);
 
 /* What one side asks for (a connection and its child, reduced to what this slice needs). */
 struct ike_conf {
+	/* What we offer or accept, in order of preference. Left empty, one proposal is made of the
+	 * single suite below. After negotiation ike/prf/dh hold the IKE SA's chosen transforms. */
+	struct ike_proposal ike_props[IKE_CONF_PROPS], esp_props[IKE_CONF_PROPS];
+	uint8_t n_ike_props, n_esp_props;
 	struct ike_sk_suite ike;   /* IKE SA encryption/integrity */
 	uint16_t prf, dh;
-	struct ike_sk_suite esp;   /* the Child SA's ESP transforms (same registry values) */
+	struct ike_sk_suite esp;   /* a single ESP suite (when esp_props is empty) */
+	bool force_encap;          /* send a NAT_DETECTION_SOURCE_IP that cannot match (as strongSwan's
+				    * encap = yes), so both sides use ESP in UDP */
 	uint8_t psk[128];
 	size_t psk_len;
 	uint8_t id_type;           /* ike_id_type */
@@ -78,6 +85,10 @@ struct ike_sa {
 	uint8_t *last_resp;          /* cached response for retransmitted requests */
 	size_t last_resp_len;
 	uint32_t last_resp_id;
+	struct ike_proposal ike_chosen, esp_chosen; /* one transform per type */
+	uint8_t restarts;            /* IKE_SA_INIT restarts after INVALID_KE_PAYLOAD or COOKIE */
+	uint8_t cookie[64];          /* the responder's COOKIE, echoed in our IKE_SA_INIT */
+	size_t cookie_len;
 	struct ike_child child;
 	bool child_ready;
 	uint16_t error;              /* notify type that failed the SA, 0 = none */

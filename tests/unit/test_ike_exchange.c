@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -331,11 +332,147 @@ static void test_informational(void **state)
 	done(&p);
 }
 
+static void props(struct ike_conf *c, const char *ike, const char *esp)
+{
+	char err[128], buf[256], *save = NULL;
+	c->n_ike_props = c->n_esp_props = 0;
+	snprintf(buf, sizeof(buf), "%s", ike);
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		assert_int_equal(ike_prop_parse(t, IKE_PROTO_IKE, &c->ike_props[c->n_ike_props++], err, sizeof(err)), 0);
+	snprintf(buf, sizeof(buf), "%s", esp);
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		assert_int_equal(ike_prop_parse(t, IKE_PROTO_ESP, &c->esp_props[c->n_esp_props++], err, sizeof(err)), 0);
+}
+
+/* Several proposals each side, several algorithms per type: the responder takes the first of the
+ * initiator's proposals it accepts, one transform of each type, in the initiator's order. */
+static void test_proposal_choice(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	char name[96];
+	conf(&ci, true), conf(&cr, false);
+	props(&ci, "aes256-sha384-x25519,aes128gcm16-aes256gcm16-prfsha256-prfsha512-x25519-ecp256",
+	      "aes256-sha256,chacha20poly1305-aes256gcm16");
+	props(&cr, "aes256gcm16-prfsha512-x25519", "aes256gcm16-chacha20poly1305-esn-noesn");
+	run(&p, &ci, &cr);
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
+	ike_prop_name(&p.i.ike_chosen, name, sizeof(name));
+	assert_string_equal(name, "aes256gcm16-prfsha512-curve25519");
+	ike_prop_name(&p.r.ike_chosen, name, sizeof(name));
+	assert_string_equal(name, "aes256gcm16-prfsha512-curve25519");
+	ike_prop_name(&p.i.esp_chosen, name, sizeof(name));
+	assert_string_equal(name, "chacha20poly1305"); /* the initiator's order wins */
+	assert_int_equal(p.i.child.encr_len, 36);
+	assert_memory_equal(p.i.child.ei, p.r.child.ei, 36);
+	done(&p);
+	/* nothing in common */
+	props(&cr, "aes128-sha1-modp2048", "aes128gcm16");
+	run(&p, &ci, &cr);
+	assert_int_equal(p.r.error, IKE_N_NO_PROPOSAL_CHOSEN);
+	assert_int_equal(p.i.error, IKE_N_NO_PROPOSAL_CHOSEN);
+	done(&p);
+}
+
+/* The initiator guesses x25519, the responder wants ecp256: INVALID_KE_PAYLOAD names the group,
+ * the initiator starts over with it (same SPI) and the SA comes up. A group we never offered is
+ * not taken up. */
+static void test_invalid_ke_retry(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	conf(&ci, true), conf(&cr, false);
+	props(&ci, "aes128gcm16-prfsha256-x25519-ecp256", "aes128gcm16");
+	props(&cr, "aes128gcm16-prfsha256-ecp256", "aes128gcm16");
+	p.si = 0x1234567, p.sr = 0x7654321;
+	struct ike_rng ri = {xorshift, &p.si}, rr = {xorshift, &p.sr};
+	ike_sa_init(&p.i, &ci, true, &ri);
+	p.l1 = ike_start(&p.i, p.m1, sizeof(p.m1));
+	uint64_t spi = p.i.spi_i;
+	/* a fresh responder per request: it keeps no state for a refused IKE_SA_INIT */
+	ike_sa_init(&p.r, &cr, false, &rr);
+	p.l2 = ike_process(&p.r, p.m1, p.l1, p.m2, sizeof(p.m2));
+	assert_int_equal(p.r.error, IKE_N_INVALID_KE_PAYLOAD);
+	ike_sa_free(&p.r);
+	p.l3 = ike_process(&p.i, p.m2, p.l2, p.m3, sizeof(p.m3));
+	assert_true(p.l3 > 0);
+	assert_int_equal(p.i.state, IKE_ST_INIT_SENT);
+	assert_int_equal(p.i.spi_i, spi);
+	assert_int_equal(p.i.conf.dh, IKE_DH_ECP256);
+	assert_int_equal(p.i.restarts, 1);
+	ike_sa_init(&p.r, &cr, false, &rr);
+	p.l2 = ike_process(&p.r, p.m3, p.l3, p.m2, sizeof(p.m2));
+	p.l3 = ike_process(&p.i, p.m2, p.l2, p.m3, sizeof(p.m3));
+	p.l4 = ike_process(&p.r, p.m3, p.l3, p.m4, sizeof(p.m4));
+	ike_process(&p.i, p.m4, p.l4, p.m1, sizeof(p.m1));
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
+	done(&p);
+	/* a group outside our proposals: the SA fails rather than use it */
+	props(&cr, "aes128gcm16-prfsha256-modp2048", "aes128gcm16");
+	ike_sa_init(&p.i, &ci, true, &ri);
+	ike_sa_init(&p.r, &cr, false, &rr);
+	p.l1 = ike_start(&p.i, p.m1, sizeof(p.m1));
+	p.l2 = ike_process(&p.r, p.m1, p.l1, p.m2, sizeof(p.m2));
+	assert_int_equal(p.r.error, IKE_N_NO_PROPOSAL_CHOSEN);
+	done(&p);
+}
+
+/* A responder under load answers with a COOKIE; the initiator repeats IKE_SA_INIT with the cookie
+ * as its first payload, and retransmitted IKE_SA_INIT requests get the identical response. */
+static void test_cookie_and_init_retransmit(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	conf(&ci, true), conf(&cr, false);
+	p.si = 0x1234567, p.sr = 0x7654321;
+	struct ike_rng ri = {xorshift, &p.si}, rr = {xorshift, &p.sr};
+	ike_sa_init(&p.i, &ci, true, &ri);
+	p.l1 = ike_start(&p.i, p.m1, sizeof(p.m1));
+	struct ike_hdr h;
+	struct ike_chain c;
+	assert_int_equal(ike_parse(p.m1, p.l1, &h, &c), IKE_PERR_OK);
+	static const uint8_t cookie[] = {0, 0, 0, 1, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6};
+	struct ike_builder b;
+	struct ike_hdr rh = {.spi_i = h.spi_i, .exchange = IKE_SA_INIT, .flags = IKE_FLAG_RESPONSE};
+	ike_build_begin(&b, p.m2, sizeof(p.m2), &rh);
+	ike_put_notify(&b, 0, NULL, 0, IKE_N_COOKIE, cookie, sizeof(cookie));
+	p.l2 = ike_build_end(&b);
+	p.l3 = ike_process(&p.i, p.m2, p.l2, p.m3, sizeof(p.m3));
+	assert_true(p.l3 > 0);
+	assert_int_equal(ike_parse(p.m3, p.l3, &h, &c), IKE_PERR_OK);
+	struct ike_notify_payload n;
+	assert_int_equal(c.pl[0].type, IKE_PL_NOTIFY);
+	assert_int_equal(ike_parse_notify(&c.pl[0], &n), IKE_PERR_OK);
+	assert_int_equal(n.type, IKE_N_COOKIE);
+	assert_memory_equal(n.data, cookie, sizeof(cookie));
+	/* the responder answers the cookie-carrying request; the same request again gets the same bytes */
+	ike_sa_init(&p.r, &cr, false, &rr);
+	p.l2 = ike_process(&p.r, p.m3, p.l3, p.m2, sizeof(p.m2));
+	assert_true(p.l2 > 0);
+	uint8_t again[4096];
+	assert_int_equal(ike_process(&p.r, p.m3, p.l3, again, sizeof(again)), p.l2);
+	assert_memory_equal(again, p.m2, p.l2);
+	p.l3 = ike_process(&p.i, p.m2, p.l2, p.m3, sizeof(p.m3));
+	p.l4 = ike_process(&p.r, p.m3, p.l3, p.m4, sizeof(p.m4));
+	ike_process(&p.i, p.m4, p.l4, p.m1, sizeof(p.m1));
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
+	/* established: the IKE_SA_INIT copies are gone */
+	assert_null(p.i.init_i);
+	assert_null(p.r.init_r);
+	done(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_established),
 		cmocka_unit_test(test_suites),
+		cmocka_unit_test(test_proposal_choice),
+		cmocka_unit_test(test_invalid_ke_retry),
+		cmocka_unit_test(test_cookie_and_init_retransmit),
 		cmocka_unit_test(test_failures),
 		cmocka_unit_test(test_forgery),
 		cmocka_unit_test(test_strongswan_request),
