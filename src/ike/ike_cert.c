@@ -522,7 +522,7 @@ out:
 	return ret;
 }
 
-bool ike_cert_match_id(X509 *cert, uint8_t id_type, const uint8_t *id, size_t id_len)
+bool ike_cert_match_id(X509 *cert, uint8_t id_type, const void *id, size_t id_len)
 {
 	/* never fall back to the subject CN or emailAddress, never match wildcards */
 	const unsigned flags = X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_WILDCARDS;
@@ -533,7 +533,7 @@ bool ike_cert_match_id(X509 *cert, uint8_t id_type, const uint8_t *id, size_t id
 	case IKE_ID_DER_ASN1_DN: {
 		const uint8_t *p = id;
 		X509_NAME *n = d2i_X509_NAME(NULL, &p, (long)id_len);
-		ok = n && p == id + id_len && X509_NAME_cmp(n, X509_get_subject_name(cert)) == 0;
+		ok = n && p == (const uint8_t *)id + id_len && X509_NAME_cmp(n, X509_get_subject_name(cert)) == 0;
 		X509_NAME_free(n);
 		break;
 	}

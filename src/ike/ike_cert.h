@@ -113,6 +113,6 @@ int ike_cert_verify_chain(const struct ike_cred *c, X509 *peer, STACK_OF(X509) *
 /* Does the peer's IKE identity match its certificate? ID_DER_ASN1_DN against the subject
  * (canonical comparison), ID_FQDN / ID_RFC822_ADDR / ID_IPV4_ADDR / ID_IPV6_ADDR against a
  * subjectAltName entry of that kind (exact, no wildcards, never the subject CN). */
-bool ike_cert_match_id(X509 *cert, uint8_t id_type, const uint8_t *id, size_t id_len);
+bool ike_cert_match_id(X509 *cert, uint8_t id_type, const void *id, size_t id_len);
 
 #endif

@@ -55,3 +55,6 @@ openssl dgst -sha1 -sign rsa.key -out openssl-rsa-sha1.sig octets.bin       # AU
 openssl pkeyutl -sign -rawin -inkey ed25519.key -in octets.bin -out openssl-ed25519.sig
 openssl dgst -sha256 -sign rsa.key -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32 \
   -sigopt rsa_mgf1_md:sha256 -out openssl-rsa-pss-sha256.sig octets.bin
+
+# our certificate followed by its intermediate, as a gateway's certificate file holds them
+cat sub.pem ca-sub.pem >sub-chain.pem
