@@ -328,6 +328,44 @@ int ike_cert_sign(const struct ike_cred *c, const uint8_t *octets, size_t len, u
 	return 0;
 }
 
+/* The curve and hash of an RFC 4754 method, and the size of r and s. */
+static int ecdsa_method(uint8_t method, int *nid, uint16_t *hash, size_t *half)
+{
+	switch (method) {
+	case IKE_AUTH_ECDSA_SHA256_P256: *nid = NID_X9_62_prime256v1, *hash = IKE_HASH_SHA2_256, *half = 32; return 0;
+	case IKE_AUTH_ECDSA_SHA384_P384: *nid = NID_secp384r1, *hash = IKE_HASH_SHA2_384, *half = 48; return 0;
+	case IKE_AUTH_ECDSA_SHA512_P521: *nid = NID_secp521r1, *hash = IKE_HASH_SHA2_512, *half = 66; return 0;
+	default: return -1;
+	}
+}
+
+int ike_cert_sign_method(const struct ike_cred *c, uint8_t method, const uint8_t *octets, size_t len, uint8_t *out,
+			 size_t *out_len)
+{
+	int nid, kind = key_kind(c->key);
+	uint16_t hash;
+	size_t half;
+	if (method == IKE_AUTH_DIGITAL_SIG)
+		return ike_cert_sign(c, octets, len, 0, out, out_len);
+	if (method == IKE_AUTH_RSA_SIG)
+		return kind == KEY_RSA ? sig_op(c->key, true, EVP_sha1(), false, octets, len, out, out_len) : -1;
+	if (ecdsa_method(method, &nid, &hash, &half) < 0 || ec_curve(c->key) != nid || *out_len < 2 * half)
+		return -1;
+	uint8_t der[160];
+	size_t der_len = sizeof(der);
+	if (sig_op(c->key, true, hash_md(hash), false, octets, len, der, &der_len) < 0)
+		return -1;
+	const uint8_t *p = der;
+	ECDSA_SIG *s = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+	int ret = s && BN_bn2binpad(ECDSA_SIG_get0_r(s), out, (int)half) == (int)half &&
+			  BN_bn2binpad(ECDSA_SIG_get0_s(s), out + half, (int)half) == (int)half
+		  ? 0
+		  : -1;
+	ECDSA_SIG_free(s);
+	*out_len = 2 * half;
+	return ret;
+}
+
 int ike_cert_verify(X509 *peer, const uint8_t *octets, size_t len, const uint8_t *auth, size_t auth_len)
 {
 	struct cur c = cur_init(auth, auth_len);
@@ -351,10 +389,13 @@ int ike_cert_verify(X509 *peer, const uint8_t *octets, size_t len, const uint8_t
 }
 
 /* RFC 4754: r | s, each as long as the curve's order, re-encoded as the DER OpenSSL verifies. */
-static int verify_ecdsa_raw(EVP_PKEY *k, int nid, uint16_t hash, size_t half, const uint8_t *octets, size_t len,
-			    const uint8_t *auth, size_t auth_len)
+static int verify_ecdsa_raw(EVP_PKEY *k, uint8_t method, const uint8_t *octets, size_t len, const uint8_t *auth,
+			    size_t auth_len)
 {
-	if (ec_curve(k) != nid || auth_len != 2 * half)
+	int nid;
+	uint16_t hash;
+	size_t half;
+	if (ecdsa_method(method, &nid, &hash, &half) < 0 || ec_curve(k) != nid || auth_len != 2 * half)
 		return -1;
 	ECDSA_SIG *s = ECDSA_SIG_new();
 	BIGNUM *r = BN_bin2bn(auth, (int)half, NULL), *sv = BN_bin2bn(auth + half, (int)half, NULL);
@@ -389,13 +430,7 @@ int ike_cert_verify_method(X509 *peer, uint8_t method, const uint8_t *octets, si
 		size_t sig_len = auth_len;
 		return sig_op(k, false, EVP_sha1(), false, octets, len, (uint8_t *)auth, &sig_len);
 	}
-	case IKE_AUTH_ECDSA_SHA256_P256:
-		return verify_ecdsa_raw(k, NID_X9_62_prime256v1, IKE_HASH_SHA2_256, 32, octets, len, auth, auth_len);
-	case IKE_AUTH_ECDSA_SHA384_P384:
-		return verify_ecdsa_raw(k, NID_secp384r1, IKE_HASH_SHA2_384, 48, octets, len, auth, auth_len);
-	case IKE_AUTH_ECDSA_SHA512_P521:
-		return verify_ecdsa_raw(k, NID_secp521r1, IKE_HASH_SHA2_512, 66, octets, len, auth, auth_len);
-	default: return -1;
+	default: return verify_ecdsa_raw(k, method, octets, len, auth, auth_len);
 	}
 }
 

@@ -15,7 +15,7 @@
 
 /* AUTH methods (RFC 7296 3.8, RFC 4754, RFC 7427). */
 enum ike_auth_method {
-	IKE_AUTH_RSA_SIG = 1,        /* PKCS#1 v1.5 with SHA-1; we verify, never sign */
+	IKE_AUTH_RSA_SIG = 1,        /* PKCS#1 v1.5 with SHA-1 */
 	IKE_AUTH_SHARED_KEY = 2,
 	IKE_AUTH_ECDSA_SHA256_P256 = 9,
 	IKE_AUTH_ECDSA_SHA384_P384 = 10,
@@ -78,6 +78,11 @@ uint16_t ike_sighash_choose(const struct ike_cred *c, uint32_t peer_mask);
  * Ed25519; 0 = the default for the key). *out_len: capacity in, length out. Returns 0 or -1. */
 int ike_cert_sign(const struct ike_cred *c, const uint8_t *octets, size_t len, uint16_t hash, uint8_t *out,
 		  size_t *out_len);
+/* AUTH data for any signature method, for peers that sent no SIGNATURE_HASH_ALGORITHMS: 1 (RSA
+ * keys, PKCS#1 v1.5 with SHA-1), 9/10/11 (EC keys on the curve the method names, r | s), or 14 with
+ * the key's default hash. *out_len: capacity in, length out. Returns 0 or -1. */
+int ike_cert_sign_method(const struct ike_cred *c, uint8_t method, const uint8_t *octets, size_t len, uint8_t *out,
+			 size_t *out_len);
 /* Verify AUTH method 14 data with the peer's (already verified) certificate. Only the
  * AlgorithmIdentifiers we know are accepted, and only with a key of the matching type. */
 int ike_cert_verify(X509 *peer, const uint8_t *octets, size_t len, const uint8_t *auth, size_t auth_len);

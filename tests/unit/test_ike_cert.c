@@ -235,11 +235,33 @@ static void test_openssl_signatures(void **state)
 	assert_int_equal(ike_cert_verify_method(ec, IKE_AUTH_RSA_SIG, octets, OCTETS_LEN, sig, n), -1);
 	n = slurp("openssl-rsa-sha256.sig", sig, sizeof(sig)); /* SHA-256 is not method 1 */
 	assert_int_equal(ike_cert_verify_method(x, IKE_AUTH_RSA_SIG, octets, OCTETS_LEN, sig, n), -1);
+
+	/* PKCS#1 v1.5 is deterministic: our signatures must be openssl's, byte for byte */
+	struct ike_cred c;
+	uint8_t ours[IKE_SIG_MAX];
+	size_t ours_len = sizeof(ours);
+	load(&c, "rsa");
+	assert_int_equal(ike_cert_sign_method(&c, IKE_AUTH_RSA_SIG, octets, OCTETS_LEN, ours, &ours_len), 0);
+	n = slurp("openssl-rsa-sha1.sig", sig, sizeof(sig));
+	assert_int_equal(ours_len, n);
+	assert_memory_equal(ours, sig, n);
+	ours_len = sizeof(ours);
+	assert_int_equal(ike_cert_sign(&c, octets, OCTETS_LEN, IKE_HASH_SHA2_256, ours, &ours_len), 0);
+	n = slurp("openssl-rsa-sha256.sig", sig, sizeof(sig));
+	assert_int_equal(ours_len, 1 + sizeof(rsa256) + n);
+	assert_memory_equal(ours + 1, rsa256, sizeof(rsa256));
+	assert_memory_equal(ours + 1 + sizeof(rsa256), sig, n);
+	ours_len = sizeof(ours); /* method 14 through sign_method: the key's default hash, SHA-256 */
+	assert_int_equal(ike_cert_sign_method(&c, IKE_AUTH_DIGITAL_SIG, octets, OCTETS_LEN, ours, &ours_len), 0);
+	assert_memory_equal(ours + 1 + sizeof(rsa256), sig, n);
+	ours_len = sizeof(ours);
+	assert_int_equal(ike_cert_sign_method(&c, IKE_AUTH_ECDSA_SHA256_P256, octets, OCTETS_LEN, ours, &ours_len), -1);
+	ike_cred_free(&c);
 	X509_free(x);
 	X509_free(ec);
 }
 
-/* RFC 4754: sign through EVP, re-encode the DER signature as r | s of the curve's size. */
+/* RFC 4754, independently of ike_cert_sign_method: sign through EVP, re-encode the DER signature as r | s of the curve's size. */
 static size_t raw_ecdsa(EVP_PKEY *k, const EVP_MD *md, size_t half, uint8_t *out)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -279,6 +301,16 @@ static void test_rfc4754(void **state)
 		assert_int_equal(ike_cert_verify_method(c.cert, v[(i + 1) % 3].method, octets, OCTETS_LEN, sig, n), -1);
 		sig[3] ^= 1;
 		assert_int_equal(ike_cert_verify_method(c.cert, v[i].method, octets, OCTETS_LEN, sig, n), -1);
+		/* our own r | s */
+		size_t len = sizeof(sig);
+		assert_int_equal(ike_cert_sign_method(&c, v[i].method, octets, OCTETS_LEN, sig, &len), 0);
+		assert_int_equal(len, 2 * v[i].half);
+		assert_int_equal(ike_cert_verify_method(c.cert, v[i].method, octets, OCTETS_LEN, sig, len), 0);
+		len = sizeof(sig);
+		assert_int_equal(ike_cert_sign_method(&c, v[(i + 1) % 3].method, octets, OCTETS_LEN, sig, &len), -1);
+		assert_int_equal(ike_cert_sign_method(&c, IKE_AUTH_RSA_SIG, octets, OCTETS_LEN, sig, &len), -1);
+		len = 2 * v[i].half - 1;
+		assert_int_equal(ike_cert_sign_method(&c, v[i].method, octets, OCTETS_LEN, sig, &len), -1);
 		ike_cred_free(&c);
 	}
 }
