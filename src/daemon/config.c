@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "daemon/cfgtree.h"
 #include "esp/esp_wire.h"
@@ -20,6 +22,7 @@
 #define CONFIG_MAX_SIZE (1 << 20)
 
 struct ctx {
+	int line_hint; /* the section being read, for errors about defaults */
 	const char *file;
 	char *err;
 	size_t errlen;
@@ -43,6 +46,15 @@ static struct cnode *get(struct cnode *sec, const char *key)
 			n->used = true;
 			return n;
 		}
+	return NULL;
+}
+
+/* Like get(), without consuming the key. */
+static struct cnode *peek(struct cnode *sec, const char *key)
+{
+	for (struct cnode *n = sec->child; n; n = n->next)
+		if (strcmp(n->name, key) == 0)
+			return n;
 	return NULL;
 }
 
@@ -288,6 +300,42 @@ static int section_baton(struct ctx *c, struct cnode *sec, struct bt_config *cfg
 		return -1;
 	if ((n = get(sec, "offload")) && parse_bool(c, n, &cfg->dp.offload))
 		return -1;
+	if ((n = get(sec, "ike_port"))) {
+		if (parse_uint(c, n, 65535, &v))
+			return -1;
+		cfg->ike_port = (uint16_t)v;
+	}
+	if ((n = get(sec, "retransmit_timeout"))) {
+		double t;
+		char *end;
+		if (want_value(c, n))
+			return -1;
+		t = strtod(n->value, &end);
+		if (end == n->value || (*end && strcmp(end, "s")) || t < 0.01 || t > 600)
+			return fail(c, n->line, "retransmit_timeout: expected seconds between 0.01 and 600, got '%s'",
+				    n->value);
+		cfg->retransmit_timeout_ms = (uint32_t)(t * 1000 + 0.5);
+	}
+	if ((n = get(sec, "retransmit_tries"))) {
+		if (parse_uint(c, n, 100, &v))
+			return -1;
+		cfg->retransmit_tries = (uint32_t)v;
+	}
+	if ((n = get(sec, "retransmit_base"))) {
+		double b;
+		char *end;
+		if (want_value(c, n))
+			return -1;
+		b = strtod(n->value, &end);
+		if (end == n->value || *end || b < 1 || b > 10)
+			return fail(c, n->line, "retransmit_base: expected a factor between 1 and 10, got '%s'", n->value);
+		cfg->retransmit_base_milli = (uint32_t)(b * 1000 + 0.5);
+	}
+	if ((n = get(sec, "cookie_threshold"))) {
+		if (parse_uint(c, n, UINT32_MAX, &v))
+			return -1;
+		cfg->cookie_threshold = (uint32_t)v;
+	}
 	if ((n = get(sec, "socket"))) {
 		if (parse_str(c, n, cfg->socket_path, sizeof(cfg->socket_path)))
 			return -1;
@@ -318,7 +366,8 @@ static int child_keys(struct ctx *c, struct cnode *sec, const char *where, const
 	uint64_t v;
 	snprintf(key, sizeof(key), "spi_%s", dir);
 	if (!(n = get(sec, key)))
-		return fail(c, sec->line, "%s: %s is required (static SAs; IKE is not available yet)", where, key);
+		return fail(c, sec->line, "%s: %s is required for a static SA (or leave out spi_in and spi_out and let "
+			    "IKE negotiate)", where, key);
 	if (parse_uint(c, n, UINT32_MAX, &v))
 		return -1;
 	if (v < 256) /* RFC 4303 2.1: 1..255 are reserved */
@@ -366,6 +415,39 @@ static int check_key_lens(struct ctx *c, struct cnode *sec, const char *dir, con
 		return fail(c, n->line, "%s: %s needs %u bytes, got %u", key, ch->esp_proposal, ikl,
 			    k->integ_key_len);
 	return 0;
+}
+
+struct prop_list {
+	struct ike_proposal *p;
+	uint8_t *n;
+	uint8_t protocol;
+};
+
+static int add_prop(struct ctx *c, struct cnode *n, const char *item, void *arg)
+{
+	struct prop_list *l = arg;
+	char err[200];
+	if (*l->n >= IKE_CONF_PROPS)
+		return fail(c, n->line, "%s: more than %d proposals", n->name, IKE_CONF_PROPS);
+	if (ike_prop_parse(item, l->protocol, &l->p[*l->n], err, sizeof(err)) != 0)
+		return fail(c, n->line, "%s: %s", n->name, err);
+	(*l->n)++;
+	return 0;
+}
+
+/* One of a NULL-terminated list of words; returns its index or -1. */
+static int parse_enum(struct ctx *c, struct cnode *n, const char *const *words)
+{
+	char list[128] = "";
+	if (want_value(c, n))
+		return -1;
+	for (int i = 0; words[i]; i++) {
+		if (!strcasecmp(n->value, words[i]))
+			return i;
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", words[i]);
+	}
+	fail(c, n->line, "%s: expected one of %s, got '%s'", n->name, list, n->value);
+	return -1;
 }
 
 static int section_child(struct ctx *c, struct cnode *sec, struct cfg_conn *conn, struct cfg_child *ch,
@@ -423,12 +505,20 @@ static int section_child(struct ctx *c, struct cnode *sec, struct cfg_conn *conn
 			ch->n_remote_ts = 1;
 		}
 	}
+	/* static keys make a static SA; without them, IKE negotiates the Child SA */
+	bool is_static = peek(sec, "spi_in") || peek(sec, "spi_out");
 	if (!(n = get(sec, "esp_proposals")))
 		return fail(c, sec->line, "%s: esp_proposals is required", where);
 	if (parse_str(c, n, ch->esp_proposal, sizeof(ch->esp_proposal)))
 		return -1;
-	if (strchr(ch->esp_proposal, ','))
+	if (strchr(ch->esp_proposal, ',') && is_static)
 		return fail(c, n->line, "esp_proposals: static SAs take exactly one proposal");
+	if (!is_static) {
+		struct prop_list pl = {ch->esp_props, &ch->n_esp_props, IKE_PROTO_ESP};
+		if (for_each_item(c, n, add_prop, &pl))
+			return -1;
+		*strchrnul(ch->esp_proposal, ',') = 0; /* the first one sizes the MTU */
+	}
 	if (esp_proposal_parse(ch->esp_proposal, &ch->enc, &ekl, &ch->integ, &ikl, &ch->esn) != 0)
 		return fail(c, n->line, "esp_proposals: unknown or incomplete proposal '%s' (e.g. aes128gcm16, "
 			    "aes128-sha256, chacha20poly1305, null-sha256, 3des-sha1)", ch->esp_proposal);
@@ -457,6 +547,24 @@ static int section_child(struct ctx *c, struct cnode *sec, struct cfg_conn *conn
 			return -1;
 		ch->priority = (uint32_t)v;
 	}
+	if ((n = get(sec, "start_action"))) {
+		static const char *const v_[] = {"none", "trap", "start", NULL};
+		int k = parse_enum(c, n, v_);
+		if (k < 0)
+			return -1;
+		if (is_static && k)
+			return fail(c, n->line, "start_action: only for Child SAs that IKE negotiates");
+		ch->start_action = (enum cfg_start)k;
+	}
+	if ((n = get(sec, "dpd_action"))) {
+		static const char *const v_[] = {"clear", "trap", "restart", NULL};
+		int k = parse_enum(c, n, v_);
+		if (k < 0)
+			return -1;
+		ch->dpd_action = (enum cfg_dpd_action)k;
+	}
+	if (!is_static)
+		return check_unknown(c, sec, where);
 	if (child_keys(c, sec, where, "in", ch, &ch->in) || child_keys(c, sec, where, "out", ch, &ch->out) ||
 	    check_key_lens(c, sec, "in", ch, &ch->in, ekl, ikl) ||
 	    check_key_lens(c, sec, "out", ch, &ch->out, ekl, ikl))
@@ -464,6 +572,9 @@ static int section_child(struct ctx *c, struct cnode *sec, struct cfg_conn *conn
 	ch->has_static_keys = true;
 	return check_unknown(c, sec, where);
 }
+
+static int section_end(struct ctx *c, struct cnode *sec, struct cfg_end *end, const char *conn_where,
+		       const char *which, const char *default_id);
 
 static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 {
@@ -477,6 +588,7 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 		return fail(c, sec->line, "connection name longer than 31 characters");
 	strcpy(conn->name, sec->name);
 	conn->line = sec->line;
+	c->line_hint = sec->line;
 	conn->encap = true;
 	conn->local_port = 0; /* the data plane's port */
 	conn->remote_port = ESP_UDP_PORT;
@@ -489,14 +601,21 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 		return fail(c, n->line, "local_addrs: the first entry must be an address, not a subnet");
 	if (!(n = get(sec, "remote_addrs")))
 		return fail(c, sec->line, "%s: remote_addrs is required", where);
-	struct pfx_list r = {conn->remote_addrs, &conn->n_remote_addrs};
-	if (for_each_item(c, n, add_prefix, &r))
+	struct cnode *remote_n = n;
+	if (want_value(c, n))
 		return -1;
+	if (!strcmp(n->value, "%any")) {
+		/* a responder for any peer (IKE only) */
+		conn->remote_addrs[0] = (struct bt_prefix){.addr.family = conn->local_addrs[0].addr.family};
+		conn->n_remote_addrs = 1;
+	} else {
+		struct pfx_list r = {conn->remote_addrs, &conn->n_remote_addrs};
+		if (for_each_item(c, n, add_prefix, &r))
+			return -1;
+	}
 	bool host = false;
 	for (unsigned i = 0; i < conn->n_remote_addrs; i++)
 		host |= is_host(&conn->remote_addrs[i]);
-	if (!host)
-		return fail(c, n->line, "remote_addrs: at least one entry must be a single address to send to");
 	for (unsigned i = 0; i < conn->n_remote_addrs; i++)
 		if (conn->remote_addrs[i].addr.family != conn->local_addrs[0].addr.family)
 			return fail(c, n->line, "remote_addrs: address family differs from local_addrs");
@@ -526,13 +645,98 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 	conn->children = calloc(conn->n_children, sizeof(*conn->children));
 	if (!conn->children)
 		return fail(c, sec->line, "out of memory");
-	unsigned i = 0;
+	unsigned i = 0, n_static = 0;
 	for (struct cnode *ch = children->child; ch; ch = ch->next, i++) {
 		ch->used = true;
 		if (want_section(c, ch) || section_child(c, ch, conn, &conn->children[i], i))
 			return -1;
+		n_static += conn->children[i].has_static_keys;
 	}
+	if (n_static && n_static != conn->n_children)
+		return fail(c, children->line, "%s: children with static keys and children for IKE cannot share a "
+			    "connection", where);
+	conn->ike = !n_static;
+	if (!conn->ike) {
+		if (!host)
+			return fail(c, remote_n->line,
+				    "remote_addrs: at least one entry must be a single address to send to");
+		static const char *const ike_only[] = {"proposals", "local", "remote", "dpd_delay", "rekey_time", "version",
+						       NULL};
+		for (int k = 0; ike_only[k]; k++)
+			if ((n = get(sec, ike_only[k])))
+				return fail(c, n->line, "%s: only for IKE connections (these children have static keys)",
+					    ike_only[k]);
+		return check_unknown(c, sec, where);
+	}
+	for (size_t k = 0; k < conn->n_children; k++)
+		if (!host && conn->children[k].start_action != CFG_START_NONE)
+			return fail(c, conn->children[k].line, "start_action = %s needs a remote address to send to",
+				    conn->children[k].start_action == CFG_START_TRAP ? "trap" : "start");
+	if ((n = get(sec, "version"))) {
+		if (parse_uint(c, n, 2, &v))
+			return -1;
+		if (v == 1)
+			return fail(c, n->line, "version: IKEv1 is not supported");
+	}
+	if (!(n = get(sec, "proposals")))
+		return fail(c, sec->line, "%s: proposals is required (e.g. aes128gcm16-prfsha256-x25519)", where);
+	struct prop_list pl = {conn->ike_props, &conn->n_ike_props, IKE_PROTO_IKE};
+	if (for_each_item(c, n, add_prop, &pl))
+		return -1;
+	char dflt[64];
+	bt_addr_str(&conn->local_addrs[0].addr, dflt, sizeof(dflt));
+	if (section_end(c, get(sec, "local"), &conn->local, where, "local", dflt))
+		return -1;
+	const struct bt_prefix *rh = NULL;
+	for (unsigned k = 0; k < conn->n_remote_addrs && !rh; k++)
+		if (is_host(&conn->remote_addrs[k]))
+			rh = &conn->remote_addrs[k];
+	if (rh)
+		bt_addr_str(&rh->addr, dflt, sizeof(dflt));
+	if (section_end(c, get(sec, "remote"), &conn->remote, where, "remote", rh ? dflt : "%any"))
+		return -1;
+	if (conn->local.id_any)
+		return fail(c, sec->line, "%s: local id cannot be %%any", where);
+	if ((n = get(sec, "dpd_delay")) && parse_time(c, n, &conn->dpd_delay))
+		return -1;
+	if ((n = get(sec, "rekey_time")) && parse_time(c, n, &conn->ike_rekey_time))
+		return -1;
 	return check_unknown(c, sec, where);
+}
+
+/* local { auth = psk; id = ... } or remote { ... } */
+static int section_end(struct ctx *c, struct cnode *sec, struct cfg_end *end, const char *conn_where,
+		       const char *which, const char *default_id)
+{
+	char where[160], err[200];
+	struct cnode *n;
+	snprintf(where, sizeof(where), "%s.%s", conn_where, which);
+	const char *id = default_id;
+	end->auth = CFG_AUTH_PSK;
+	if (sec) {
+		if (want_section(c, sec))
+			return -1;
+		if ((n = get(sec, "auth"))) {
+			static const char *const v_[] = {"psk", "pubkey", NULL};
+			int k = parse_enum(c, n, v_);
+			if (k < 0)
+				return -1;
+			if (k == CFG_AUTH_PUBKEY)
+				return fail(c, n->line, "auth = pubkey: certificate authentication is not wired into "
+					    "batond yet; use psk");
+			end->auth = (enum cfg_auth)k;
+		}
+		if ((n = get(sec, "id"))) {
+			if (want_value(c, n))
+				return -1;
+			id = n->value;
+		}
+		if (check_unknown(c, sec, where))
+			return -1;
+	}
+	if (config_parse_id(id, end, err, sizeof(err)) != 0)
+		return fail(c, sec && get(sec, "id") ? get(sec, "id")->line : c->line_hint, "%s.id: %s", where, err);
+	return 0;
 }
 
 static int section_policy(struct ctx *c, struct cnode *sec, struct cfg_policy *cp, unsigned index)
@@ -605,6 +809,119 @@ static struct cfg_child *find_child(struct bt_config *cfg, const char *ref)
 	return found;
 }
 
+/* secret = "text" | 0xHEX | 0sBASE64 */
+static int parse_secret(struct ctx *c, struct cnode *n, uint8_t *out, size_t cap, size_t *len)
+{
+	if (want_value(c, n))
+		return -1;
+	const char *v = n->value;
+	if (!strncasecmp(v, "0x", 2)) {
+		uint8_t l;
+		if (parse_hex(c, n, out, cap > 255 ? 255 : cap, &l))
+			return -1;
+		*len = l;
+	} else if (!strncmp(v, "0s", 2)) {
+		size_t in = strlen(v + 2);
+		uint8_t tmp[256];
+		if (in > 4 * (sizeof(tmp) / 3) || in % 4)
+			return fail(c, n->line, "%s: bad base64 value", n->name);
+		int l = EVP_DecodeBlock(tmp, (const unsigned char *)v + 2, (int)in);
+		if (l < 0)
+			return fail(c, n->line, "%s: bad base64 value", n->name);
+		for (const char *e = v + 2 + in; e > v + 2 && e[-1] == '='; e--)
+			l--;
+		if ((size_t)l > cap)
+			return fail(c, n->line, "%s: longer than %zu bytes", n->name, cap);
+		memcpy(out, tmp, (size_t)l);
+		OPENSSL_cleanse(tmp, sizeof(tmp));
+		*len = (size_t)l;
+	} else {
+		if (strlen(v) > cap)
+			return fail(c, n->line, "%s: longer than %zu bytes", n->name, cap);
+		memcpy(out, v, strlen(v));
+		*len = strlen(v);
+	}
+	if (!*len)
+		return fail(c, n->line, "%s: empty secret", n->name);
+	return 0;
+}
+
+static int section_secrets(struct ctx *c, struct cnode *sec, struct bt_config *cfg)
+{
+	if (want_section(c, sec))
+		return -1;
+	for (struct cnode *x = sec->child; x; x = x->next)
+		cfg->n_secrets++;
+	cfg->secrets = calloc(cfg->n_secrets ? cfg->n_secrets : 1, sizeof(*cfg->secrets));
+	if (!cfg->secrets)
+		return fail(c, sec->line, "out of memory");
+	size_t i = 0;
+	for (struct cnode *x = sec->child; x; x = x->next, i++) {
+		struct cfg_secret *k = &cfg->secrets[i];
+		char where[96];
+		x->used = true;
+		snprintf(where, sizeof(where), "secrets.%s", x->name);
+		if (want_section(c, x))
+			return -1;
+		if (strncmp(x->name, "ike", 3))
+			return fail(c, x->line, "%s: only ike secrets (ike-NAME { id = ..., secret = ... }) are known",
+				    where);
+		k->line = x->line;
+		for (struct cnode *n = x->child; n; n = n->next) {
+			if (!strcmp(n->name, "secret")) {
+				n->used = true;
+				if (parse_secret(c, n, k->key, sizeof(k->key), &k->key_len))
+					return -1;
+			} else if (!strcmp(n->name, "id") || !strncmp(n->name, "id-", 3)) {
+				n->used = true;
+				if (k->n_ids >= 4)
+					return fail(c, n->line, "%s: at most 4 ids", where);
+				if (parse_str(c, n, k->ids[k->n_ids], sizeof(k->ids[0])))
+					return -1;
+				k->n_ids++;
+			}
+		}
+		if (!k->key_len)
+			return fail(c, x->line, "%s: secret is required", where);
+		if (check_unknown(c, x, where))
+			return -1;
+	}
+	return 0;
+}
+
+/* The shared key of an IKE connection with psk on either end: as charon, the secret whose ids
+ * name both identities is best, then one naming either, then one without ids. */
+static int resolve_psk(struct ctx *c, struct bt_config *cfg, struct cfg_conn *conn)
+{
+	if (!conn->ike || (conn->local.auth != CFG_AUTH_PSK && conn->remote.auth != CFG_AUTH_PSK))
+		return 0;
+	const struct cfg_secret *best = NULL;
+	int best_score = -1;
+	for (size_t i = 0; i < cfg->n_secrets; i++) {
+		const struct cfg_secret *k = &cfg->secrets[i];
+		int score = 0;
+		bool l = false, r = false;
+		for (unsigned j = 0; j < k->n_ids; j++) {
+			l |= !strcmp(k->ids[j], conn->local.id_str);
+			r |= !strcmp(k->ids[j], conn->remote.id_str) || !strcmp(k->ids[j], "%any");
+		}
+		if (!k->n_ids)
+			score = 1;
+		else if (l && r)
+			score = 3;
+		else if (l || r)
+			score = 2;
+		if (score > best_score && score > 0)
+			best = k, best_score = score;
+	}
+	if (!best)
+		return fail(c, conn->line, "connections.%s: no secret in secrets { } for id %s or %s", conn->name,
+			    conn->local.id_str, conn->remote.id_str);
+	memcpy(conn->psk, best->key, best->key_len);
+	conn->psk_len = best->key_len;
+	return 0;
+}
+
 static int interpret(struct ctx *c, struct cnode *root, struct bt_config *cfg)
 {
 	struct cnode *n;
@@ -640,8 +957,13 @@ static int interpret(struct ctx *c, struct cnode *root, struct bt_config *cfg)
 				return -1;
 		}
 	}
-	if (check_unknown(c, root, "the top level (expected baton, connections, policies)"))
+	if ((n = get(root, "secrets")) && section_secrets(c, n, cfg))
 		return -1;
+	if (check_unknown(c, root, "the top level (expected baton, connections, policies, secrets)"))
+		return -1;
+	for (size_t i = 0; i < cfg->n_conns; i++)
+		if (resolve_psk(c, cfg, &cfg->conns[i]))
+			return -1;
 
 	/* cross-checks: unique SPIs per direction, reqids, policy references */
 	uint32_t reqid = 1;
@@ -654,6 +976,8 @@ static int interpret(struct ctx *c, struct cnode *root, struct bt_config *cfg)
 					struct cfg_child *b = &cfg->conns[k].children[m];
 					if (b == a)
 						break;
+					if (!a->has_static_keys || !b->has_static_keys)
+						continue;
 					if (b->in.spi == a->in.spi)
 						return fail(c, a->line, "spi_in 0x%x is already used by %s/%s (line %d)",
 							    a->in.spi, cfg->conns[k].name, b->name, b->line);
@@ -686,6 +1010,11 @@ static void defaults(struct bt_config *cfg, const char *name)
 	cfg->dp.offload = true;
 	strcpy(cfg->socket_path, "/run/baton/baton.sock");
 	cfg->log_level = BT_LOG_INFO;
+	cfg->ike_port = 500;
+	cfg->retransmit_timeout_ms = 4000;
+	cfg->retransmit_tries = 5;
+	cfg->retransmit_base_milli = 1800;
+	cfg->cookie_threshold = 10;
 }
 
 int config_parse(const char *text, size_t len, const char *name, struct bt_config **out, char *err,
@@ -755,8 +1084,13 @@ void config_free(struct bt_config *cfg)
 					       cfg->conns[i].n_children * sizeof(*cfg->conns[i].children));
 		free(cfg->conns[i].children);
 	}
+	if (cfg->conns)
+		OPENSSL_cleanse(cfg->conns, cfg->n_conns * sizeof(*cfg->conns));
 	free(cfg->conns);
 	free(cfg->policies);
+	if (cfg->secrets)
+		OPENSSL_cleanse(cfg->secrets, cfg->n_secrets * sizeof(*cfg->secrets));
+	free(cfg->secrets);
 	free(cfg);
 }
 
@@ -824,14 +1158,26 @@ int config_child_sas(const struct bt_config *cfg, const struct cfg_conn *conn,
 
 struct spd *config_build_spd(const struct bt_config *cfg, char *err, size_t errlen)
 {
+	return config_build_spd_with(cfg, NULL, 0, err, errlen);
+}
+
+struct spd *config_build_spd_with(const struct bt_config *cfg, const struct spd_policy *extra, size_t n_extra,
+				  char *err, size_t errlen)
+{
 	struct spd *spd = spd_new();
 	if (!spd) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	for (size_t i = 0; i < n_extra; i++)
+		if (spd_add(spd, &extra[i]) != 0)
+			goto nomem;
 	for (size_t i = 0; i < cfg->n_conns; i++)
 		for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
 			const struct cfg_child *ch = &cfg->conns[i].children[j];
+			/* an IKE child's policy exists per negotiated SA; the configured one only traps */
+			if (cfg->conns[i].ike && ch->start_action != CFG_START_TRAP)
+				continue;
 			struct spd_policy p = {.dir = SPD_DIR_OUT, .action = SPD_PROTECT, .reqid = ch->reqid,
 					       .priority = ch->priority};
 			snprintf(p.name, sizeof(p.name), "%.31s/%.31s", cfg->conns[i].name, ch->name);
@@ -849,4 +1195,94 @@ nomem:
 	spd_free(spd);
 	snprintf(err, errlen, "out of memory");
 	return NULL;
+}
+
+/* A DN as OpenSSL reads "C=CH, O=baton, CN=gw" (',' or '/' separated), DER-encoded. */
+static int parse_dn(const char *s, uint8_t *out, size_t cap, size_t *len)
+{
+	X509_NAME *name = X509_NAME_new();
+	char buf[256], *save = NULL;
+	int rc = -1;
+	if (!name || strlen(s) >= sizeof(buf))
+		goto out;
+	strcpy(buf, s);
+	for (char *t = strtok_r(buf, ",/", &save); t; t = strtok_r(NULL, ",/", &save)) {
+		while (*t == ' ')
+			t++;
+		char *eq = strchr(t, '=');
+		if (!eq || eq == t)
+			goto out;
+		*eq = 0;
+		char *e = eq - 1;
+		while (e > t && *e == ' ')
+			*e-- = 0;
+		if (!X509_NAME_add_entry_by_txt(name, t, MBSTRING_UTF8, (const unsigned char *)eq + 1, -1, -1, 0))
+			goto out;
+	}
+	int l = i2d_X509_NAME(name, NULL);
+	if (l <= 0 || (size_t)l > cap || X509_NAME_entry_count(name) == 0)
+		goto out;
+	unsigned char *p = out;
+	i2d_X509_NAME(name, &p);
+	*len = (size_t)l;
+	rc = 0;
+out:
+	X509_NAME_free(name);
+	return rc;
+}
+
+int config_parse_id(const char *s, struct cfg_end *end, char *err, size_t errlen)
+{
+	struct bt_addr a;
+	if (strlen(s) >= sizeof(end->id_str)) {
+		snprintf(err, errlen, "identity too long");
+		return -1;
+	}
+	strcpy(end->id_str, s);
+	end->id_any = false;
+	if (!strcmp(s, "%any")) {
+		end->id_any = true, end->id_len = 0, end->id_type = 0;
+		return 0;
+	}
+	if (bt_addr_parse(s, &a) == 0) {
+		end->id_type = a.family == AF_INET ? IKE_ID_IPV4 : IKE_ID_IPV6;
+		end->id_len = a.family == AF_INET ? 4 : 16;
+		memcpy(end->id, a.b, end->id_len);
+		return 0;
+	}
+	if (!strncmp(s, "@#", 2)) {
+		size_t l = strlen(s + 2);
+		if (!l || l % 2 || l / 2 > sizeof(end->id))
+			goto bad;
+		for (size_t i = 0; i < l; i += 2) {
+			char b[3] = {s[2 + i], s[3 + i], 0};
+			if (!isxdigit((unsigned char)b[0]) || !isxdigit((unsigned char)b[1]))
+				goto bad;
+			end->id[i / 2] = (uint8_t)strtoul(b, NULL, 16);
+		}
+		end->id_type = IKE_ID_KEY_ID, end->id_len = l / 2;
+		return 0;
+	}
+	if (s[0] == '@') {
+		if (!s[1])
+			goto bad;
+		end->id_type = IKE_ID_FQDN, end->id_len = strlen(s + 1);
+		memcpy(end->id, s + 1, end->id_len);
+		return 0;
+	}
+	if (strchr(s, '=')) {
+		if (parse_dn(s, end->id, sizeof(end->id), &end->id_len))
+			goto bad;
+		end->id_type = IKE_ID_DER_ASN1_DN;
+		return 0;
+	}
+	if (!*s)
+		goto bad;
+	end->id_type = strchr(s, '@') ? IKE_ID_RFC822 : IKE_ID_FQDN;
+	end->id_len = strlen(s);
+	memcpy(end->id, s, end->id_len);
+	return 0;
+bad:
+	snprintf(err, errlen, "'%s' is not an identity (an address, @fqdn, user@domain, @#hex or a DN)", s);
+	return -1;
 }

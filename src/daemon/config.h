@@ -12,6 +12,7 @@
 #include <sys/un.h>
 
 #include "esp/sa.h"
+#include "ike/ike_prop.h"
 #include "io/dataplane.h"
 #include "policy/spd.h"
 #include "policy/ts.h"
@@ -28,6 +29,29 @@ struct cfg_sa_keys {
 	uint8_t integ_key_len;
 };
 
+enum cfg_auth { CFG_AUTH_PSK = 0, CFG_AUTH_PUBKEY };
+enum cfg_start { CFG_START_NONE = 0, CFG_START_TRAP, CFG_START_START };
+enum cfg_dpd_action { CFG_DPD_CLEAR = 0, CFG_DPD_TRAP, CFG_DPD_RESTART };
+
+/* The local { } or remote { } section of an IKE connection. */
+struct cfg_end {
+	enum cfg_auth auth;
+	char id_str[128];     /* as written; "%any" for any peer */
+	bool id_any;
+	uint8_t id_type;      /* ike_id_type */
+	uint8_t id[128];      /* the ID payload's data */
+	size_t id_len;
+};
+
+/* A shared key from the secrets { } section: ike-NAME { id = ..., id-x = ..., secret = ... }. */
+struct cfg_secret {
+	char ids[4][128];
+	unsigned n_ids;       /* 0: for any identity */
+	uint8_t key[128];
+	size_t key_len;
+	int line;
+};
+
 struct cfg_child {
 	char name[BT_NAME_MAX];
 	int line;                      /* where the child section starts */
@@ -42,6 +66,11 @@ struct cfg_child {
 	struct esp_lifetime soft, hard; /* rekey_* and life_* */
 	struct cfg_sa_keys in, out;    /* static SAs: spi_in/enc_key_in/..., spi_out/... */
 	bool has_static_keys;
+	/* IKE children: the ESP proposals to negotiate, and what to do without an SA */
+	struct ike_proposal esp_props[IKE_CONF_PROPS];
+	uint8_t n_esp_props;
+	enum cfg_start start_action;
+	enum cfg_dpd_action dpd_action;
 	uint32_t reqid;                /* assigned by the parser, unique, from 1 */
 	uint32_t priority;             /* policy priority; default 1000 + order in the file */
 };
@@ -55,6 +84,15 @@ struct cfg_conn {
 	uint16_t local_port, remote_port; /* default 4500 */
 	struct cfg_child *children;
 	size_t n_children;
+	/* IKE (children without static keys): proposals, authentication, liveness */
+	bool ike;
+	struct ike_proposal ike_props[IKE_CONF_PROPS];
+	uint8_t n_ike_props;
+	struct cfg_end local, remote;
+	uint8_t psk[128];             /* from secrets, when either end authenticates with psk */
+	size_t psk_len;
+	uint64_t dpd_delay;           /* seconds, 0 = no liveness checks */
+	uint64_t ike_rekey_time;      /* seconds; rekey_time of the connection */
 };
 
 /* An explicit BYPASS / DISCARD / PROTECT policy from the policies { } section. */
@@ -74,6 +112,14 @@ struct bt_config {
 	size_t n_conns;
 	struct cfg_policy *policies;
 	size_t n_policies;
+	struct cfg_secret *secrets;
+	size_t n_secrets;
+	/* IKE in the baton { } section */
+	uint16_t ike_port;             /* IKE_SA_INIT port, default 500; 0 = only the NAT-T port */
+	uint32_t retransmit_timeout_ms; /* first retransmission, default 4000 (as charon) */
+	uint32_t retransmit_tries;     /* default 5 */
+	uint32_t retransmit_base_milli; /* backoff factor x1000, default 1800 */
+	uint32_t cookie_threshold;     /* half-open IKE SAs before COOKIEs are demanded, default 10 */
 };
 
 /* Parse the file at path. Returns 0 and a new config in *out, or -1 with "file:line: message" in
@@ -92,5 +138,12 @@ int config_child_sas(const struct bt_config *cfg, const struct cfg_conn *conn,
 /* Build the SPD: each child's outbound PROTECT policy plus the explicit policies, ordered by
  * priority. hits counters are left NULL (the daemon attaches its own). */
 struct spd *config_build_spd(const struct bt_config *cfg, char *err, size_t errlen);
+/* The same, with extra policies (negotiated Child SAs) placed before the configured ones of equal
+ * priority. */
+struct spd *config_build_spd_with(const struct bt_config *cfg, const struct spd_policy *extra, size_t n_extra,
+				  char *err, size_t errlen);
+/* Parse an IKE identity as strongSwan writes it: an IP address, "@fqdn" or a name with a dot,
+ * "user@domain", "@#hex" (key id), a DN "C=CH, O=baton, CN=gw", or "%any". Returns 0 or -1. */
+int config_parse_id(const char *s, struct cfg_end *end, char *err, size_t errlen);
 
 #endif
