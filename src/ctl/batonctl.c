@@ -25,6 +25,8 @@ static void usage(FILE *f)
 		   "  list-pols       the security policy database, in order, with hits\n"
 		   "  stats           data-plane counters and drops by reason\n"
 		   "  load [FILE]     reload the configuration (or load FILE); invalid files change nothing\n"
+		   "  initiate NAME   negotiate connection NAME (or CONN/CHILD) with IKE\n"
+		   "  terminate NAME  delete the IKE SAs (and their Child SAs) of connection NAME\n"
 		   "  version         batond's version\n"
 		   "options:\n"
 		   "  -s, --socket PATH  control socket (default $BATON_SOCKET or " DEFAULT_SOCKET ")\n"
@@ -227,6 +229,29 @@ static void print_stats(json_t *s)
 		printf("  %-14s %lld\n", k, (long long)json_integer_value(v));
 }
 
+static void print_ike_sas(json_t *a)
+{
+	size_t i;
+	json_t *o;
+	json_array_foreach(a, i, o) {
+		printf("%s/%s: IKE %s, %s, %s[%lld] -> %s[%lld]%s%s, %s_i %s_r, %s\n", str(o, "name"), str(o, "child"),
+		       str(o, "state"), str(o, "role"), str(o, "local"), num(o, "local_port"), str(o, "remote"),
+		       num(o, "remote_port"), json_is_true(json_object_get(o, "nat_local")) ? ", behind NAT" : "",
+		       json_is_true(json_object_get(o, "nat_remote")) ? ", peer behind NAT" : "", str(o, "spi_i"),
+		       str(o, "spi_r"), str(o, "proposal"));
+		json_t *ch = json_object_get(o, "child_sa");
+		if (ch) {
+			printf("  child: %s, in %s, out %s, ", str(ch, "proposal"), str(ch, "spi_in"), str(ch, "spi_out"));
+			size_t k;
+			json_t *t;
+			json_array_foreach(json_object_get(ch, "local_ts"), k, t) printf("%s%s", k ? "," : "", json_string_value(t));
+			printf(" === ");
+			json_array_foreach(json_object_get(ch, "remote_ts"), k, t) printf("%s%s", k ? "," : "", json_string_value(t));
+			printf("\n");
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -260,7 +285,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "batonctl: unknown option '%s'\n", argv[optind]);
 			usage(stderr);
 			return 2;
-		} else if (!strcmp(cmd, "load") && !file) {
+		} else if ((!strcmp(cmd, "load") || !strcmp(cmd, "initiate") || !strcmp(cmd, "terminate")) && !file) {
 			file = argv[optind];
 		} else {
 			fprintf(stderr, "batonctl: unexpected argument '%s'\n", argv[optind]);
@@ -273,13 +298,21 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(cmd, "list-sas") && strcmp(cmd, "list-pols") && strcmp(cmd, "stats") &&
-	    strcmp(cmd, "version") && strcmp(cmd, "load")) {
+	    strcmp(cmd, "version") && strcmp(cmd, "load") && strcmp(cmd, "initiate") && strcmp(cmd, "terminate")) {
 		fprintf(stderr, "batonctl: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return 2;
 	}
+	bool ike_cmd = !strcmp(cmd, "initiate") || !strcmp(cmd, "terminate");
+	if (ike_cmd && !file) {
+		fprintf(stderr, "batonctl: %s needs a connection name\n", cmd);
+		usage(stderr);
+		return 2;
+	}
 	json_t *req = json_pack("{s:s}", "cmd", cmd);
-	if (file) {
+	if (ike_cmd) {
+		json_object_set_new(req, "name", json_string(file));
+	} else if (file) {
 		char abs[PATH_MAX];
 		/* batond may run elsewhere: give it an absolute path */
 		json_object_set_new(req, "file", json_string(realpath(file, abs) ? abs : file));
@@ -296,11 +329,16 @@ int main(int argc, char **argv)
 	} else if (rc) {
 		fprintf(stderr, "batonctl: %s\n", str(resp, "error"));
 	} else if (!strcmp(cmd, "list-sas")) {
+		print_ike_sas(json_object_get(resp, "ike_sas"));
 		print_sas(json_object_get(resp, "sas"));
 	} else if (!strcmp(cmd, "list-pols")) {
 		print_pols(json_object_get(resp, "policies"));
 	} else if (!strcmp(cmd, "stats")) {
 		print_stats(json_object_get(resp, "stats"));
+	} else if (!strcmp(cmd, "initiate")) {
+		printf("%s: %s\n", file, str(resp, "message"));
+	} else if (!strcmp(cmd, "terminate")) {
+		printf("%s: %lld IKE SA(s) deleted\n", file, num(resp, "deleted"));
 	} else if (!strcmp(cmd, "load")) {
 		printf("loaded: %lld SAs added, %lld removed, %lld kept\n", num(resp, "added"), num(resp, "removed"),
 		       num(resp, "kept"));

@@ -65,6 +65,49 @@ static void free_new(struct sa_vec *v)
 	free(v->v);
 }
 
+/* Hit counters for a new SPD, carried over by policy name. */
+static struct policy_hits *prepare_hits(struct daemon *d, struct spd *spd)
+{
+	struct policy_hits *hits = calloc(spd_count(spd) ? spd_count(spd) : 1, sizeof(*hits));
+	if (!hits)
+		return NULL;
+	for (unsigned i = 0; i < spd_count(spd); i++) {
+		struct spd_policy *p = (struct spd_policy *)spd_get(spd, i);
+		snprintf(hits[i].name, sizeof(hits[i].name), "%s", p->name);
+		for (size_t k = 0; k < d->n_hits; k++)
+			if (!strcmp(d->hits[k].name, p->name))
+				atomic_store(&hits[i].hits, atomic_load(&d->hits[k].hits));
+		p->hits = &hits[i].hits;
+	}
+	return hits;
+}
+
+static void install_spd(struct daemon *d, struct spd *spd, struct policy_hits *hits)
+{
+	struct policy_hits *old_hits = d->hits;
+	d->hits = hits, d->n_hits = spd_count(spd);
+	dp_set_spd(d->dp, spd); /* waits for a grace period: the old counters are unused after it */
+	free(old_hits);
+}
+
+int daemon_rebuild_spd(struct daemon *d, const struct bt_config *cfg, char *err, size_t errlen)
+{
+	struct spd_policy *dyn = NULL;
+	size_t n_dyn = ike_mgr_policies(d, &dyn);
+	struct spd *spd = config_build_spd_with(cfg, dyn, n_dyn, err, errlen);
+	free(dyn);
+	if (!spd)
+		return -1;
+	struct policy_hits *hits = prepare_hits(d, spd);
+	if (!hits) {
+		spd_free(spd);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	install_spd(d, spd, hits);
+	return 0;
+}
+
 int daemon_apply(struct daemon *d, struct bt_config *cfg, unsigned counts[3], char *err, size_t errlen)
 {
 	struct sa_vec fresh = {0}, old = {0};
@@ -73,7 +116,7 @@ int daemon_apply(struct daemon *d, struct bt_config *cfg, unsigned counts[3], ch
 
 	/* 1. build everything new; any failure leaves the running state alone */
 	for (size_t i = 0; i < cfg->n_conns; i++)
-		for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
+		for (size_t j = 0; j < cfg->conns[i].n_children && !cfg->conns[i].ike; j++) {
 			struct esp_sa *in, *out;
 			if (config_child_sas(cfg, &cfg->conns[i], &cfg->conns[i].children[j], lanes, &in, &out,
 					     err, errlen) != 0)
@@ -83,30 +126,25 @@ int daemon_apply(struct daemon *d, struct bt_config *cfg, unsigned counts[3], ch
 				goto out;
 			}
 		}
-	struct spd *spd = config_build_spd(cfg, err, errlen);
+	struct spd_policy *dyn = NULL;
+	size_t n_dyn = ike_mgr_policies(d, &dyn);
+	struct spd *spd = config_build_spd_with(cfg, dyn, n_dyn, err, errlen);
+	free(dyn);
 	if (!spd)
 		goto out;
-	struct policy_hits *hits = calloc(spd_count(spd) ? spd_count(spd) : 1, sizeof(*hits));
+	struct policy_hits *hits = prepare_hits(d, spd);
 	if (!hits || sad_foreach(dp_sad(d->dp), collect, &old) != 0) {
 		free(hits);
 		spd_free(spd);
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	/* policy hit counters carry over by name */
-	for (unsigned i = 0; i < spd_count(spd); i++) {
-		struct spd_policy *p = (struct spd_policy *)spd_get(spd, i);
-		snprintf(hits[i].name, sizeof(hits[i].name), "%s", p->name);
-		for (size_t k = 0; k < d->n_hits; k++)
-			if (!strcmp(d->hits[k].name, p->name))
-				atomic_store(&hits[i].hits, atomic_load(&d->hits[k].hits));
-		p->hits = &hits[i].hits;
-	}
 
-	/* 2. keep what is unchanged, remove what is gone or changed, add the rest */
+	/* 2. keep what is unchanged, remove what is gone or changed, add the rest; SAs that IKE
+	 * negotiated are IKE's to keep or close (ike_mgr_reconfigured) */
 	for (size_t k = 0; k < old.n; k++) {
 		struct esp_sa *o = old.v[k];
-		bool keep = false;
+		bool keep = o->reqid >= DAEMON_IKE_REQID_BASE;
 		for (size_t i = 0; i < fresh.n; i++)
 			if (fresh.v[i] && fresh.v[i]->dir == o->dir && fresh.v[i]->spi == o->spi &&
 			    sa_same(fresh.v[i], o)) {
@@ -134,12 +172,10 @@ int daemon_apply(struct daemon *d, struct bt_config *cfg, unsigned counts[3], ch
 		fresh.v[i] = NULL;
 		added++;
 	}
-	struct policy_hits *old_hits = d->hits;
-	d->hits = hits, d->n_hits = spd_count(spd);
-	dp_set_spd(d->dp, spd); /* waits for a grace period: the old counters are unused after it */
-	free(old_hits);
+	install_spd(d, spd, hits);
 	config_free(d->cfg);
 	d->cfg = cfg;
+	ike_mgr_reconfigured(d);
 	if (counts)
 		counts[0] = added, counts[1] = removed, counts[2] = kept;
 	rc = 0;

@@ -137,6 +137,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "batond: cannot start the data-plane threads\n");
 		goto out;
 	}
+	if (ike_mgr_start(&d, err, sizeof(err)) != 0) {
+		fprintf(stderr, "batond: %s\n", err);
+		goto out;
+	}
 	if (pidfile) {
 		FILE *f = fopen(pidfile, "w");
 		if (f) {
@@ -160,9 +164,11 @@ int main(int argc, char **argv)
 		BATON_VERSION, d.cfg->dp.tun_name, dp_mtu(d.dp), st.lanes, d.cfg->dp.udp_port,
 		d.cfg->dp.raw_esp ? " + raw ESP" : "", st.tso ? "on" : "off", st.udp_gso ? "on" : "off",
 		st.udp_gro ? "on" : "off", sad_count(dp_sad(d.dp)), d.socket_path);
+	ike_mgr_reconfigured(&d); /* start_action = start */
 	ev_run(d.loop, 0);
 	rc = 0;
 out:
+	ike_mgr_stop(&d);
 	control_close(&d);
 	dp_free(d.dp);
 	free(d.hits);

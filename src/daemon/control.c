@@ -135,7 +135,7 @@ static json_t *list_sas(struct daemon *d)
 		json_array_append_new(sorted, v[i]);
 	free(v);
 	json_decref(c.arr);
-	return json_pack("{s:b,s:o}", "ok", 1, "sas", sorted);
+	return json_pack("{s:b,s:o,s:o}", "ok", 1, "sas", sorted, "ike_sas", ike_mgr_list(d));
 }
 
 static json_t *list_pols(struct daemon *d)
@@ -170,6 +170,7 @@ static json_t *stats(struct daemon *d)
 			      "mtu", (int)dp_mtu(d->dp), "offload", "tso", st.tso, "udp_gso", st.udp_gso,
 			      "udp_gro", st.udp_gro, "drops", drops, "sas", (json_int_t)sad_count(dp_sad(d->dp)),
 			      "uptime", (json_int_t)(daemon_now() - d->started));
+	json_object_set_new(s, "ike", ike_mgr_stats(d));
 	return json_pack("{s:b,s:o}", "ok", 1, "stats", s);
 }
 
@@ -192,10 +193,11 @@ static json_t *load(struct daemon *d, json_t *req)
 	if (strcmp(cfg->dp.tun_name, d->cfg->dp.tun_name) || cfg->dp.udp_port != d->cfg->dp.udp_port ||
 	    cfg->dp.lanes != d->cfg->dp.lanes || cfg->dp.mtu != d->cfg->dp.mtu ||
 	    cfg->dp.raw_esp != d->cfg->dp.raw_esp || cfg->dp.offload != d->cfg->dp.offload ||
-	    strcmp(cfg->socket_path, d->cfg->socket_path)) {
+	    strcmp(cfg->socket_path, d->cfg->socket_path) || cfg->ike_port != d->cfg->ike_port) {
 		json_array_append_new(warn, json_string("changes to the baton { } section (tun, port, workers, "
-							"mtu, raw_esp, offload, socket) apply after a restart"));
+							"mtu, raw_esp, offload, socket, ike_port) apply after a restart"));
 		cfg->dp = d->cfg->dp;
+		cfg->ike_port = d->cfg->ike_port;
 		memcpy(cfg->socket_path, d->cfg->socket_path, sizeof(cfg->socket_path));
 	}
 	if (daemon_apply(d, cfg, counts, err, sizeof(err)) != 0) {
@@ -209,6 +211,29 @@ static json_t *load(struct daemon *d, json_t *req)
 	bt_info("loaded %s: %u SAs added, %u removed, %u kept", file, counts[0], counts[1], counts[2]);
 	return json_pack("{s:b,s:i,s:i,s:i,s:o}", "ok", 1, "added", counts[0], "removed", counts[1], "kept",
 			 counts[2], "warnings", warn);
+}
+
+/* initiate {"name": "conn" or "conn/child"}, terminate {"name": "conn"} */
+static json_t *ike_cmd(struct daemon *d, const char *cmd, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	char conn[2 * BT_NAME_MAX], err[256];
+	if (!name || !*name || strlen(name) >= sizeof(conn))
+		return error("a connection name is required");
+	snprintf(conn, sizeof(conn), "%s", name);
+	char *child = strchr(conn, '/');
+	if (child)
+		*child++ = 0;
+	if (!strcmp(cmd, "initiate")) {
+		int rc = ike_mgr_initiate(d, conn, child, err, sizeof(err));
+		if (rc == -EALREADY)
+			return json_pack("{s:b,s:s}", "ok", 1, "message", err);
+		return rc ? error(err) : json_pack("{s:b,s:s}", "ok", 1, "message", "initiating");
+	}
+	if (child)
+		return error("terminate takes a connection name");
+	int n = ike_mgr_terminate(d, conn, err, sizeof(err));
+	return n < 0 ? error(err) : json_pack("{s:b,s:i}", "ok", 1, "deleted", n);
 }
 
 json_t *control_handle(struct daemon *d, const char *line, size_t len)
@@ -233,6 +258,8 @@ json_t *control_handle(struct daemon *d, const char *line, size_t len)
 		resp = stats(d);
 	else if (!strcmp(cmd, "load"))
 		resp = load(d, req);
+	else if (!strcmp(cmd, "initiate") || !strcmp(cmd, "terminate"))
+		resp = ike_cmd(d, cmd, req);
 	else {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "unknown command '%.64s'", cmd);

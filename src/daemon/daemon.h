@@ -15,6 +15,13 @@ struct policy_hits {
 	_Atomic uint64_t hits;
 };
 
+/* IKE counters (ike.c), shown by batonctl stats. */
+struct ike_stats {
+	uint64_t rx, tx, tx_errors, retransmits, timeouts, initiated, established, failed, acquires, cookies_sent,
+		dpd_sent, drop_malformed, drop_unknown_spi, drop_no_conn, drop_ignored, drop_queue;
+};
+struct ike_mgr;
+
 struct daemon {
 	struct ev_loop *loop;
 	char config_path[256];
@@ -28,6 +35,7 @@ struct daemon {
 	ev_signal sig_w[3];
 	char socket_path[108];
 	uint64_t started;          /* monotonic seconds */
+	struct ike_mgr *ike;
 };
 
 /* apply.c: install a configuration (first load or reload). On error nothing changes and err says
@@ -43,5 +51,23 @@ void control_close(struct daemon *d);
 json_t *control_sa_json(const struct esp_sa *sa, uint64_t now);
 
 uint64_t daemon_now(void);
+/* Build and install the SPD of cfg plus the negotiated Child SAs' policies; hit counters carry
+ * over by name. */
+int daemon_rebuild_spd(struct daemon *d, const struct bt_config *cfg, char *err, size_t errlen);
+
+/* ike.c: the IKE sessions. */
+int ike_mgr_start(struct daemon *d, char *err, size_t errlen);
+void ike_mgr_stop(struct daemon *d);
+void ike_mgr_reconfigured(struct daemon *d);
+/* Start a negotiation of conn (and child, NULL = its first). -EALREADY if it is up or under way. */
+int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char *err, size_t errlen);
+/* Delete the IKE SAs of conn; returns how many, or -1 if there were none. */
+int ike_mgr_terminate(struct daemon *d, const char *conn, char *err, size_t errlen);
+/* The negotiated Child SAs' outbound policies (malloc'ed array, caller frees). */
+size_t ike_mgr_policies(struct daemon *d, struct spd_policy **out);
+json_t *ike_mgr_list(struct daemon *d);
+json_t *ike_mgr_stats(struct daemon *d);
+/* SAs with reqids from here on belong to IKE, not to the configuration. */
+#define DAEMON_IKE_REQID_BASE 0x10000000u
 
 #endif

@@ -227,6 +227,14 @@ fail:
 	return NULL;
 }
 
+void dp_set_acquire_cb(struct dataplane *dp, dp_acquire_cb cb, void *arg)
+{
+	dp->acq_cb = cb;
+	dp->acq_arg = arg;
+}
+
+uint16_t dp_udp_port(const struct dataplane *dp) { return dp->cfg.udp_port; }
+
 void dp_set_ike_cb(struct dataplane *dp, dp_ike_cb cb, void *arg)
 {
 	dp->ike_cb = cb;
@@ -351,16 +359,24 @@ void dp_get_stats(const struct dataplane *dp, struct dp_stats *st)
 	st->tso = dp->tso, st->udp_gso = dp->udp_gso, st->udp_gro = dp->udp_gro;
 }
 
-int dp_send_ike(struct dataplane *dp, const uint8_t *msg, size_t len, const struct bt_addr *dst,
-		uint16_t dport)
+int dp_send_udp(struct dataplane *dp, const uint8_t *data, size_t len, const struct bt_addr *src,
+		const struct bt_addr *dst, uint16_t dport)
+{
+	struct tx_entry e = {.data = (uint8_t *)data, .len = len,
+			     .fd = dst->family == AF_INET6 ? dp->lane[0].udp6 : dp->lane[0].udp4};
+	if (src && src->family == dst->family)
+		e.src = *src;
+	e.dst_len = bt_addr_to_sockaddr(dst, dport, &e.dst);
+	return e.fd < 0 ? -EAFNOSUPPORT : sock_send(&e);
+}
+
+int dp_send_ike(struct dataplane *dp, const uint8_t *msg, size_t len, const struct bt_addr *src,
+		const struct bt_addr *dst, uint16_t dport)
 {
 	uint8_t buf[ESP_NON_ESP_MARKER_LEN + 65535];
 	if (len > 65535 - 8 - ESP_NON_ESP_MARKER_LEN)
 		return -EMSGSIZE;
 	memset(buf, 0, ESP_NON_ESP_MARKER_LEN);
 	memcpy(buf + ESP_NON_ESP_MARKER_LEN, msg, len);
-	struct tx_entry e = {.data = buf, .len = len + ESP_NON_ESP_MARKER_LEN,
-			     .fd = dst->family == AF_INET6 ? dp->lane[0].udp6 : dp->lane[0].udp4};
-	e.dst_len = bt_addr_to_sockaddr(dst, dport, &e.dst);
-	return e.fd < 0 ? -EAFNOSUPPORT : sock_send(&e);
+	return dp_send_udp(dp, buf, len + ESP_NON_ESP_MARKER_LEN, src, dst, dport);
 }

@@ -51,11 +51,16 @@ struct dp_stats {
 typedef void (*dp_ike_cb)(void *arg, const uint8_t *msg, size_t len, const struct bt_addr *src,
 			  uint16_t sport, const struct bt_addr *dst, uint16_t dport);
 
+/* Called on a worker thread when outbound traffic hits a PROTECT policy that has no SA yet (the
+ * trap of start_action = trap). Must not block; called for every such packet. */
+typedef void (*dp_acquire_cb)(void *arg, uint32_t reqid);
+
 struct dataplane;
 
 /* Create the TUN device and sockets; no threads yet. Returns NULL with a message in err. */
 struct dataplane *dp_new(const struct dp_config *cfg, char *err, size_t errlen);
 void dp_set_ike_cb(struct dataplane *dp, dp_ike_cb cb, void *arg);
+void dp_set_acquire_cb(struct dataplane *dp, dp_acquire_cb cb, void *arg);
 int dp_start(struct dataplane *dp);          /* start workers */
 void dp_free(struct dataplane *dp);          /* stop workers, close everything, free SAs */
 
@@ -72,8 +77,14 @@ unsigned dp_mtu(const struct dataplane *dp);
 void dp_get_stats(const struct dataplane *dp, struct dp_stats *st);
 /* Wait until every worker has passed a quiescent point. */
 void dp_synchronize(struct dataplane *dp);
-/* Send an IKE message from the encapsulation port (adds the non-ESP marker when port is 4500). */
-int dp_send_ike(struct dataplane *dp, const uint8_t *msg, size_t len, const struct bt_addr *dst,
-		uint16_t dport);
+/* Send an IKE message from the encapsulation port with the non-ESP marker; src (may be NULL) picks
+ * the source address. */
+int dp_send_ike(struct dataplane *dp, const uint8_t *msg, size_t len, const struct bt_addr *src,
+		const struct bt_addr *dst, uint16_t dport);
+/* Send a datagram as it is from the encapsulation port (NAT keepalives). */
+int dp_send_udp(struct dataplane *dp, const uint8_t *data, size_t len, const struct bt_addr *src,
+		const struct bt_addr *dst, uint16_t dport);
+/* The encapsulation port in use. */
+uint16_t dp_udp_port(const struct dataplane *dp);
 
 #endif

@@ -76,6 +76,8 @@ struct dataplane {
 	bool tso, udp_gso, udp_gro;
 	dp_ike_cb ike_cb;
 	void *ike_arg;
+	dp_acquire_cb acq_cb;
+	void *acq_arg;
 	struct spd *spd_garbage;
 };
 

@@ -143,6 +143,8 @@ fail:
 static void acquire(struct lane *l, const struct spd_policy *pol, const struct bt_flow *f)
 {
 	l->st.drops[ESP_DROP_NO_SA]++;
+	if (l->dp->acq_cb)
+		l->dp->acq_cb(l->dp->acq_arg, pol->reqid);
 }
 
 /* Length of the IP header a packet starts with (already validated by bt_flow_from_packet). */

@@ -1,0 +1,1163 @@
+/* ike.c — batond's IKE: sockets (UDP 500 here, 4500 shared with the data plane), sessions around
+ * the pure engine of src/ike, their timers (retransmission with backoff, liveness, NAT keepalives),
+ * and what a finished exchange changes: Child SAs and their policies in the data plane.
+ *
+ * Everything runs on the control thread. Workers hand IKE packets seen on the NAT-T port, and
+ * acquires (traffic for a trap policy), through a queue and an ev_async.
+ */
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "esp/esp_wire.h"
+#include "ike/ike_cookie.h"
+#include "ike/ike_sa.h"
+#include "util/log.h"
+
+#define SESS_BUCKETS 16384
+#define RXQ_MAX 4096
+#define ACQ_MAX 65536
+#define IKE_REQID_BASE DAEMON_IKE_REQID_BASE
+#define NAT_KEEPALIVE_S 20.0
+#define MSG_BUF 65536
+
+struct rx_item {
+	struct rx_item *next;
+	struct bt_addr src, dst;
+	uint16_t sport, dport;
+	size_t len;
+	uint8_t data[];
+};
+
+struct ike_sess {
+	struct ike_sess *next_local, *next_peer, *next_all, **prev_all;
+	struct ike_mgr *m;
+	char conn[BT_NAME_MAX], child[BT_NAME_MAX];
+	uint8_t conf_fp[32];         /* what the configuration said, to notice changes on reload */
+	struct ike_sa sa;
+	uint64_t local_key;          /* our SPI, once known (0: not in the local table) */
+	bool in_peer_table;
+	struct bt_addr local, remote;
+	uint16_t lport, rport;
+	bool natt;                   /* IKE and ESP on the NAT-T port */
+	uint8_t *req;                /* our request in flight, for retransmission */
+	size_t req_len;
+	unsigned tries;
+	ev_timer rtx, dpd, ka;
+	bool installed;
+	uint32_t spi_in, spi_out, reqid;
+	struct spd_policy pol;
+	double started, established;
+	uint64_t last_in_packets;
+	bool half_open, closing;
+};
+
+struct ike_mgr {
+	struct daemon *d;
+	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *all;
+	size_t n_sess, n_half_open;
+	int fd4, fd6;
+	ev_io io4, io6;
+	ev_async async;
+	ev_prepare prep;
+	bool spd_dirty;
+	pthread_mutex_t qlock;
+	struct rx_item *qhead, **qtail;
+	size_t qlen;
+	_Atomic uint8_t acq[ACQ_MAX];
+	_Atomic bool any_acq;
+	uint32_t next_reqid;
+	struct ike_cookie_gen cookie;
+	struct ike_stats st;
+	uint8_t out[MSG_BUF];
+};
+
+static double now_s(struct ike_mgr *m) { return ev_now(m->d->loop); }
+
+static int rng_fill(void *arg, uint8_t *buf, size_t len)
+{
+	return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+static const struct ike_rng rng = {rng_fill, NULL};
+
+static size_t bucket(uint64_t k) { return (size_t)((k * 0x9e3779b97f4a7c15ull) >> 50) % SESS_BUCKETS; }
+
+/* --- the session tables ------------------------------------------------------------------------ */
+
+static void link_local(struct ike_sess *s, uint64_t key)
+{
+	if (s->local_key || !key)
+		return;
+	s->local_key = key;
+	struct ike_sess **b = &s->m->by_local[bucket(key)];
+	s->next_local = *b, *b = s;
+}
+
+static void link_peer(struct ike_sess *s)
+{
+	struct ike_sess **b = &s->m->by_peer[bucket(s->sa.spi_i)];
+	s->next_peer = *b, *b = s;
+	s->in_peer_table = true;
+}
+
+static void unlink_from(struct ike_sess **b, struct ike_sess *s, bool local)
+{
+	for (; *b; b = local ? &(*b)->next_local : &(*b)->next_peer)
+		if (*b == s) {
+			*b = local ? s->next_local : s->next_peer;
+			return;
+		}
+}
+
+static struct ike_sess *find_local(struct ike_mgr *m, uint64_t spi, bool initiator)
+{
+	for (struct ike_sess *s = m->by_local[bucket(spi)]; s; s = s->next_local)
+		if (s->local_key == spi && s->sa.initiator == initiator)
+			return s;
+	return NULL;
+}
+
+/* A responder's SA by the initiator's SPI and address (IKE_SA_INIT retransmissions). */
+static struct ike_sess *find_peer(struct ike_mgr *m, uint64_t spi_i, const struct bt_addr *src)
+{
+	for (struct ike_sess *s = m->by_peer[bucket(spi_i)]; s; s = s->next_peer)
+		if (s->sa.spi_i == spi_i && bt_addr_eq(&s->remote, src))
+			return s;
+	return NULL;
+}
+
+static const struct cfg_conn *conn_by_name(const struct bt_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_conns; i++)
+		if (!strcmp(cfg->conns[i].name, name))
+			return &cfg->conns[i];
+	return NULL;
+}
+
+static const struct cfg_child *child_by_name(const struct cfg_conn *c, const char *name)
+{
+	for (size_t j = 0; c && j < c->n_children; j++)
+		if (!strcmp(c->children[j].name, name))
+			return &c->children[j];
+	return NULL;
+}
+
+/* --- from configuration to engine -------------------------------------------------------------- */
+
+static int conf_from(const struct bt_config *cfg, const struct cfg_conn *c, const struct cfg_child *ch,
+		     struct ike_conf *k, char *err, size_t errlen)
+{
+	memset(k, 0, sizeof(*k));
+	memcpy(k->ike_props, c->ike_props, sizeof(k->ike_props));
+	k->n_ike_props = c->n_ike_props;
+	memcpy(k->esp_props, ch->esp_props, sizeof(k->esp_props));
+	k->n_esp_props = ch->n_esp_props;
+	k->force_encap = c->encap;
+	if (c->psk_len > sizeof(k->psk) || c->local.id_len > sizeof(k->id) || c->remote.id_len > sizeof(k->peer_id)) {
+		snprintf(err, errlen, "%s: identity or key too long for IKE", c->name);
+		return -1;
+	}
+	memcpy(k->psk, c->psk, c->psk_len);
+	k->psk_len = c->psk_len;
+	k->id_type = c->local.id_type;
+	memcpy(k->id, c->local.id, c->local.id_len);
+	k->id_len = c->local.id_len;
+	k->peer_id_type = c->remote.id_type;
+	memcpy(k->peer_id, c->remote.id, c->remote.id_len);
+	k->peer_id_len = c->remote.id_len;
+	memcpy(k->local_ts, ch->local_ts, sizeof(k->local_ts));
+	memcpy(k->remote_ts, ch->remote_ts, sizeof(k->remote_ts));
+	k->n_local_ts = ch->n_local_ts, k->n_remote_ts = ch->n_remote_ts;
+	(void)cfg;
+	return 0;
+}
+
+static void fingerprint(const struct cfg_conn *c, const struct cfg_child *ch, const struct ike_conf *k, uint8_t out[32])
+{
+	EVP_MD_CTX *x = EVP_MD_CTX_new();
+	unsigned l = 32;
+	EVP_DigestInit_ex(x, EVP_sha256(), NULL);
+	EVP_DigestUpdate(x, k, sizeof(*k));
+	EVP_DigestUpdate(x, c->local_addrs, sizeof(c->local_addrs));
+	EVP_DigestUpdate(x, c->remote_addrs, sizeof(c->remote_addrs));
+	EVP_DigestUpdate(x, &c->encap, sizeof(c->encap));
+	EVP_DigestUpdate(x, &ch->mode, sizeof(ch->mode));
+	EVP_DigestUpdate(x, &ch->replay_window, sizeof(ch->replay_window));
+	EVP_DigestFinal_ex(x, out, &l);
+	EVP_MD_CTX_free(x);
+}
+
+/* --- sending ----------------------------------------------------------------------------------- */
+
+static void send_raw(struct ike_sess *s, const uint8_t *msg, size_t len)
+{
+	struct ike_mgr *m = s->m;
+	int rc;
+	if (s->natt) {
+		rc = dp_send_ike(m->d->dp, msg, len, &s->local, &s->remote, s->rport);
+	} else {
+		int fd = s->remote.family == AF_INET6 ? m->fd6 : m->fd4;
+		struct sockaddr_storage ss;
+		socklen_t sl = bt_addr_to_sockaddr(&s->remote, s->rport, &ss);
+		union {
+			char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+			struct cmsghdr align;
+		} ctl;
+		struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+		struct msghdr mh = {.msg_name = &ss, .msg_namelen = sl, .msg_iov = &iov, .msg_iovlen = 1};
+		memset(&ctl, 0, sizeof(ctl));
+		if (s->local.family == s->remote.family) {
+			struct cmsghdr *cm;
+			mh.msg_control = ctl.buf;
+			if (s->local.family == AF_INET) {
+				struct in_pktinfo pi = {0};
+				memcpy(&pi.ipi_spec_dst, s->local.b, 4);
+				mh.msg_controllen = CMSG_SPACE(sizeof(pi));
+				cm = CMSG_FIRSTHDR(&mh);
+				cm->cmsg_level = IPPROTO_IP, cm->cmsg_type = IP_PKTINFO, cm->cmsg_len = CMSG_LEN(sizeof(pi));
+				memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+			} else {
+				struct in6_pktinfo pi = {0};
+				memcpy(&pi.ipi6_addr, s->local.b, 16);
+				mh.msg_controllen = CMSG_SPACE(sizeof(pi));
+				cm = CMSG_FIRSTHDR(&mh);
+				cm->cmsg_level = IPPROTO_IPV6, cm->cmsg_type = IPV6_PKTINFO, cm->cmsg_len = CMSG_LEN(sizeof(pi));
+				memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+			}
+		}
+		rc = fd < 0 ? -EAFNOSUPPORT : sendmsg(fd, &mh, 0) < 0 ? -errno : 0;
+	}
+	if (rc) {
+		m->st.tx_errors++;
+		bt_debug("IKE %s: send to port %u failed: %s", s->conn, s->rport, strerror(-rc));
+	} else {
+		m->st.tx++;
+	}
+}
+
+static double rtx_timeout(const struct ike_mgr *m, unsigned tries)
+{
+	const struct bt_config *c = m->d->cfg;
+	return c->retransmit_timeout_ms / 1000.0 * pow(c->retransmit_base_milli / 1000.0, tries);
+}
+
+/* Send a request of ours and keep it for retransmission. */
+static void send_request(struct ike_sess *s, const uint8_t *msg, size_t len)
+{
+	free(s->req);
+	s->req = malloc(len);
+	s->req_len = s->req ? len : 0;
+	if (s->req)
+		memcpy(s->req, msg, len);
+	s->tries = 0;
+	send_raw(s, msg, len);
+	ev_timer_stop(s->m->d->loop, &s->rtx);
+	ev_timer_set(&s->rtx, rtx_timeout(s->m, 0), 0);
+	ev_timer_start(s->m->d->loop, &s->rtx);
+}
+
+static void request_done(struct ike_sess *s)
+{
+	ev_timer_stop(s->m->d->loop, &s->rtx);
+	free(s->req);
+	s->req = NULL;
+	s->req_len = 0;
+}
+
+/* --- Child SAs in the data plane --------------------------------------------------------------- */
+
+static int esp_algs(const struct ike_proposal *p, struct esp_sa *sa)
+{
+	const struct ike_transform *e = ike_prop_get(p, IKE_TR_ENCR), *i = ike_prop_get(p, IKE_TR_INTEG),
+				   *n = ike_prop_get(p, IKE_TR_ESN);
+	if (!e)
+		return -1;
+	switch (e->id) {
+	case IKE_ENCR_AES_GCM_16: sa->enc = ESP_ENC_AES_GCM_16; break;
+	case IKE_ENCR_CHACHA20_POLY1305: sa->enc = ESP_ENC_CHACHA20_POLY1305; break;
+	case IKE_ENCR_AES_CBC: sa->enc = ESP_ENC_AES_CBC; break;
+	case IKE_ENCR_AES_CTR: sa->enc = ESP_ENC_AES_CTR; break;
+	case IKE_ENCR_3DES: sa->enc = ESP_ENC_3DES_CBC; break;
+	case IKE_ENCR_NULL: sa->enc = ESP_ENC_NULL; break;
+	default: return -1;
+	}
+	switch (i ? i->id : IKE_INTEG_NONE) {
+	case IKE_INTEG_NONE: sa->integ = ESP_INTEG_NONE; break;
+	case IKE_INTEG_HMAC_MD5_96: sa->integ = ESP_INTEG_HMAC_MD5_96; break;
+	case IKE_INTEG_HMAC_SHA1_96: sa->integ = ESP_INTEG_HMAC_SHA1_96; break;
+	case IKE_INTEG_HMAC_SHA2_256_128: sa->integ = ESP_INTEG_HMAC_SHA2_256_128; break;
+	case IKE_INTEG_HMAC_SHA2_384_192: sa->integ = ESP_INTEG_HMAC_SHA2_384_192; break;
+	case IKE_INTEG_HMAC_SHA2_512_256: sa->integ = ESP_INTEG_HMAC_SHA2_512_256; break;
+	default: return -1;
+	}
+	sa->esn = n && n->id == 1;
+	return 0;
+}
+
+static void uninstall(struct ike_sess *s)
+{
+	if (!s->installed)
+		return;
+	struct dataplane *dp = s->m->d->dp;
+	dp_sa_del(dp, s->spi_in, ESP_DIR_IN);
+	dp_sa_del(dp, s->spi_out, ESP_DIR_OUT);
+	s->installed = false;
+	s->m->spd_dirty = true;
+	bt_info("IKE %s/%s: Child SA removed (in 0x%08x, out 0x%08x)", s->conn, s->child, s->spi_in, s->spi_out);
+}
+
+static int install(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	const struct cfg_conn *c = conn_by_name(m->d->cfg, s->conn);
+	const struct cfg_child *ch = child_by_name(c, s->child);
+	const struct ike_child *k = &s->sa.child;
+	struct esp_sa *sa[2] = {calloc(1, sizeof(struct esp_sa)), calloc(1, sizeof(struct esp_sa))};
+	char err[160];
+	bool ini = s->sa.initiator;
+	if (!ch || !sa[0] || !sa[1])
+		goto fail;
+	s->reqid = m->next_reqid++;
+	if (m->next_reqid < IKE_REQID_BASE)
+		m->next_reqid = IKE_REQID_BASE;
+	for (int d = 0; d < 2; d++) {
+		struct esp_sa *x = sa[d];
+		bool in = d == 0;
+		/* the initiator's keys protect initiator -> responder */
+		bool i2r = in != ini;
+		snprintf(x->name, sizeof(x->name), "%.15s/%.15s", s->conn, s->child);
+		x->spi = in ? (ini ? k->spi_i : k->spi_r) : (ini ? k->spi_r : k->spi_i);
+		x->reqid = s->reqid;
+		x->dir = in ? ESP_DIR_IN : ESP_DIR_OUT;
+		x->mode = ch->mode;
+		x->encap = s->natt ? ESP_ENCAP_UDP : ESP_ENCAP_RAW;
+		x->local = s->local, x->remote = s->remote;
+		x->local_port = dp_udp_port(m->d->dp);
+		x->remote_port = s->natt ? s->rport : ESP_UDP_PORT;
+		const struct bt_ts *lts = ini ? k->ts_i : k->ts_r, *rts = ini ? k->ts_r : k->ts_i;
+		x->n_local_ts = ini ? k->n_ts_i : k->n_ts_r;
+		x->n_remote_ts = ini ? k->n_ts_r : k->n_ts_i;
+		memcpy(x->local_ts, lts, x->n_local_ts * sizeof(*lts));
+		memcpy(x->remote_ts, rts, x->n_remote_ts * sizeof(*rts));
+		if (esp_algs(&s->sa.esp_chosen, x))
+			goto fail;
+		x->enc_key_len = (uint8_t)k->encr_len;
+		memcpy(x->enc_key, i2r ? k->ei : k->er, k->encr_len);
+		x->integ_key_len = (uint8_t)k->integ_len;
+		memcpy(x->integ_key, i2r ? k->ai : k->ar, k->integ_len);
+		x->soft = ch->soft, x->hard = ch->hard;
+		x->add_time = daemon_now();
+		esp_sa_set_replay_window(x, in ? ch->replay_window : 0);
+		if (esp_sa_init(x, dp_lanes(m->d->dp), err, sizeof(err)) != 0) {
+			bt_err("IKE %s: cannot build the Child SA: %s", s->conn, err);
+			goto fail;
+		}
+	}
+	s->spi_in = sa[0]->spi, s->spi_out = sa[1]->spi;
+	if (dp_sa_add(m->d->dp, sa[0]) != 0) {
+		bt_err("IKE %s: inbound SPI 0x%08x already in use", s->conn, s->spi_in);
+		goto fail;
+	}
+	sa[0] = NULL;
+	if (dp_sa_add(m->d->dp, sa[1]) != 0) {
+		dp_sa_del(m->d->dp, s->spi_in, ESP_DIR_IN);
+		goto fail;
+	}
+	sa[1] = NULL;
+	struct spd_policy *p = &s->pol;
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%.15s/%.15s", s->conn, s->child);
+	p->priority = ch->priority, p->dir = SPD_DIR_OUT, p->action = SPD_PROTECT, p->reqid = s->reqid;
+	p->n_local = ini ? k->n_ts_i : k->n_ts_r, p->n_remote = ini ? k->n_ts_r : k->n_ts_i;
+	memcpy(p->local, ini ? k->ts_i : k->ts_r, p->n_local * sizeof(p->local[0]));
+	memcpy(p->remote, ini ? k->ts_r : k->ts_i, p->n_remote * sizeof(p->remote[0]));
+	s->installed = true;
+	m->spd_dirty = true;
+	char a[64], b[64], prop[96];
+	ike_prop_name(&s->sa.esp_chosen, prop, sizeof(prop));
+	bt_info("IKE %s/%s: Child SA up, %s, in 0x%08x out 0x%08x, %s%s%s:%u", s->conn, s->child, prop, s->spi_in,
+		s->spi_out, bt_addr_str(&s->local, a, sizeof(a)), s->natt ? " UDP-encap -> " : " ESP -> ",
+		bt_addr_str(&s->remote, b, sizeof(b)), s->natt ? s->rport : 0);
+	return 0;
+fail:
+	for (int d = 0; d < 2; d++)
+		if (sa[d]) {
+			esp_sa_clear(sa[d]);
+			free(sa[d]);
+		}
+	return -1;
+}
+
+/* --- sessions ---------------------------------------------------------------------------------- */
+
+static void rtx_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void dpd_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void ka_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, const struct cfg_child *ch,
+				 bool initiator, char *err, size_t errlen)
+{
+	struct ike_conf k;
+	if (conf_from(m->d->cfg, c, ch, &k, err, errlen))
+		return NULL;
+	struct ike_sess *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->m = m;
+	snprintf(s->conn, sizeof(s->conn), "%s", c->name);
+	snprintf(s->child, sizeof(s->child), "%s", ch->name);
+	fingerprint(c, ch, &k, s->conf_fp);
+	ike_sa_init(&s->sa, &k, initiator, &rng);
+	OPENSSL_cleanse(&k, sizeof(k));
+	ev_timer_init(&s->rtx, rtx_cb, 1, 0);
+	ev_timer_init(&s->dpd, dpd_cb, 1, 0);
+	ev_timer_init(&s->ka, ka_cb, NAT_KEEPALIVE_S, NAT_KEEPALIVE_S);
+	s->rtx.data = s->dpd.data = s->ka.data = s;
+	s->started = now_s(m);
+	s->next_all = m->all, s->prev_all = &m->all;
+	if (m->all)
+		m->all->prev_all = &s->next_all;
+	m->all = s;
+	m->n_sess++;
+	return s;
+}
+
+static void sess_free(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	uninstall(s);
+	ev_timer_stop(m->d->loop, &s->rtx);
+	ev_timer_stop(m->d->loop, &s->dpd);
+	ev_timer_stop(m->d->loop, &s->ka);
+	if (s->local_key)
+		unlink_from(&m->by_local[bucket(s->local_key)], s, true);
+	if (s->in_peer_table)
+		unlink_from(&m->by_peer[bucket(s->sa.spi_i)], s, false);
+	*s->prev_all = s->next_all;
+	if (s->next_all)
+		s->next_all->prev_all = s->prev_all;
+	if (s->half_open)
+		m->n_half_open--;
+	m->n_sess--;
+	free(s->req);
+	ike_sa_free(&s->sa);
+	free(s);
+}
+
+static void established(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	const struct cfg_conn *c = conn_by_name(m->d->cfg, s->conn);
+	char a[64], prop[96];
+	s->established = now_s(m);
+	if (s->half_open) {
+		s->half_open = false;
+		m->n_half_open--;
+	}
+	m->st.established++;
+	ike_prop_name(&s->sa.ike_chosen, prop, sizeof(prop));
+	bt_info("IKE %s: IKE SA %016llx_i %016llx_r established with %s (%s, %s) in %.1f ms%s", s->conn,
+		(unsigned long long)s->sa.spi_i, (unsigned long long)s->sa.spi_r,
+		bt_addr_str(&s->remote, a, sizeof(a)), s->sa.initiator ? "initiator" : "responder", prop,
+		(s->established - s->started) * 1000, s->sa.nat_local ? ", behind a NAT" : s->sa.nat_remote ? ", peer behind a NAT" : "");
+	if (bt_log_get_level() >= BT_LOG_PRIVATE) {
+		/* for tshark's ikev2_decryption_table (log_level = private only) */
+		char ei[2 * (IKE_KEY_MAX + 4) + 1], er[sizeof(ei)], ai[2 * IKE_KEY_MAX + 1], ar[sizeof(ai)];
+		size_t el = s->sa.keys.encr_len, il = s->sa.keys.integ_len;
+		for (size_t i = 0; i < el; i++)
+			sprintf(ei + 2 * i, "%02x", s->sa.keys.sk_ei[i]), sprintf(er + 2 * i, "%02x", s->sa.keys.sk_er[i]);
+		for (size_t i = 0; i < il; i++)
+			sprintf(ai + 2 * i, "%02x", s->sa.keys.sk_ai[i]), sprintf(ar + 2 * i, "%02x", s->sa.keys.sk_ar[i]);
+		ei[2 * el] = er[2 * el] = ai[2 * il] = ar[2 * il] = 0;
+		bt_log(BT_LOG_PRIVATE, "ikev2_decryption_table: %016llx,%016llx,%s,%s,%s,%s", (unsigned long long)s->sa.spi_i,
+			   (unsigned long long)s->sa.spi_r, ei, er, ai, ar);
+	}
+	if (s->sa.child_ready && install(s) != 0)
+		bt_err("IKE %s: the Child SA could not be installed", s->conn);
+	if (c && c->dpd_delay) {
+		ev_timer_set(&s->dpd, (double)c->dpd_delay, 0);
+		ev_timer_start(m->d->loop, &s->dpd);
+	}
+	if (s->sa.nat_local && s->natt)
+		ev_timer_start(m->d->loop, &s->ka);
+}
+
+/* The SA is gone: remove it, and do what the child's dpd_action or start_action asks. */
+static void sess_gone(struct ike_sess *s, bool peer_dead)
+{
+	struct ike_mgr *m = s->m;
+	const struct cfg_conn *c = conn_by_name(m->d->cfg, s->conn);
+	const struct cfg_child *ch = child_by_name(c, s->child);
+	bool restart = peer_dead && ch && ch->dpd_action == CFG_DPD_RESTART && !s->closing;
+	char conn[BT_NAME_MAX], child[BT_NAME_MAX];
+	snprintf(conn, sizeof(conn), "%s", s->conn);
+	snprintf(child, sizeof(child), "%s", s->child);
+	sess_free(s);
+	if (restart) {
+		char err[160];
+		bt_info("IKE %s: dpd_action = restart: initiating again", conn);
+		if (ike_mgr_initiate(m->d, conn, child, err, sizeof(err)) != 0)
+			bt_warn("IKE %s: %s", conn, err);
+	}
+}
+
+static void rtx_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ike_sess *s = w->data;
+	struct ike_mgr *m = s->m;
+	if (!s->req)
+		return;
+	if (++s->tries > m->d->cfg->retransmit_tries) {
+		char a[64];
+		m->st.timeouts++;
+		bt_warn("IKE %s: no answer from %s after %u retransmissions; giving up%s", s->conn,
+			bt_addr_str(&s->remote, a, sizeof(a)), s->tries - 1,
+			s->sa.state == IKE_ST_ESTABLISHED ? " on the IKE SA (peer dead)" : "");
+		sess_gone(s, s->sa.state == IKE_ST_ESTABLISHED);
+		return;
+	}
+	m->st.retransmits++;
+	bt_debug("IKE %s: retransmission %u", s->conn, s->tries);
+	send_raw(s, s->req, s->req_len);
+	ev_timer_set(w, rtx_timeout(m, s->tries), 0);
+	ev_timer_start(loop, w);
+}
+
+/* Liveness: an empty INFORMATIONAL when nothing came from the peer for dpd_delay. */
+static void dpd_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ike_sess *s = w->data;
+	const struct cfg_conn *c = conn_by_name(s->m->d->cfg, s->conn);
+	if (!c || !c->dpd_delay)
+		return;
+	uint64_t in = 0;
+	if (s->installed) {
+		struct esp_sa *sa = sad_lookup_in(dp_sad(s->m->d->dp), s->spi_in);
+		if (sa)
+			in = atomic_load(&sa->ctr.packets);
+	}
+	if (in == s->last_in_packets && !s->req) {
+		size_t len = ike_informational(&s->sa, IKE_INFO_DPD, s->m->out, sizeof(s->m->out));
+		if (len) {
+			s->m->st.dpd_sent++;
+			send_request(s, s->m->out, len);
+		}
+	}
+	s->last_in_packets = in;
+	ev_timer_set(w, (double)c->dpd_delay, 0);
+	ev_timer_start(loop, w);
+}
+
+static void ka_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ike_sess *s = w->data;
+	static const uint8_t ka = ESP_NATT_KEEPALIVE;
+	dp_send_udp(s->m->d->dp, &ka, 1, &s->local, &s->remote, s->rport);
+}
+
+int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char *err, size_t errlen)
+{
+	struct ike_mgr *m = d->ike;
+	const struct cfg_conn *c = conn_by_name(d->cfg, conn);
+	const struct cfg_child *ch = child ? child_by_name(c, child) : c && c->n_children ? &c->children[0] : NULL;
+	if (!c || !c->ike || !ch) {
+		snprintf(err, errlen, "no IKE connection%s '%s%s%s'", child ? "/child" : "", conn, child ? "/" : "",
+			 child ? child : "");
+		return -1;
+	}
+	for (struct ike_sess *s = m->all; s; s = s->next_all)
+		if (!strcmp(s->conn, conn) && !strcmp(s->child, ch->name) && !s->closing &&
+		    s->sa.state != IKE_ST_FAILED && s->sa.state != IKE_ST_DELETED) {
+			snprintf(err, errlen, "%s/%s is already %s", conn, ch->name,
+				 s->sa.state == IKE_ST_ESTABLISHED ? "up" : "being negotiated");
+			return -EALREADY;
+		}
+	const struct bt_prefix *rh = NULL;
+	for (unsigned i = 0; i < c->n_remote_addrs && !rh; i++)
+		if (c->remote_addrs[i].len == (c->remote_addrs[i].addr.family == AF_INET ? 32 : 128))
+			rh = &c->remote_addrs[i];
+	if (!rh) {
+		snprintf(err, errlen, "%s: remote_addrs names no address to send to", conn);
+		return -1;
+	}
+	struct ike_sess *s = sess_new(m, c, ch, true, err, errlen);
+	if (!s)
+		return -1;
+	s->local = c->local_addrs[0].addr;
+	s->remote = rh->addr;
+	s->lport = d->cfg->ike_port ? d->cfg->ike_port : dp_udp_port(d->dp);
+	s->rport = d->cfg->ike_port ? 500 : ESP_UDP_PORT;
+	s->natt = !d->cfg->ike_port;
+	ike_sa_set_endpoints(&s->sa, &s->local, s->lport, &s->remote, s->rport);
+	size_t len = ike_start(&s->sa, m->out, sizeof(m->out));
+	if (!len) {
+		snprintf(err, errlen, "%s: cannot build IKE_SA_INIT", conn);
+		sess_free(s);
+		return -1;
+	}
+	link_local(s, s->sa.spi_i);
+	m->st.initiated++;
+	bt_info("IKE %s/%s: initiating to %s", conn, ch->name, bt_addr_str(&s->remote, err, errlen));
+	send_request(s, m->out, len);
+	return 0;
+}
+
+int ike_mgr_terminate(struct daemon *d, const char *conn, char *err, size_t errlen)
+{
+	struct ike_mgr *m = d->ike;
+	unsigned n = 0;
+	for (struct ike_sess *s = m->all, *next; s; s = next) {
+		next = s->next_all;
+		if (strcmp(s->conn, conn) || s->closing)
+			continue;
+		n++;
+		s->closing = true;
+		uninstall(s);
+		size_t len = s->sa.state == IKE_ST_ESTABLISHED && !s->req
+				     ? ike_informational(&s->sa, IKE_INFO_DELETE_IKE, m->out, sizeof(m->out))
+				     : 0;
+		if (len) {
+			bt_info("IKE %s: deleting the IKE SA", conn);
+			send_request(s, m->out, len); /* freed when answered or given up */
+		} else {
+			sess_free(s);
+		}
+	}
+	if (!n) {
+		snprintf(err, errlen, "no IKE SA of connection '%s'", conn);
+		return -1;
+	}
+	return (int)n;
+}
+
+/* --- receiving --------------------------------------------------------------------------------- */
+
+static const struct cfg_conn *match_conn(const struct bt_config *cfg, const struct bt_addr *src,
+					 const struct bt_addr *dst)
+{
+	for (size_t i = 0; i < cfg->n_conns; i++) {
+		const struct cfg_conn *c = &cfg->conns[i];
+		bool r = false, l = false;
+		if (!c->ike)
+			continue;
+		for (unsigned k = 0; k < c->n_remote_addrs && !r; k++)
+			r = bt_prefix_contains(&c->remote_addrs[k], src);
+		for (unsigned k = 0; k < c->n_local_addrs && !l; k++)
+			l = bt_prefix_contains(&c->local_addrs[k], dst);
+		if (r && l)
+			return c;
+	}
+	return NULL;
+}
+
+/* RFC 7296 2.6: under load, answer IKE_SA_INIT without state until it echoes our cookie. Returns
+ * true if the request may go on. */
+static bool cookie_ok(struct ike_mgr *m, const uint8_t *msg, size_t len, const struct ike_hdr *h,
+		      const struct ike_chain *c, const struct bt_addr *src, uint16_t sport, const struct bt_addr *dst,
+		      uint16_t dport)
+{
+	const struct bt_config *cfg = m->d->cfg;
+	if (m->n_half_open < cfg->cookie_threshold)
+		return true;
+	ike_cookie_tick(&m->cookie, (uint64_t)(now_s(m) * 1000));
+	const struct ike_payload *np = ike_find(c, IKE_PL_NONCE, 0);
+	if (!np)
+		return false;
+	struct ike_notify_payload n;
+	if (c->n && c->pl[0].type == IKE_PL_NOTIFY && ike_parse_notify(&c->pl[0], &n) == IKE_PERR_OK &&
+	    n.type == IKE_N_COOKIE &&
+	    ike_cookie_verify(&m->cookie, np->body, np->len, src, h->spi_i, n.data, n.data_len))
+		return true;
+	uint8_t ck[IKE_COOKIE_LEN];
+	if (ike_cookie_make(&m->cookie, np->body, np->len, src, h->spi_i, ck) != 0)
+		return false;
+	struct ike_builder b;
+	struct ike_hdr rh = {.spi_i = h->spi_i, .exchange = IKE_SA_INIT, .flags = IKE_FLAG_RESPONSE};
+	ike_build_begin(&b, m->out, sizeof(m->out), &rh);
+	ike_put_notify(&b, 0, NULL, 0, IKE_N_COOKIE, ck, sizeof(ck));
+	size_t olen = ike_build_end(&b);
+	struct ike_sess tmp = {.m = m, .local = *dst, .remote = *src, .rport = sport,
+			       .natt = dport == dp_udp_port(m->d->dp)};
+	m->st.cookies_sent++;
+	send_raw(&tmp, m->out, olen);
+	return false;
+}
+
+static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struct bt_addr *src, uint16_t sport,
+		  const struct bt_addr *dst, uint16_t dport)
+{
+	static struct ike_chain c;
+	struct ike_hdr h;
+	struct ike_sess *s = NULL;
+	m->st.rx++;
+	if (ike_parse(msg, len, &h, &c) != IKE_PERR_OK) {
+		m->st.drop_malformed++;
+		return;
+	}
+	bool from_initiator = h.flags & IKE_FLAG_INITIATOR, response = h.flags & IKE_FLAG_RESPONSE;
+	bool natt = dport == dp_udp_port(m->d->dp);
+	if (from_initiator && h.exchange == IKE_SA_INIT && !response && !h.spi_r) {
+		s = find_peer(m, h.spi_i, src);
+		if (!s) {
+			const struct cfg_conn *cc = match_conn(m->d->cfg, src, dst);
+			char err[160];
+			if (!cc) {
+				char a[64];
+				m->st.drop_no_conn++;
+				bt_info("IKE: IKE_SA_INIT from %s matches no connection", bt_addr_str(src, a, sizeof(a)));
+				return;
+			}
+			if (!cookie_ok(m, msg, len, &h, &c, src, sport, dst, dport))
+				return;
+			s = sess_new(m, cc, &cc->children[0], false, err, sizeof(err));
+			if (!s) {
+				bt_warn("IKE %s: %s", cc->name, err);
+				return;
+			}
+			s->local = *dst, s->remote = *src, s->lport = dport, s->rport = sport, s->natt = natt;
+			ike_sa_set_endpoints(&s->sa, dst, dport, src, sport);
+			s->half_open = true;
+			m->n_half_open++;
+		}
+	} else {
+		s = find_local(m, from_initiator ? h.spi_r : h.spi_i, !from_initiator);
+		if (!s) {
+			m->st.drop_unknown_spi++;
+			return;
+		}
+	}
+	enum ike_state before = s->sa.state;
+	bool info_pending = s->sa.info_pending, child_was = s->sa.child_ready;
+	size_t out = ike_process(&s->sa, msg, len, m->out, sizeof(m->out));
+	enum ike_state after = s->sa.state;
+	bool progressed = out || after != before || info_pending != s->sa.info_pending;
+	if (!progressed) {
+		m->st.drop_ignored++;
+		bt_debug("IKE %s: message ignored (exchange %u, id %u, state %s)", s->conn, h.exchange, h.msg_id,
+			 ike_state_name(before));
+		if (before == IKE_ST_IDLE)
+			sess_free(s);
+		return;
+	}
+	/* an authentic message: a NAT may have changed the peer's address or port (RFC 7296 2.23) */
+	if (after != IKE_ST_FAILED && (natt || !s->natt)) {
+		s->remote = *src, s->rport = sport, s->local = *dst, s->lport = dport;
+		s->natt = natt;
+	}
+	if (s->sa.initiator) {
+		if (before == IKE_ST_INIT_SENT && after == IKE_ST_AUTH_SENT) {
+			link_local(s, s->sa.spi_i);
+			/* NAT traversal: IKE_AUTH and ESP go to port 4500 (RFC 7296 2.23) */
+			if (!s->natt && (s->sa.nat_local || s->sa.nat_remote || s->sa.conf.force_encap)) {
+				s->natt = true;
+				s->lport = dp_udp_port(m->d->dp);
+				s->rport = ESP_UDP_PORT;
+			}
+			send_request(s, m->out, out);
+			return;
+		}
+		if (before == IKE_ST_INIT_SENT && after == IKE_ST_INIT_SENT && out) {
+			bt_info("IKE %s: IKE_SA_INIT again (%s)", s->conn, s->sa.cookie_len ? "COOKIE" : "INVALID_KE_PAYLOAD");
+			send_request(s, m->out, out);
+			return;
+		}
+	} else if (out) {
+		send_raw(s, m->out, out);
+		if (before == IKE_ST_IDLE && after == IKE_ST_INIT_DONE) {
+			link_local(s, s->sa.spi_r);
+			link_peer(s);
+		}
+	}
+	if (after == IKE_ST_FAILED) {
+		bt_warn("IKE %s: negotiation failed: notify %u%s", s->conn, s->sa.error,
+			s->sa.error == IKE_N_AUTHENTICATION_FAILED ? " (AUTHENTICATION_FAILED)"
+			: s->sa.error == IKE_N_NO_PROPOSAL_CHOSEN ? " (NO_PROPOSAL_CHOSEN)"
+			: s->sa.error == IKE_N_TS_UNACCEPTABLE ? " (TS_UNACCEPTABLE)"
+			: s->sa.error == IKE_N_INVALID_KE_PAYLOAD ? " (INVALID_KE_PAYLOAD)" : "");
+		m->st.failed++;
+		sess_free(s);
+		return;
+	}
+	if (after == IKE_ST_ESTABLISHED && before != IKE_ST_ESTABLISHED) {
+		request_done(s);
+		established(s);
+		return;
+	}
+	if (info_pending && !s->sa.info_pending)
+		request_done(s); /* our INFORMATIONAL was answered */
+	if (after == IKE_ST_DELETED) {
+		bt_info("IKE %s: IKE SA deleted%s", s->conn, response ? "" : " by the peer");
+		sess_gone(s, false);
+		return;
+	}
+	if (child_was && !s->sa.child_ready)
+		uninstall(s);
+}
+
+/* --- sockets and the worker queue -------------------------------------------------------------- */
+
+static void worker_ike(void *arg, const uint8_t *msg, size_t len, const struct bt_addr *src, uint16_t sport,
+		       const struct bt_addr *dst, uint16_t dport)
+{
+	struct ike_mgr *m = arg;
+	if (len > IKE_MSG_MAX)
+		return;
+	struct rx_item *it = malloc(sizeof(*it) + len);
+	if (!it)
+		return;
+	it->next = NULL, it->src = *src, it->dst = *dst, it->sport = sport, it->dport = dport, it->len = len;
+	memcpy(it->data, msg, len);
+	pthread_mutex_lock(&m->qlock);
+	if (m->qlen >= RXQ_MAX) {
+		m->st.drop_queue++;
+		pthread_mutex_unlock(&m->qlock);
+		free(it);
+		return;
+	}
+	*m->qtail = it, m->qtail = &it->next;
+	m->qlen++;
+	pthread_mutex_unlock(&m->qlock);
+	ev_async_send(m->d->loop, &m->async);
+}
+
+static void worker_acquire(void *arg, uint32_t reqid)
+{
+	struct ike_mgr *m = arg;
+	if (reqid >= ACQ_MAX || atomic_exchange_explicit(&m->acq[reqid], 1, memory_order_relaxed))
+		return;
+	atomic_store(&m->any_acq, true);
+	ev_async_send(m->d->loop, &m->async);
+}
+
+static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct ike_mgr *m = w->data;
+	pthread_mutex_lock(&m->qlock);
+	struct rx_item *it = m->qhead;
+	m->qhead = NULL, m->qtail = &m->qhead, m->qlen = 0;
+	pthread_mutex_unlock(&m->qlock);
+	while (it) {
+		struct rx_item *next = it->next;
+		input(m, it->data, it->len, &it->src, it->sport, &it->dst, it->dport);
+		free(it);
+		it = next;
+	}
+	if (atomic_exchange(&m->any_acq, false)) {
+		const struct bt_config *cfg = m->d->cfg;
+		for (size_t i = 0; i < cfg->n_conns; i++)
+			for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
+				const struct cfg_child *ch = &cfg->conns[i].children[j];
+				char err[160];
+				if (ch->reqid >= ACQ_MAX || !atomic_exchange(&m->acq[ch->reqid], 0))
+					continue;
+				if (!cfg->conns[i].ike || ch->start_action != CFG_START_TRAP)
+					continue;
+				if (ike_mgr_initiate(m->d, cfg->conns[i].name, ch->name, err, sizeof(err)) == 0) {
+					m->st.acquires++;
+					bt_info("IKE %s/%s: traffic for the trap policy started the negotiation",
+						cfg->conns[i].name, ch->name);
+				}
+			}
+	}
+}
+
+static void sock_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ike_mgr *m = w->data;
+	static uint8_t buf[IKE_MSG_MAX];
+	for (int n = 0; n < 64; n++) {
+		struct sockaddr_storage ss;
+		union {
+			char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+			struct cmsghdr align;
+		} ctl;
+		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+		struct msghdr mh = {.msg_name = &ss, .msg_namelen = sizeof(ss), .msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b)};
+		ssize_t r = recvmsg(w->fd, &mh, MSG_DONTWAIT);
+		if (r < 0)
+			return;
+		struct bt_addr src, dst = {0};
+		uint16_t sport;
+		bt_addr_from_sockaddr((struct sockaddr *)&ss, &src, &sport);
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+				struct in_pktinfo pi;
+				memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+				dst.family = AF_INET;
+				memcpy(dst.b, &pi.ipi_addr, 4);
+			} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+				struct in6_pktinfo pi;
+				memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+				dst.family = AF_INET6;
+				memcpy(dst.b, &pi.ipi6_addr, 16);
+			}
+		}
+		if (mh.msg_flags & MSG_TRUNC) {
+			m->st.drop_malformed++;
+			continue;
+		}
+		input(m, buf, (size_t)r, &src, sport, &dst, m->d->cfg->ike_port);
+	}
+}
+
+static int open_sock(int family, const struct bt_addr *bind_addr, uint16_t port, char *err, size_t errlen)
+{
+	int one = 1, fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	if (family == AF_INET6) {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+	} else {
+		setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+	}
+	struct sockaddr_storage ss;
+	struct bt_addr any = {.family = (uint8_t)family};
+	socklen_t sl = bt_addr_to_sockaddr(bind_addr->family == family ? bind_addr : &any, port, &ss);
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+		snprintf(err, errlen, "IKE port %u (%s): %s", port, family == AF_INET ? "IPv4" : "IPv6", strerror(errno));
+		close(fd);
+		return -2;
+	}
+	return fd;
+}
+
+/* Rebuild the SPD when Child SAs came or went: once per loop iteration, not once per SA. */
+static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct ike_mgr *m = w->data;
+	if (!m->spd_dirty)
+		return;
+	char err[160];
+	if (daemon_rebuild_spd(m->d, m->d->cfg, err, sizeof(err)) == 0)
+		m->spd_dirty = false;
+	else
+		bt_err("IKE: cannot rebuild the SPD: %s", err);
+}
+
+size_t ike_mgr_policies(struct daemon *d, struct spd_policy **out)
+{
+	struct ike_mgr *m = d->ike;
+	size_t n = 0;
+	*out = NULL;
+	if (!m || !m->n_sess)
+		return 0;
+	struct spd_policy *v = malloc(m->n_sess * sizeof(*v));
+	if (!v)
+		return 0;
+	for (struct ike_sess *s = m->all; s; s = s->next_all)
+		if (s->installed)
+			v[n++] = s->pol;
+	*out = v;
+	return n;
+}
+
+int ike_mgr_start(struct daemon *d, char *err, size_t errlen)
+{
+	struct ike_mgr *m = calloc(1, sizeof(*m));
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	m->d = d;
+	m->fd4 = m->fd6 = -1;
+	m->next_reqid = IKE_REQID_BASE;
+	pthread_mutex_init(&m->qlock, NULL);
+	m->qtail = &m->qhead;
+	if (ike_cookie_init(&m->cookie, (uint64_t)(ev_now(d->loop) * 1000), 120000) != 0) {
+		snprintf(err, errlen, "cannot draw the cookie secret");
+		free(m);
+		return -1;
+	}
+	d->ike = m;
+	if (d->cfg->ike_port) {
+		m->fd4 = open_sock(AF_INET, &d->cfg->dp.bind_addr, d->cfg->ike_port, err, errlen);
+		m->fd6 = open_sock(AF_INET6, &d->cfg->dp.bind_addr, d->cfg->ike_port, err, errlen);
+		if (m->fd4 == -2 || m->fd6 == -2 || (m->fd4 < 0 && m->fd6 < 0)) {
+			if (m->fd4 >= 0)
+				close(m->fd4);
+			if (m->fd6 >= 0)
+				close(m->fd6);
+			free(m);
+			d->ike = NULL;
+			return -1;
+		}
+		if (m->fd4 >= 0) {
+			ev_io_init(&m->io4, sock_cb, m->fd4, EV_READ);
+			m->io4.data = m;
+			ev_io_start(d->loop, &m->io4);
+		}
+		if (m->fd6 >= 0) {
+			ev_io_init(&m->io6, sock_cb, m->fd6, EV_READ);
+			m->io6.data = m;
+			ev_io_start(d->loop, &m->io6);
+		}
+	}
+	ev_async_init(&m->async, async_cb);
+	m->async.data = m;
+	ev_async_start(d->loop, &m->async);
+	ev_prepare_init(&m->prep, prepare_cb);
+	m->prep.data = m;
+	ev_prepare_start(d->loop, &m->prep);
+	dp_set_ike_cb(d->dp, worker_ike, m);
+	dp_set_acquire_cb(d->dp, worker_acquire, m);
+	return 0;
+}
+
+/* After a (re)load: sessions whose connection is gone or changed are closed; children with
+ * start_action = start are brought up. */
+void ike_mgr_reconfigured(struct daemon *d)
+{
+	struct ike_mgr *m = d->ike;
+	char err[160];
+	if (!m)
+		return;
+	for (struct ike_sess *s = m->all, *next; s; s = next) {
+		next = s->next_all;
+		const struct cfg_conn *c = conn_by_name(d->cfg, s->conn);
+		const struct cfg_child *ch = child_by_name(c, s->child);
+		struct ike_conf k;
+		uint8_t fp[32];
+		bool same = c && c->ike && ch && conf_from(d->cfg, c, ch, &k, err, sizeof(err)) == 0;
+		if (same) {
+			fingerprint(c, ch, &k, fp);
+			same = !memcmp(fp, s->conf_fp, sizeof(fp));
+			OPENSSL_cleanse(&k, sizeof(k));
+		}
+		if (!same && !s->closing) {
+			bt_info("IKE %s: the connection changed or is gone: closing its IKE SA", s->conn);
+			ike_mgr_terminate(d, s->conn, err, sizeof(err));
+			next = m->all; /* terminate may have freed several */
+			for (struct ike_sess *t = m->all; t && t != s; t = t->next_all)
+				;
+		}
+	}
+	m->spd_dirty = true;
+	for (size_t i = 0; i < d->cfg->n_conns; i++)
+		for (size_t j = 0; j < d->cfg->conns[i].n_children; j++)
+			if (d->cfg->conns[i].ike && d->cfg->conns[i].children[j].start_action == CFG_START_START) {
+				int rc = ike_mgr_initiate(d, d->cfg->conns[i].name, d->cfg->conns[i].children[j].name, err,
+							  sizeof(err));
+				if (rc != 0 && rc != -EALREADY)
+					bt_warn("IKE: %s", err);
+			}
+}
+
+void ike_mgr_stop(struct daemon *d)
+{
+	struct ike_mgr *m = d->ike;
+	if (!m)
+		return;
+	/* tell peers, best effort: a delete each, not waited for */
+	for (struct ike_sess *s = m->all; s; s = s->next_all)
+		if (s->sa.state == IKE_ST_ESTABLISHED && !s->sa.info_pending) {
+			size_t len = ike_informational(&s->sa, IKE_INFO_DELETE_IKE, m->out, sizeof(m->out));
+			if (len)
+				send_raw(s, m->out, len);
+		}
+	while (m->all)
+		sess_free(m->all);
+	dp_set_ike_cb(d->dp, NULL, NULL);
+	dp_set_acquire_cb(d->dp, NULL, NULL);
+	dp_synchronize(d->dp);
+	ev_async_stop(d->loop, &m->async);
+	ev_prepare_stop(d->loop, &m->prep);
+	if (m->fd4 >= 0) {
+		ev_io_stop(d->loop, &m->io4);
+		close(m->fd4);
+	}
+	if (m->fd6 >= 0) {
+		ev_io_stop(d->loop, &m->io6);
+		close(m->fd6);
+	}
+	for (struct rx_item *it = m->qhead, *n; it; it = n) {
+		n = it->next;
+		free(it);
+	}
+	ike_cookie_clear(&m->cookie);
+	pthread_mutex_destroy(&m->qlock);
+	free(m);
+	d->ike = NULL;
+}
+
+/* --- listing ----------------------------------------------------------------------------------- */
+
+static json_t *ts_list(const struct bt_ts *ts, unsigned n)
+{
+	json_t *a = json_array();
+	char buf[96];
+	for (unsigned i = 0; i < n; i++)
+		json_array_append_new(a, json_string(bt_ts_str(&ts[i], buf, sizeof(buf))));
+	return a;
+}
+
+json_t *ike_mgr_list(struct daemon *d)
+{
+	struct ike_mgr *m = d->ike;
+	json_t *a = json_array();
+	if (!m)
+		return a;
+	for (struct ike_sess *s = m->all; s; s = s->next_all) {
+		char l[64], r[64], spi[40], prop[96], eprop[96];
+		ike_prop_name(&s->sa.ike_chosen, prop, sizeof(prop));
+		json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:i,s:b,s:b,s:b}", "name", s->conn, "child", s->child,
+				      "state", ike_state_name(s->sa.state), "role", s->sa.initiator ? "initiator" : "responder",
+				      "local", bt_addr_str(&s->local, l, sizeof(l)), "local_port", (json_int_t)s->lport,
+				      "remote", bt_addr_str(&s->remote, r, sizeof(r)), "remote_port", (json_int_t)s->rport,
+				      "nat_local", s->sa.nat_local, "nat_remote", s->sa.nat_remote, "udp_encap", s->natt);
+		snprintf(spi, sizeof(spi), "%016llx", (unsigned long long)s->sa.spi_i);
+		json_object_set_new(o, "spi_i", json_string(spi));
+		snprintf(spi, sizeof(spi), "%016llx", (unsigned long long)s->sa.spi_r);
+		json_object_set_new(o, "spi_r", json_string(spi));
+		json_object_set_new(o, "proposal", json_string(prop));
+		json_object_set_new(o, "message_id_out", json_integer(s->sa.next_send_id));
+		json_object_set_new(o, "message_id_in", json_integer(s->sa.next_recv_id));
+		if (s->established)
+			json_object_set_new(o, "established_s", json_real(now_s(m) - s->established));
+		if (s->established)
+			json_object_set_new(o, "setup_ms", json_real((s->established - s->started) * 1000));
+		if (s->installed) {
+			ike_prop_name(&s->sa.esp_chosen, eprop, sizeof(eprop));
+			char in[16], out[16];
+			snprintf(in, sizeof(in), "%08x", s->spi_in);
+			snprintf(out, sizeof(out), "%08x", s->spi_out);
+			json_object_set_new(o, "child_sa",
+					    json_pack("{s:s,s:s,s:s,s:o,s:o}", "spi_in", in, "spi_out", out, "proposal",
+						      eprop, "local_ts", ts_list(s->pol.local, s->pol.n_local), "remote_ts",
+						      ts_list(s->pol.remote, s->pol.n_remote)));
+		}
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
+json_t *ike_mgr_stats(struct daemon *d)
+{
+	struct ike_mgr *m = d->ike;
+	if (!m)
+		return json_object();
+	const struct ike_stats *t = &m->st;
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "ike_sas",
+			 (json_int_t)m->n_sess, "half_open", (json_int_t)m->n_half_open, "rx", (json_int_t)t->rx, "tx",
+			 (json_int_t)t->tx, "tx_errors", (json_int_t)t->tx_errors, "retransmits", (json_int_t)t->retransmits,
+			 "timeouts", (json_int_t)t->timeouts, "initiated", (json_int_t)t->initiated, "established",
+			 (json_int_t)t->established, "failed", (json_int_t)t->failed, "acquires", (json_int_t)t->acquires,
+			 "cookies_sent", (json_int_t)t->cookies_sent, "dpd_sent", (json_int_t)t->dpd_sent, "drop_malformed",
+			 (json_int_t)t->drop_malformed, "drop_unknown_spi", (json_int_t)t->drop_unknown_spi, "drop_no_conn",
+			 (json_int_t)t->drop_no_conn, "drop_ignored", (json_int_t)t->drop_ignored, "drop_queue",
+			 (json_int_t)t->drop_queue);
+}
+
