@@ -773,9 +773,10 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 			send_request(s, m->out, out);
 			return;
 		}
-	} else if (out) {
-		send_raw(s, m->out, out);
-		if (before == IKE_ST_IDLE && after == IKE_ST_INIT_DONE) {
+	}
+	if (out) {
+		send_raw(s, m->out, out); /* a response of ours */
+		if (!s->sa.initiator && before == IKE_ST_IDLE && after == IKE_ST_INIT_DONE) {
 			link_local(s, s->sa.spi_r);
 			link_peer(s);
 		}

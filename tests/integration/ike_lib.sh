@@ -72,3 +72,8 @@ ike_up() {
         sleep 0.05
     done
 }
+
+# sa_count GW: IKE SAs + ESP SAs GW lists.
+sa_count() {
+    tb_ctl "$1" --json list-sas | python3 -c "import json,sys; r=json.load(sys.stdin); print(len(r['ike_sas']) + len(r['sas']))"
+}

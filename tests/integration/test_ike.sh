@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# test_ike.sh — IKEv2 between real daemons on the bed h1 — g1 ==== g2 — h2, PSK:
+#  baton <-> baton: initiate by command, traffic (ping, TCP both ways), the same SPIs on both ends,
+#  NAT-T float to 4500; start_action = trap (the first packet brings the tunnel up); terminate
+#  (both ends drop the SAs); a wrong PSK fails on both ends and installs nothing; DPD notices a
+#  vanished peer; a reload with the same file keeps the SAs.
+#  baton <-> strongSwan 5.9.8 (charon, kernel-libipsec, encap = yes): baton as initiator and as
+#  responder, traffic both ways.
+. "$(dirname "$0")/../../scripts/testbed.sh"
+. "$(dirname "$0")/common.sh"
+. "$(dirname "$0")/ike_lib.sh"
+. "$(dirname "$0")/../../bench/peers.sh"
+tb_init ike
+tb_topology || die "tb_topology failed"
+
+test_zero() { test "$(sa_count "$1") $(sa_count g1)" = "0 0"; }
+
+start_both() {
+    tb_stop g1; tb_stop g2
+    ike_conf g1 "$TB_DIR/g1.conf" && ike_conf g2 "$TB_DIR/g2.conf" &&
+    tb_start g2 "$TB_DIR/g2.conf" && tb_start g1 "$TB_DIR/g1.conf"
+}
+
+echo "== baton -> baton, batonctl initiate"
+start_both || die "gateways did not start"
+check "initiate is accepted" tb_ctl g1 initiate gw
+check "the IKE SA and its Child SA come up on the initiator" ike_up g1 5
+check "... and on the responder" ike_up g2 5
+check "same IKE SPIs on both ends" test "$(ike_sa g1 "s['spi_i'] + s['spi_r']")" = "$(ike_sa g2 "s['spi_i'] + s['spi_r']")"
+check "g1's inbound SPI is g2's outbound SPI" test "$(ike_sa g1 "s['child_sa']['spi_in']")" = "$(ike_sa g2 "s['child_sa']['spi_out']")"
+check "IKE and ESP floated to port 4500" test "$(ike_sa g1 "s['remote_port'], s['udp_encap']")" = "4500 True"
+check "the negotiated proposals are listed" test "$(ike_sa g1 "s['proposal'] + ' ' + s['child_sa']['proposal']")" = "aes128gcm16-prfsha256-curve25519 aes128gcm16"
+check "ping h1 -> h2 through the negotiated SA" ping_ok h1 10.2.0.2
+check "1 MiB h1 -> h2 over TCP arrives intact" xfer h1 10.2.0.2 1048576
+check "256 KiB h2 -> h1 over TCP arrives intact" xfer h2 10.1.0.2 262144 5002
+check "a second initiate does not make a second SA" test "$(tb_ctl g1 initiate gw)" = "gw: gw/net is already up"
+check "reload of the same file keeps the IKE SA" tb_ctl g1 load
+check "... still established, same SPIs, traffic flows" test "$(ike_sa g1 "s['state'] + s['spi_i']")" = "$(ike_sa g2 "s['state'] + s['spi_i']")" -a "$(ike_sa g1 "s['state']")" = established
+check "... ping" ping_ok h1 10.2.0.2
+check "terminate deletes the IKE SA" tb_ctl g1 terminate gw
+check "... on both ends, with the Child SAs" tb_wait 5 test_zero g2
+no_ping() { ! tb_nsx h1 ping -c 1 -W 1 -q 10.2.0.2; }
+check "... and no traffic passes any more" no_ping
+
+echo "== start_action = trap: the first packet starts the negotiation"
+START=trap start_both || die "gateways did not start"
+check "no IKE SA before traffic" test "$(ike_sa g1 "len(s)")" = 0
+tb_nsx h1 ping -c 1 -W 1 -q 10.2.0.2 >/dev/null 2>&1
+check "traffic for the trap policy brought the tunnel up" ike_up g1 5
+check "ping" ping_ok h1 10.2.0.2
+check "the acquire was counted" test "$(st g1 "s['ike']['acquires']")" -ge 1
+
+echo "== a wrong PSK: AUTHENTICATION_FAILED, nothing installed"
+tb_stop g1; tb_stop g2
+ike_conf g2 "$TB_DIR/g2.conf"; PSK=not-the-same-key ike_conf g1 "$TB_DIR/g1.conf"
+tb_start g2 "$TB_DIR/g2.conf" && tb_start g1 "$TB_DIR/g1.conf" || die "gateways did not start"
+tb_ctl g1 initiate gw >/dev/null
+check "the responder refuses the AUTH" tb_wait 5 grep -q "AUTHENTICATION_FAILED" "$TB_DIR/g2.log"
+check "the initiator reports the failure" tb_wait 5 grep -q "negotiation failed" "$TB_DIR/g1.log"
+check "no SAs on either end" test "$(sa_count g1) $(sa_count g2)" = "0 0"
+
+echo "== DPD: the peer vanishes"
+DPD=1 start_both || die "gateways did not start"
+tb_ctl g1 initiate gw >/dev/null
+check "up" ike_up g1 5
+dpd_sent() { test "$(st g1 "s['ike']['dpd_sent']")" -ge 2; }
+gone() { test "$(sa_count g1)" = 0; }
+check "liveness checks go out and get answered while the peer lives" tb_wait 6 dpd_sent
+check "... no retransmission was needed" test "$(st g1 "s['ike']['retransmits']") $(st g2 "s['ike']['retransmits']")" = "0 0"
+check "... and the SA stays" test "$(ike_sa g1 "s['state']")" = established
+kill -KILL "${TB_DAEMON[g2]}" # vanished: no delete sent
+tb_stop g2
+check "with the peer gone, retransmissions give up and the SA is removed" tb_wait 12 gone
+check "the give-up was logged" grep -q "giving up on the IKE SA" "$TB_DIR/g1.log"
+
+echo "== baton (initiator) -> strongSwan 5.9.8 (responder)"
+tb_stop g1; tb_stop g2
+IKE_PROPOSALS=aes128-sha256-ecp256 PSK=baton-bench-only-psk ike_conf g1 "$TB_DIR/g1.conf"
+if ss_start g2 aes128gcm16 && tb_start g1 "$TB_DIR/g1.conf"; then
+    tb_ctl g1 initiate gw >/dev/null
+    check "baton's IKE SA with charon comes up" ike_up g1 10
+    check "the proposal is strongSwan's" test "$(ike_sa g1 "s['proposal']")" = aes128-sha256-prfsha256-ecp256
+    check "ping h1 -> h2 (baton ESP -> kernel-libipsec)" tb_wait 5 ping_ok h1 10.2.0.2 1
+    check "512 KiB h1 -> h2 over TCP intact" xfer h1 10.2.0.2 524288
+    check "256 KiB h2 -> h1 over TCP intact" xfer h2 10.1.0.2 262144 5002
+    ss_established() { tb_nsx g2 swanctl --list-sas --uri "unix://$TB_DIR/ss-g2/charon.vici" | grep -q ESTABLISHED; }
+    check "charon lists the IKE SA as established" ss_established
+else
+    bad "strongSwan or baton did not start"
+fi
+for p in "${PEER_PIDS[@]:-}"; do [ -n "$p" ] && tb_kill "$p"; done; PEER_PIDS=()
+tb_stop g1
+
+echo "== strongSwan 5.9.8 (initiator) -> baton (responder)"
+IKE_PROPOSALS=aes128-sha256-ecp256 PSK=baton-bench-only-psk ike_conf g2 "$TB_DIR/g2.conf"
+if tb_start g2 "$TB_DIR/g2.conf" && ss_start g1 aes128gcm16; then
+    check "swanctl --initiate succeeds against baton" tb_nsx g1 swanctl --initiate --child net --timeout 20 --uri "unix://$TB_DIR/ss-g1/charon.vici"
+    check "baton lists the IKE SA as responder" test "$(ike_sa g2 "s['state'] + ' ' + s['role']")" = "established responder"
+    check "ping h1 -> h2 (kernel-libipsec -> baton)" tb_wait 5 ping_ok h1 10.2.0.2 1
+    check "512 KiB h1 -> h2 over TCP intact" xfer h1 10.2.0.2 524288
+    check "256 KiB h2 -> h1 over TCP intact" xfer h2 10.1.0.2 262144 5002
+else
+    bad "strongSwan or baton did not start"
+fi
+finish
