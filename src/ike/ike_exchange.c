@@ -2,6 +2,7 @@
  * roles, as a pure function of the SA and the received message. Facts come from ike_msg.c; this file
  * decides. */
 #include <openssl/crypto.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -282,20 +283,38 @@ static uint16_t verify_peer_cert(struct ike_sa *sa, const struct ike_chain *in, 
 	X509 *cert = NULL;
 	uint8_t *octets = NULL;
 	size_t len = 0;
-	char err[256];
+	char *why = sa->error_detail;
+	const size_t wl = sizeof(sa->error_detail);
 	uint16_t rc = IKE_N_AUTHENTICATION_FAILED;
-	if (sa->conf.peer_auth == IKE_AUTHBY_PSK || !cred || !cp || !inter || !(cert = ike_cert_parse(cp->body, cp->len)))
+	if (sa->conf.peer_auth == IKE_AUTHBY_PSK || !cred) {
+		snprintf(why, wl, "peer signed (AUTH method %u), a shared key is required", au->method);
 		goto out;
+	}
+	if (!cp || !inter || !(cert = ike_cert_parse(cp->body, cp->len))) {
+		snprintf(why, wl, "peer signed but sent no X.509 certificate");
+		goto out;
+	}
 	for (unsigned i = 1; (cp = ike_find(in, IKE_PL_CERT, i)); i++) {
 		X509 *x = ike_cert_parse(cp->body, cp->len); /* other encodings are not ours to use: skipped */
 		if (x && !sk_X509_push(inter, x))
 			X509_free(x);
 	}
-	if (ike_cert_verify_chain(cred, cert, inter, (time_t)sa->now, err, sizeof(err)) != 0 ||
-	    (!sa->conf.peer_id_any && !peer_id_ok(sa, id)) || !ike_cert_match_id(cert, id->type, id->data, id->len) ||
-	    !(octets = auth_octets(sa, !sa->initiator, idp->body, idp->len, &len)) ||
-	    ike_cert_verify_method(cert, au->method, octets, len, au->data, au->len) != 0)
+	if (ike_cert_verify_chain(cred, cert, inter, (time_t)sa->now, why, wl) != 0)
 		goto out;
+	if (!sa->conf.peer_id_any && !peer_id_ok(sa, id)) {
+		snprintf(why, wl, "peer ID is not the configured one");
+		goto out;
+	}
+	if (!ike_cert_match_id(cert, id->type, id->data, id->len)) {
+		snprintf(why, wl, "peer ID (type %u) is not in its certificate", id->type);
+		goto out;
+	}
+	if (!(octets = auth_octets(sa, !sa->initiator, idp->body, idp->len, &len)) ||
+	    ike_cert_verify_method(cert, au->method, octets, len, au->data, au->len) != 0) {
+		snprintf(why, wl, "AUTH signature (method %u) does not verify with the peer's certificate", au->method);
+		goto out;
+	}
+	why[0] = 0;
 	X509_free(sa->peer_cert);
 	sa->peer_cert = cert;
 	cert = NULL;
@@ -327,7 +346,11 @@ static uint16_t verify_peer(struct ike_sa *sa, const struct ike_chain *in)
 	if (au.method != AUTH_SHARED_KEY)
 		return verify_peer_cert(sa, in, idp, &id, &au);
 	size_t pl = ike_prf_len(sa->conf.prf);
-	if (sa->conf.peer_auth == IKE_AUTHBY_PUBKEY || sa->conf.peer_id_any || !peer_id_ok(sa, &id) || au.len != pl ||
+	if (sa->conf.peer_auth == IKE_AUTHBY_PUBKEY || sa->conf.peer_id_any) {
+		snprintf(sa->error_detail, sizeof(sa->error_detail), "peer used a shared key, a signature is required");
+		return IKE_N_AUTHENTICATION_FAILED;
+	}
+	if (!peer_id_ok(sa, &id) || au.len != pl ||
 	    auth_value(sa, !sa->initiator, idp->body, idp->len, want) != 0 || CRYPTO_memcmp(want, au.data, pl) != 0)
 		return IKE_N_AUTHENTICATION_FAILED;
 	return 0;

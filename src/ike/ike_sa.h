@@ -105,10 +105,11 @@ struct ike_sa {
 	struct ike_child child;
 	bool child_ready;
 	uint16_t error;              /* notify type that failed the SA, 0 = none */
+	char error_detail[160];      /* why certificate authentication failed, for the log ("" = n/a) */
 	uint64_t now;                /* the caller's clock (unix seconds), set before ike_process: the
 				      * peer's certificate chain is checked as of this time */
 	/* the peer as it authenticated, for the caller to show and act on */
-	uint8_t peer_id_type;        /* its ID payload, as received */
+	uint8_t peer_id_type;        /* its ID payload as received (kept also when AUTH failed) */
 	uint8_t peer_id[IKE_ID_MAX];
 	size_t peer_id_len;
 	X509 *peer_cert;             /* owned: its verified certificate (NULL with PSK); ike_sa_free frees it */

@@ -325,6 +325,8 @@ static void test_rejected(void **state)
 	run(&p, &ci, &cr, NOW);
 	failed(&p, IKE_N_AUTHENTICATION_FAILED);
 	assert_null(p.r.peer_cert);
+	assert_non_null(strstr(p.r.error_detail, "CN=foreign"));
+	assert_memory_equal(p.r.peer_id, "gw.baton.test", 13); /* who it claimed to be, for the log */
 	/* the failure response is cached too */
 	uint8_t again[IKE_MSG_MAX];
 	assert_int_equal(ike_process(&p.r, p.m3, p.l3, again, sizeof(again)), p.l4);
@@ -334,6 +336,7 @@ static void test_rejected(void **state)
 	set_id(&ci.id_type, ci.id, &ci.id_len, IKE_ID_FQDN, "other.baton.test");
 	run(&p, &ci, &cr, NOW);
 	failed(&p, IKE_N_AUTHENTICATION_FAILED);
+	assert_string_equal(p.r.error_detail, "peer ID (type 2) is not in its certificate");
 	done(&p);
 	/* a subject CN is no FQDN */
 	set_id(&ci.id_type, ci.id, &ci.id_len, IKE_ID_FQDN, "rsa");
@@ -351,6 +354,7 @@ static void test_rejected(void **state)
 	conf(&ci, true, &rsa), conf(&cr, false, &rsa);
 	run(&p, &ci, &cr, 1000000000); /* 2001 */
 	failed(&p, IKE_N_AUTHENTICATION_FAILED);
+	assert_non_null(strstr(p.r.error_detail, "not yet valid"));
 	done(&p);
 	run(&p, &ci, &cr, 0); /* the caller forgot the clock: fail closed */
 	failed(&p, IKE_N_AUTHENTICATION_FAILED);
@@ -369,6 +373,7 @@ static void test_psk_and_pubkey(void **state)
 	memcpy(cr.psk, "a shared secret", 15), cr.psk_len = 15;
 	run(&p, &ci, &cr, NOW);
 	failed(&p, IKE_N_AUTHENTICATION_FAILED);
+	assert_string_equal(p.r.error_detail, "peer used a shared key, a signature is required");
 	done(&p);
 	/* the initiator signs, the responder requires a shared key */
 	conf(&ci, true, &rsa), conf(&cr, false, &rsa);
