@@ -383,8 +383,8 @@ static void put_certreq(struct ike_sa *sa, struct ike_builder *b)
 		ike_put_raw(b, IKE_PL_CERTREQ, req, rl);
 }
 
-/* What the peer's IKE_SA_INIT (or IKE_AUTH) message says about certificates: the hashes it
- * verifies, and whether it asks for our certificate. */
+/* What the peer's IKE_SA_INIT message says about certificates: the hashes it verifies, and whether
+ * it asks for our certificate (the initiator's CERTREQ comes in IKE_AUTH: see on_auth_request). */
 static void note_cert_notifies(struct ike_sa *sa, const struct ike_chain *c)
 {
 	struct ike_notify_payload n;
