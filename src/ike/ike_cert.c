@@ -366,6 +366,20 @@ int ike_cert_sign_method(const struct ike_cred *c, uint8_t method, const uint8_t
 	return ret;
 }
 
+uint8_t ike_cert_classic_method(const struct ike_cred *c)
+{
+	switch (key_kind(c->key)) {
+	case KEY_RSA: return IKE_AUTH_RSA_SIG;
+	case KEY_EC: {
+		int nid = ec_curve(c->key);
+		return nid == NID_secp384r1	? IKE_AUTH_ECDSA_SHA384_P384
+		       : nid == NID_secp521r1 ? IKE_AUTH_ECDSA_SHA512_P521
+					      : IKE_AUTH_ECDSA_SHA256_P256;
+	}
+	default: return IKE_AUTH_DIGITAL_SIG;
+	}
+}
+
 int ike_cert_verify(X509 *peer, const uint8_t *octets, size_t len, const uint8_t *auth, size_t auth_len)
 {
 	struct cur c = cur_init(auth, auth_len);

@@ -83,6 +83,9 @@ int ike_cert_sign(const struct ike_cred *c, const uint8_t *octets, size_t len, u
  * the key's default hash. *out_len: capacity in, length out. Returns 0 or -1. */
 int ike_cert_sign_method(const struct ike_cred *c, uint8_t method, const uint8_t *octets, size_t len, uint8_t *out,
 			 size_t *out_len);
+/* The method to sign with for a peer that sent no SIGNATURE_HASH_ALGORITHMS: 1 for RSA keys, 9/10/11
+ * for EC keys by curve, 14 for Ed25519 (which has no classic method). */
+uint8_t ike_cert_classic_method(const struct ike_cred *c);
 /* Verify AUTH method 14 data with the peer's (already verified) certificate. Only the
  * AlgorithmIdentifiers we know are accepted, and only with a key of the matching type. */
 int ike_cert_verify(X509 *peer, const uint8_t *octets, size_t len, const uint8_t *auth, size_t auth_len);

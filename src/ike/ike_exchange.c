@@ -1,6 +1,8 @@
-/* ike_exchange.c — IKE_SA_INIT and IKE_AUTH (pre-shared key, one Child SA) for both roles, as a
- * pure function of the SA and the received message. Facts come from ike_msg.c; this file decides. */
+/* ike_exchange.c — IKE_SA_INIT and IKE_AUTH (pre-shared key or certificates, one Child SA) for both
+ * roles, as a pure function of the SA and the received message. Facts come from ike_msg.c; this file
+ * decides. */
 #include <openssl/crypto.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,11 @@ void ike_sa_init(struct ike_sa *sa, const struct ike_conf *conf, bool initiator,
 			p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_INTEG, c->esp.integ, 0};
 		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ESN, 0, 0};
 	}
+	/* with certificates and no configured identity, we are our certificate's subject */
+	if (c->auth == IKE_AUTHBY_PUBKEY && !c->id_len && c->cred && c->cred->cert) {
+		c->id_type = IKE_ID_DER_ASN1_DN;
+		c->id_len = ike_cred_own_id(c->cred, c->id, sizeof(c->id));
+	}
 	/* the first key exchange uses the first group of the first proposal */
 	const struct ike_transform *g = ike_prop_get(&c->ike_props[0], IKE_TR_DH);
 	c->dh = g ? g->id : 0;
@@ -68,6 +75,7 @@ void ike_sa_free(struct ike_sa *sa)
 	free(sa->init_r);
 	free(sa->last_resp);
 	free(sa->info_req);
+	X509_free(sa->peer_cert);
 	OPENSSL_cleanse(sa, sizeof(*sa));
 }
 
@@ -205,13 +213,49 @@ static int derive_child(struct ike_sa *sa)
 				c->encr_len, c->integ_len, c->ei, c->ai, c->er, c->ar);
 }
 
-/* AUTH of one side: `initiator` says whose. id is the ID payload body. */
+/* The octets the AUTH of one side covers, shared key or signature: `initiator` says whose, id is
+ * the ID payload body. A new buffer (OPENSSL_clear_free) or NULL. */
+static uint8_t *auth_octets(struct ike_sa *sa, bool initiator, const uint8_t *id, size_t id_len, size_t *len)
+{
+	return ike_auth_octets(sa->conf.prf, initiator ? sa->init_i : sa->init_r,
+			       initiator ? sa->init_i_len : sa->init_r_len, initiator ? sa->nr : sa->ni,
+			       initiator ? sa->nr_len : sa->ni_len, initiator ? sa->keys.sk_pi : sa->keys.sk_pr, id,
+			       id_len, len);
+}
+
+/* The shared-key AUTH value of one side. */
 static int auth_value(struct ike_sa *sa, bool initiator, const uint8_t *id, size_t id_len, uint8_t *out)
 {
-	return ike_auth_psk(sa->conf.prf, sa->conf.psk, sa->conf.psk_len, initiator ? sa->init_i : sa->init_r,
-			    initiator ? sa->init_i_len : sa->init_r_len, initiator ? sa->nr : sa->ni,
-			    initiator ? sa->nr_len : sa->ni_len, initiator ? sa->keys.sk_pi : sa->keys.sk_pr, id, id_len,
-			    out);
+	size_t len;
+	uint8_t *octets = auth_octets(sa, initiator, id, id_len, &len);
+	int rc = octets ? ike_auth_psk_octets(sa->conf.prf, sa->conf.psk, sa->conf.psk_len, octets, len, out) : -1;
+	if (octets)
+		OPENSSL_clear_free(octets, len);
+	return rc;
+}
+
+/* Our AUTH payload: the method and its data (out holds IKE_SIG_MAX bytes). With a certificate, RFC
+ * 7427 method 14 if the peer said which hashes it verifies, else the classic method of our key. */
+static int own_auth(struct ike_sa *sa, const uint8_t *id, size_t id_len, uint8_t *method, uint8_t *out,
+		    size_t *out_len)
+{
+	const struct ike_cred *cred = sa->conf.cred;
+	if (sa->conf.auth != IKE_AUTHBY_PUBKEY) {
+		*method = AUTH_SHARED_KEY;
+		*out_len = ike_prf_len(sa->conf.prf);
+		return auth_value(sa, sa->initiator, id, id_len, out);
+	}
+	size_t len;
+	uint8_t *octets = cred && cred->key ? auth_octets(sa, sa->initiator, id, id_len, &len) : NULL;
+	if (!octets)
+		return -1;
+	uint16_t hash = sa->peer_sighash ? ike_sighash_choose(cred, sa->peer_sighash) : 0;
+	*method = hash ? IKE_AUTH_DIGITAL_SIG : ike_cert_classic_method(cred);
+	*out_len = IKE_SIG_MAX;
+	int rc = hash ? ike_cert_sign(cred, octets, len, hash, out, out_len)
+		      : ike_cert_sign_method(cred, *method, octets, len, out, out_len);
+	OPENSSL_clear_free(octets, len);
+	return rc;
 }
 
 static size_t id_body(const struct ike_sa *sa, uint8_t *out)
@@ -227,6 +271,62 @@ static bool peer_id_ok(const struct ike_sa *sa, const struct ike_id_payload *id)
 	       !memcmp(id->data, sa->conf.peer_id, id->len);
 }
 
+/* The peer signed: its first CERT must chain (with the others as intermediates) to a CA we trust as
+ * of sa->now, hold the ID it claims (which must be the configured one unless any will do), and carry
+ * the key that made the AUTH signature. On success the SA keeps the certificate. */
+static uint16_t verify_peer_cert(struct ike_sa *sa, const struct ike_chain *in, const struct ike_payload *idp,
+				 const struct ike_id_payload *id, const struct ike_auth_payload *au)
+{
+	const struct ike_cred *cred = sa->conf.cred;
+	const struct ike_payload *cp = ike_find(in, IKE_PL_CERT, 0);
+	STACK_OF(X509) *inter = sk_X509_new_null();
+	X509 *cert = NULL;
+	uint8_t *octets = NULL;
+	size_t len = 0;
+	char *why = sa->error_detail;
+	const size_t wl = sizeof(sa->error_detail);
+	uint16_t rc = IKE_N_AUTHENTICATION_FAILED;
+	if (sa->conf.peer_auth == IKE_AUTHBY_PSK || !cred) {
+		snprintf(why, wl, "peer signed (AUTH method %u), a shared key is required", au->method);
+		goto out;
+	}
+	if (!cp || !inter || !(cert = ike_cert_parse(cp->body, cp->len))) {
+		snprintf(why, wl, "peer signed but sent no X.509 certificate");
+		goto out;
+	}
+	for (unsigned i = 1; (cp = ike_find(in, IKE_PL_CERT, i)); i++) {
+		X509 *x = ike_cert_parse(cp->body, cp->len); /* other encodings are not ours to use: skipped */
+		if (x && !sk_X509_push(inter, x))
+			X509_free(x);
+	}
+	if (ike_cert_verify_chain(cred, cert, inter, (time_t)sa->now, why, wl) != 0)
+		goto out;
+	if (!sa->conf.peer_id_any && !peer_id_ok(sa, id)) {
+		snprintf(why, wl, "peer ID is not the configured one");
+		goto out;
+	}
+	if (!ike_cert_match_id(cert, id->type, id->data, id->len)) {
+		snprintf(why, wl, "peer ID (type %u) is not in its certificate", id->type);
+		goto out;
+	}
+	if (!(octets = auth_octets(sa, !sa->initiator, idp->body, idp->len, &len)) ||
+	    ike_cert_verify_method(cert, au->method, octets, len, au->data, au->len) != 0) {
+		snprintf(why, wl, "AUTH signature (method %u) does not verify with the peer's certificate", au->method);
+		goto out;
+	}
+	why[0] = 0;
+	X509_free(sa->peer_cert);
+	sa->peer_cert = cert;
+	cert = NULL;
+	rc = 0;
+out:
+	X509_free(cert);
+	sk_X509_pop_free(inter, X509_free);
+	if (octets)
+		OPENSSL_clear_free(octets, len);
+	return rc;
+}
+
 /* Check the peer's ID and AUTH in a decrypted IKE_AUTH chain. Returns 0 or a notify type. */
 static uint16_t verify_peer(struct ike_sa *sa, const struct ike_chain *in)
 {
@@ -237,11 +337,63 @@ static uint16_t verify_peer(struct ike_sa *sa, const struct ike_chain *in)
 	uint8_t want[64];
 	if (!idp || !ap || ike_parse_id(idp, &id) || ike_parse_auth(ap, &au))
 		return IKE_N_INVALID_SYNTAX;
+	if (id.len > sizeof(sa->peer_id))
+		return IKE_N_AUTHENTICATION_FAILED;
+	sa->peer_id_type = id.type;
+	memcpy(sa->peer_id, id.data, id.len);
+	sa->peer_id_len = id.len;
+	sa->peer_auth_method = au.method;
+	if (au.method != AUTH_SHARED_KEY)
+		return verify_peer_cert(sa, in, idp, &id, &au);
 	size_t pl = ike_prf_len(sa->conf.prf);
-	if (!peer_id_ok(sa, &id) || au.method != AUTH_SHARED_KEY || au.len != pl ||
+	if (sa->conf.peer_auth == IKE_AUTHBY_PUBKEY || sa->conf.peer_id_any) {
+		snprintf(sa->error_detail, sizeof(sa->error_detail), "peer used a shared key, a signature is required");
+		return IKE_N_AUTHENTICATION_FAILED;
+	}
+	if (!peer_id_ok(sa, &id) || au.len != pl ||
 	    auth_value(sa, !sa->initiator, idp->body, idp->len, want) != 0 || CRYPTO_memcmp(want, au.data, pl) != 0)
 		return IKE_N_AUTHENTICATION_FAILED;
 	return 0;
+}
+
+/* --- certificate notifies in IKE_SA_INIT ------------------------------------------------------ */
+
+/* Do we sign or verify signatures on this SA? Then both IKE_SA_INIT messages say which hashes we
+ * verify (RFC 7427 4). */
+static bool uses_certs(const struct ike_sa *sa)
+{
+	return sa->conf.auth == IKE_AUTHBY_PUBKEY || sa->conf.peer_auth != IKE_AUTHBY_PSK;
+}
+
+static void put_sighash(struct ike_sa *sa, struct ike_builder *b)
+{
+	uint8_t h[16];
+	size_t hl = ike_sighash_build(h, sizeof(h));
+	if (uses_certs(sa) && hl)
+		ike_put_notify(b, 0, NULL, 0, IKE_N_SIGNATURE_HASH_ALGORITHMS, h, hl);
+}
+
+/* Our CERTREQ (the hashes of the CAs we trust) when the peer may authenticate by certificate. */
+static void put_certreq(struct ike_sa *sa, struct ike_builder *b)
+{
+	uint8_t req[1 + 64 * IKE_CERTREQ_HASH_LEN];
+	size_t rl;
+	if (sa->conf.peer_auth != IKE_AUTHBY_PSK && sa->conf.cred &&
+	    (rl = ike_certreq_build(sa->conf.cred, req, sizeof(req))))
+		ike_put_raw(b, IKE_PL_CERTREQ, req, rl);
+}
+
+/* What the peer's IKE_SA_INIT message says about certificates: the hashes it verifies, and whether
+ * it asks for our certificate (the initiator's CERTREQ comes in IKE_AUTH: see on_auth_request). */
+static void note_cert_notifies(struct ike_sa *sa, const struct ike_chain *c)
+{
+	struct ike_notify_payload n;
+	uint32_t mask;
+	for (unsigned i = 0; ike_find(c, IKE_PL_NOTIFY, i); i++)
+		if (ike_parse_notify(ike_find(c, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK &&
+		    n.type == IKE_N_SIGNATURE_HASH_ALGORITHMS && ike_sighash_parse(n.data, n.data_len, &mask) == 0)
+			sa->peer_sighash = mask;
+	sa->peer_certreq |= ike_find(c, IKE_PL_CERTREQ, 0) != NULL;
 }
 
 /* --- NAT detection ---------------------------------------------------------------------------- */
@@ -305,25 +457,56 @@ static size_t seal(struct ike_sa *sa, const struct ike_hdr *h, struct ike_builde
 	return ike_sk_seal(&sa->conf.ike, ke, ka, h, chain->first, chain->w.p, cl, out, cap);
 }
 
-/* The IKE_AUTH message of our side: our ID, AUTH, the ESP proposal with our inbound SPI, TSi and
- * TSr; a request from the initiator, the response from the responder. Returns its length or 0. */
+/* Our CERT payloads: the end-entity certificate, then the intermediates we hold. */
+static void put_certs(struct ike_sa *sa, struct ike_builder *b)
+{
+	const struct ike_cred *cred = sa->conf.cred;
+	uint8_t *body = malloc(IKE_MSG_MAX);
+	size_t bl;
+	if (!body) {
+		b->w.overflow = true;
+		return;
+	}
+	if ((bl = ike_cert_build(cred->cert, body, IKE_MSG_MAX)))
+		ike_put_raw(b, IKE_PL_CERT, body, bl);
+	else
+		b->w.overflow = true;
+	for (int i = 0; cred->chain && i < sk_X509_num(cred->chain); i++)
+		if ((bl = ike_cert_build(sk_X509_value(cred->chain, i), body, IKE_MSG_MAX)))
+			ike_put_raw(b, IKE_PL_CERT, body, bl);
+	free(body);
+}
+
+/* The IKE_AUTH message of our side: our ID, [CERTs, INITIAL_CONTACT, CERTREQ,] AUTH, the ESP
+ * proposal with our inbound SPI, TSi and TSr; a request from the initiator, the response from the
+ * responder. Returns its length or 0. */
 static size_t auth_message(struct ike_sa *sa, const struct ike_sa_payload *esp, const struct bt_ts *tsi, unsigned ni,
 			   const struct bt_ts *tsr, unsigned nr, uint8_t *out, size_t cap)
 {
-	uint8_t idb[68], auth[64], chain[2048];
-	size_t il = id_body(sa, idb);
-	if (auth_value(sa, sa->initiator, idb, il, auth) != 0)
+	uint8_t idb[4 + IKE_ID_MAX], auth[IKE_SIG_MAX], method;
+	size_t il = id_body(sa, idb), al;
+	if (own_auth(sa, idb, il, &method, auth, &al) != 0)
+		return 0;
+	uint8_t *chain = malloc(IKE_MSG_MAX); /* certificate chains make this message large */
+	if (!chain)
 		return 0;
 	struct ike_builder b;
-	ike_build_chain_begin(&b, chain, sizeof(chain));
+	ike_build_chain_begin(&b, chain, IKE_MSG_MAX);
 	ike_put_id(&b, sa->initiator ? IKE_PL_IDI : IKE_PL_IDR, sa->conf.id_type, sa->conf.id, sa->conf.id_len);
-	ike_put_auth(&b, AUTH_SHARED_KEY, auth, ike_prf_len(sa->conf.prf));
+	if (sa->conf.auth == IKE_AUTHBY_PUBKEY)
+		put_certs(sa, &b);
+	if (sa->initiator && sa->conf.initial_contact)
+		ike_put_notify(&b, 0, NULL, 0, IKE_N_INITIAL_CONTACT, NULL, 0);
+	if (sa->initiator)
+		put_certreq(sa, &b);
+	ike_put_auth(&b, method, auth, al);
 	ike_put_sa(&b, esp);
 	ike_put_ts(&b, IKE_PL_TSI, tsi, ni);
 	ike_put_ts(&b, IKE_PL_TSR, tsr, nr);
 	struct ike_hdr h = hdr(sa, IKE_AUTH, !sa->initiator, 1);
 	size_t len = seal(sa, &h, &b, out, cap);
 	OPENSSL_cleanse(auth, sizeof(auth));
+	free(chain);
 	return len;
 }
 
@@ -364,6 +547,7 @@ size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap)
 	ike_put_ke(&b, sa->conf.dh, pub, pl);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->ni, sa->ni_len);
 	put_natd(sa, &b);
+	put_sighash(sa, &b);
 	size_t len = ike_build_end(&b);
 	if (!len || !(sa->init_i = dup_bytes(out, len)))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
@@ -394,6 +578,7 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 	}
 	sa->spi_i = rh->spi_i;
 	check_natd(sa, c, 0);
+	note_cert_notifies(sa, c);
 	memcpy(sa->ni, np->body, np->len);
 	sa->ni_len = np->len;
 	sa->nr_len = NONCE_LEN;
@@ -414,7 +599,9 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 	ike_put_sa(&b, &reply);
 	ike_put_ke(&b, sa->conf.dh, pub, pl);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->nr, sa->nr_len);
+	put_certreq(sa, &b);
 	put_natd(sa, &b);
+	put_sighash(sa, &b);
 	size_t olen = ike_build_end(&b);
 	if (!olen || !(sa->init_i = dup_bytes(msg, len)) || !(sa->init_r = dup_bytes(out, olen)))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
@@ -484,6 +671,7 @@ static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len
 	use_ike_choice(sa, &sp.prop[0]);
 	sa->spi_r = rh->spi_r;
 	check_natd(sa, c, sa->spi_r);
+	note_cert_notifies(sa, c);
 	memcpy(sa->nr, np->body, np->len);
 	sa->nr_len = np->len;
 	if (!(sa->init_r = dup_bytes(msg, len)))
@@ -555,6 +743,11 @@ static size_t on_auth_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 	uint16_t err = verify_peer(sa, &in);
 	if (err)
 		return cache(sa, out, auth_error(sa, err, out, cap), 1);
+	struct ike_notify_payload n;
+	for (unsigned i = 0; ike_find(&in, IKE_PL_NOTIFY, i); i++)
+		if (ike_parse_notify(ike_find(&in, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK && n.type == IKE_N_INITIAL_CONTACT)
+			sa->peer_initial_contact = true;
+	sa->peer_certreq |= ike_find(&in, IKE_PL_CERTREQ, 0) != NULL;
 	struct ike_sa_payload sp;
 	struct ike_ts_payload tsi, tsr;
 	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0), *ip = ike_find(&in, IKE_PL_TSI, 0),

@@ -148,30 +148,46 @@ out:
 	return rc;
 }
 
+uint8_t *ike_auth_octets(uint16_t prf, const uint8_t *msg, size_t msg_len, const uint8_t *nonce, size_t nonce_len,
+			 const uint8_t *sk_p, const uint8_t *id, size_t id_len, size_t *len)
+{
+	size_t pl = ike_prf_len(prf);
+	uint8_t *octets = pl ? malloc(msg_len + nonce_len + pl) : NULL;
+	if (!octets)
+		return NULL;
+	/* the sender's first message, the peer's nonce, prf(SK_p, ID') */
+	memcpy(octets, msg, msg_len);
+	memcpy(octets + msg_len, nonce, nonce_len);
+	if (ike_prf(prf, sk_p, pl, id, id_len, NULL, 0, octets + msg_len + nonce_len) != 0) {
+		OPENSSL_clear_free(octets, msg_len + nonce_len + pl);
+		return NULL;
+	}
+	*len = msg_len + nonce_len + pl;
+	return octets;
+}
+
+int ike_auth_psk_octets(uint16_t prf, const uint8_t *psk, size_t psk_len, const uint8_t *octets, size_t len,
+			uint8_t *out)
+{
+	static const char pad[] = "Key Pad for IKEv2";
+	uint8_t key[64];
+	int rc = ike_prf(prf, psk, psk_len, (const uint8_t *)pad, sizeof(pad) - 1, NULL, 0, key) == 0 &&
+				 ike_prf(prf, key, ike_prf_len(prf), octets, len, NULL, 0, out) == 0
+			 ? 0
+			 : -1;
+	OPENSSL_cleanse(key, sizeof(key));
+	return rc;
+}
+
 int ike_auth_psk(uint16_t prf, const uint8_t *psk, size_t psk_len, const uint8_t *msg, size_t msg_len,
 		 const uint8_t *nonce, size_t nonce_len, const uint8_t *sk_p, const uint8_t *id, size_t id_len,
 		 uint8_t *out)
 {
-	static const char pad[] = "Key Pad for IKEv2";
-	size_t pl = ike_prf_len(prf);
-	uint8_t key[64], macid[64];
-	uint8_t *octets = malloc(msg_len + nonce_len + pl);
-	int rc = -1;
-	if (!pl || !octets)
-		goto out;
-	/* the signed octets: the sender's first message, the peer's nonce, prf(SK_p, ID') */
-	memcpy(octets, msg, msg_len);
-	memcpy(octets + msg_len, nonce, nonce_len);
-	if (ike_prf(prf, sk_p, pl, id, id_len, NULL, 0, macid) != 0)
-		goto out;
-	memcpy(octets + msg_len + nonce_len, macid, pl);
-	if (ike_prf(prf, psk, psk_len, (const uint8_t *)pad, sizeof(pad) - 1, NULL, 0, key) != 0 ||
-	    ike_prf(prf, key, pl, octets, msg_len + nonce_len + pl, NULL, 0, out) != 0)
-		goto out;
-	rc = 0;
-out:
-	OPENSSL_cleanse(key, sizeof(key));
-	if (octets)
-		OPENSSL_clear_free(octets, msg_len + nonce_len + pl);
+	size_t len;
+	uint8_t *octets = ike_auth_octets(prf, msg, msg_len, nonce, nonce_len, sk_p, id, id_len, &len);
+	if (!octets)
+		return -1;
+	int rc = ike_auth_psk_octets(prf, psk, psk_len, octets, len, out);
+	OPENSSL_clear_free(octets, len);
 	return rc;
 }

@@ -40,6 +40,14 @@ int ike_child_keymat(uint16_t prf, const uint8_t *sk_d, const uint8_t *g_ir, siz
 
 /* The AUTH value for a shared key (RFC 7296 2.15): prf(prf(PSK, "Key Pad for IKEv2"),
  * <message> | <peer's nonce> | prf(SK_p, <ID payload body>)). out holds ike_prf_len(prf) bytes. */
+/* The octets an AUTH payload covers (RFC 7296 2.15), for shared keys and signatures alike:
+ * <message> | <peer's nonce> | prf(SK_p, <ID payload body>). Returns a new buffer of *len bytes
+ * (the caller frees it with OPENSSL_clear_free) or NULL. */
+uint8_t *ike_auth_octets(uint16_t prf, const uint8_t *msg, size_t msg_len, const uint8_t *nonce, size_t nonce_len,
+			 const uint8_t *sk_p, const uint8_t *id, size_t id_len, size_t *len);
+/* prf(prf(PSK, "Key Pad for IKEv2"), octets): the shared-key AUTH value over ike_auth_octets. */
+int ike_auth_psk_octets(uint16_t prf, const uint8_t *psk, size_t psk_len, const uint8_t *octets, size_t len,
+			uint8_t *out);
 int ike_auth_psk(uint16_t prf, const uint8_t *psk, size_t psk_len, const uint8_t *msg, size_t msg_len,
 		 const uint8_t *nonce, size_t nonce_len, const uint8_t *sk_p, const uint8_t *id, size_t id_len,
 		 uint8_t *out);

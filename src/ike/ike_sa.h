@@ -1,8 +1,9 @@
 /* ike_sa.h — the IKE SA as the exchange engine keeps it, and the engine's interface.
  *
- * The engine is pure: it takes a received message (and randomness through a callback) and returns
- * the message to send and what changed; it opens no socket and arms no timer. This first slice does
- * IKE_SA_INIT and IKE_AUTH with a pre-shared key and one Child SA, both roles. The record is the
+ * The engine is pure: it takes a received message (the time through sa->now, randomness through a
+ * callback) and returns the message to send and what changed; it opens no socket and arms no timer.
+ * This slice does IKE_SA_INIT and IKE_AUTH with a pre-shared key or certificates (RFC 7427
+ * signatures) and one Child SA, both roles. The record is the
  * start of the session context that transfer and HA will serialise.
  */
 #ifndef BT_IKE_SA_H
@@ -12,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ike/ike_cert.h"
 #include "ike/ike_dh.h"
 #include "ike/ike_keys.h"
 #include "ike/ike_msg.h"
@@ -33,6 +35,11 @@ enum ike_state {
 enum ike_info { IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE };
 const char *ike_state_name(enum ike_state s);
 
+/* How a side authenticates (conf.auth: ours; conf.peer_auth: what we require of the peer). */
+enum ike_authby { IKE_AUTHBY_PSK = 0, IKE_AUTHBY_PUBKEY, IKE_AUTHBY_ANY };
+
+#define IKE_ID_MAX 256 /* an identity's bytes: long enough for a certificate's subject DN */
+
 /* What one side asks for (a connection and its child, reduced to what this slice needs). */
 struct ike_conf {
 	/* What we offer or accept, in order of preference. Left empty, one proposal is made of the
@@ -46,12 +53,18 @@ struct ike_conf {
 				    * encap = yes), so both sides use ESP in UDP */
 	uint8_t psk[128];
 	size_t psk_len;
-	uint8_t id_type;           /* ike_id_type */
-	uint8_t id[64];
+	uint8_t auth;              /* ike_authby: PSK or PUBKEY */
+	uint8_t peer_auth;         /* ike_authby: PSK, PUBKEY or ANY */
+	const struct ike_cred *cred; /* borrowed (outlives the SA): our certificate and key, and the CAs
+				      * that peers' certificates must chain to */
+	uint8_t id_type;           /* ike_id_type; with PUBKEY and id_len 0: our certificate's subject DN */
+	uint8_t id[IKE_ID_MAX];
 	size_t id_len;
 	uint8_t peer_id_type;
-	uint8_t peer_id[64];
+	uint8_t peer_id[IKE_ID_MAX];
 	size_t peer_id_len;
+	bool peer_id_any;          /* accept any peer ID its (verified) certificate holds; PUBKEY only */
+	bool initial_contact;      /* initiator: send INITIAL_CONTACT in IKE_AUTH */
 	struct bt_ts local_ts[BT_TS_MAX], remote_ts[BT_TS_MAX];
 	uint8_t n_local_ts, n_remote_ts;
 };
@@ -92,6 +105,18 @@ struct ike_sa {
 	struct ike_child child;
 	bool child_ready;
 	uint16_t error;              /* notify type that failed the SA, 0 = none */
+	char error_detail[160];      /* why certificate authentication failed, for the log ("" = n/a) */
+	uint64_t now;                /* the caller's clock (unix seconds), set before ike_process: the
+				      * peer's certificate chain is checked as of this time */
+	/* the peer as it authenticated, for the caller to show and act on */
+	uint8_t peer_id_type;        /* its ID payload as received (kept also when AUTH failed) */
+	uint8_t peer_id[IKE_ID_MAX];
+	size_t peer_id_len;
+	X509 *peer_cert;             /* owned: its verified certificate (NULL with PSK); ike_sa_free frees it */
+	uint8_t peer_auth_method;    /* the AUTH method it used */
+	uint32_t peer_sighash;       /* its SIGNATURE_HASH_ALGORITHMS as a mask (bit n = hash ID n), 0 = none */
+	bool peer_certreq;           /* it sent a CERTREQ */
+	bool peer_initial_contact;   /* responder: its IKE_AUTH carried INITIAL_CONTACT (drop old SAs with it) */
 	/* outer endpoints as this side sees them (set by the caller), and what NAT detection found */
 	struct bt_addr local, remote;
 	uint16_t local_port, remote_port;
@@ -107,7 +132,7 @@ struct ike_sa {
 };
 
 void ike_sa_init(struct ike_sa *sa, const struct ike_conf *conf, bool initiator, const struct ike_rng *rng);
-void ike_sa_free(struct ike_sa *sa); /* zeroes keys, frees buffers (not sa itself) */
+void ike_sa_free(struct ike_sa *sa); /* zeroes keys, frees buffers and peer_cert (not sa itself) */
 /* The outer addresses and ports the exchange runs between (for NAT detection). */
 void ike_sa_set_endpoints(struct ike_sa *sa, const struct bt_addr *local, uint16_t local_port,
 			  const struct bt_addr *remote, uint16_t remote_port);

@@ -1,6 +1,7 @@
 /* fuzz_ike_exchange.c — arbitrary bytes as the first message a responder engine sees (IKE_SA_INIT
  * request path: proposal choice, KE, nonce, error notifies), and as the message an initiator waiting
- * for the IKE_SA_INIT response gets: an answer or nothing, never a crash or a leak. */
+ * for the IKE_SA_INIT response gets: an answer or nothing, never a crash or a leak. Odd-sized inputs
+ * run with certificate peers allowed (SIGNATURE_HASH_ALGORITHMS and CERTREQ noted). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t seed = 7;
 	struct ike_rng rng = {counter_rng, &seed};
 	conf(&c, false);
+	c.peer_auth = size & 1 ? IKE_AUTHBY_ANY : IKE_AUTHBY_PSK; /* certificate notifies parsed and sent */
 	ike_sa_init(&sa, &c, false, &rng);
 	size_t n = ike_process(&sa, data, size, out, sizeof(out));
 	if (n > sizeof(out))
@@ -50,6 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* an initiator that sent its request: the input as the response (its SPI patched in) */
 	conf(&c, true);
+	c.peer_auth = size & 1 ? IKE_AUTHBY_ANY : IKE_AUTHBY_PSK;
 	ike_sa_init(&sa, &c, true, &rng);
 	if (ike_start(&sa, out, sizeof(out)) && size >= 8) {
 		uint8_t *m = malloc(size);
