@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/daemon.h"
@@ -740,6 +741,7 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	}
 	enum ike_state before = s->sa.state;
 	bool info_pending = s->sa.info_pending, child_was = s->sa.child_ready;
+	s->sa.now = (uint64_t)time(NULL); /* certificates are checked as of now */
 	size_t out = ike_process(&s->sa, msg, len, m->out, sizeof(m->out));
 	enum ike_state after = s->sa.state;
 	bool progressed = out || after != before || info_pending != s->sa.info_pending;
