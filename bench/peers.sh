@@ -2,17 +2,20 @@
 # strongSwan 5.9.8 with kernel-libipsec (user-space ESP) and wireguard-go. Sourced by
 # throughput.sh after scripts/testbed.sh. See shared/PEERS.md for why each step is as it is.
 
-# ss_start GW ESP_PROPOSAL: charon in GW's namespace with a private /run (its pid file is fixed).
-ss_start() {
-  local gw=$1 esp=$2 d="$TB_DIR/ss-$1" la=172.16.0.1 ra=172.16.0.2 lts=10.1.0.0/24 rts=10.2.0.0/24
-  [ "$gw" = g2 ] && la=172.16.0.2 ra=172.16.0.1 lts=10.2.0.0/24 rts=10.1.0.0/24
+# ss_charon GW DIR: write DIR/strongswan.conf and start charon in GW's namespace with a private /run
+# (its pid file is fixed); waits for its vici socket DIR/charon.vici. SS_CHARON_EXTRA: more lines for
+# the charon {} section; SS_LOG_LEVEL: the file log's default level (1); SS_INSTALL_ROUTES (yes). The charon PID ends up last
+# in TB_PIDS and PEER_PIDS (ip netns exec, unshare and sh all exec into it).
+ss_charon() {
+  local gw=$1 d=$2
   rm -rf "$d" # a stale vici socket from an earlier run would look like a live one
   mkdir -p "$d/run"
   cat >"$d/strongswan.conf" <<CONF
 charon {
   load_modular = no
   load = openssl random nonce aes sha1 sha2 hmac gcm kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici updown
-  install_routes = yes
+  install_routes = ${SS_INSTALL_ROUTES:-yes}
+${SS_CHARON_EXTRA:-}
   plugins {
     vici {
       socket = unix://$d/charon.vici
@@ -21,12 +24,25 @@ charon {
   filelog {
     main {
       path = $d/charon.log
-      default = 1
+      default = ${SS_LOG_LEVEL:-1}
       ${SS_LOG_EXTRA:-}
     }
   }
 }
 CONF
+  ip netns exec "$(tb_ns "$gw")" unshare -m --propagation private sh -c \
+    'mount --bind "$0" /run && exec env STRONGSWAN_CONF="$1" /usr/lib/ipsec/charon' "$d/run" "$d/strongswan.conf" \
+    >"$d/stdout.log" 2>&1 &
+  TB_PIDS+=($!)
+  PEER_PIDS+=($!)
+  tb_wait 10 test -S "$d/charon.vici" || { echo "bench: charon did not start in $gw" >&2; cat "$d/charon.log" >&2; return 1; }
+}
+
+# ss_start GW ESP_PROPOSAL: charon in GW with one connection gw/net between the gateways.
+ss_start() {
+  local gw=$1 esp=$2 d="$TB_DIR/ss-$1" la=172.16.0.1 ra=172.16.0.2 lts=10.1.0.0/24 rts=10.2.0.0/24
+  [ "$gw" = g2 ] && la=172.16.0.2 ra=172.16.0.1 lts=10.2.0.0/24 rts=10.1.0.0/24
+  ss_charon "$gw" "$d" || return 1
   cat >"$d/swanctl.conf" <<CONF
 connections {
   gw {
@@ -61,12 +77,6 @@ secrets {
   }
 }
 CONF
-  ip netns exec "$(tb_ns "$gw")" unshare -m --propagation private sh -c \
-    'mount --bind "$0" /run && exec env STRONGSWAN_CONF="$1" /usr/lib/ipsec/charon' "$d/run" "$d/strongswan.conf" \
-    >"$d/stdout.log" 2>&1 &
-  TB_PIDS+=($!)
-  PEER_PIDS+=($!)
-  tb_wait 10 test -S "$d/charon.vici" || { echo "bench: charon did not start in $gw" >&2; cat "$d/charon.log" >&2; return 1; }
   tb_nsx "$gw" swanctl --load-all --file "$d/swanctl.conf" --uri "unix://$d/charon.vici" >"$d/load.log" 2>&1 ||
     { echo "bench: swanctl --load-all failed in $gw" >&2; tail -3 "$d/load.log" >&2; return 1; }
 }
