@@ -75,6 +75,7 @@ void ike_sa_free(struct ike_sa *sa)
 	free(sa->init_r);
 	free(sa->last_resp);
 	free(sa->info_req);
+	ike_dh_free(sa->ccs_dh);
 	X509_free(sa->peer_cert);
 	OPENSSL_cleanse(sa, sizeof(*sa));
 }
@@ -836,7 +837,8 @@ size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, si
 {
 	uint8_t chain[64];
 	struct ike_builder b;
-	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || (what == IKE_INFO_DELETE_CHILD && !sa->child_ready))
+	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || sa->ccs_pending ||
+	    (what == IKE_INFO_DELETE_CHILD && !sa->child_ready) || (what == IKE_INFO_DELETE_OLD_CHILD && !sa->old_present))
 		return 0;
 	ike_build_chain_begin(&b, chain, sizeof(chain));
 	if (what == IKE_INFO_DELETE_IKE) {
@@ -846,6 +848,8 @@ size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, si
 		wbuf_u16(&b.w, 0);
 	} else if (what == IKE_INFO_DELETE_CHILD) {
 		put_child_delete(&b, our_child_spi(sa)); /* RFC 7296 3.11: the SPI the sender expects inbound */
+	} else if (what == IKE_INFO_DELETE_OLD_CHILD) {
+		put_child_delete(&b, sa->initiator ? sa->old_child.spi_i : sa->old_child.spi_r);
 	}
 	struct ike_hdr h = hdr(sa, IKE_INFORMATIONAL, false, sa->next_send_id);
 	size_t len = seal(sa, &h, &b, out, cap);
@@ -876,11 +880,17 @@ static size_t on_info_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 		if (d.protocol == IKE_PROTO_IKE) {
 			delete_ike = true;
 		} else if (d.protocol == IKE_PROTO_ESP && sa->child_ready) {
-			for (unsigned k = 0; k < d.n_spi; k++)
-				if (spi32(d.spis + 4 * k) == peer_child_spi(sa)) {
+			for (unsigned k = 0; k < d.n_spi; k++) {
+				uint32_t spi = spi32(d.spis + 4 * k);
+				if (sa->old_present && spi == (sa->initiator ? sa->old_child.spi_r : sa->old_child.spi_i)) {
+					/* the peer closes the child it rekeyed */
+					put_child_delete(&b, sa->initiator ? sa->old_child.spi_i : sa->old_child.spi_r);
+					sa->old_present = false, sa->old_deleted = true;
+				} else if (spi == peer_child_spi(sa)) {
 					put_child_delete(&b, our_child_spi(sa)); /* answer with our half */
 					sa->child_ready = false;
 				}
+			}
 		}
 	}
 	struct ike_hdr h = hdr(sa, IKE_INFORMATIONAL, true, rh->msg_id);
@@ -905,10 +915,295 @@ static size_t on_info_response(struct ike_sa *sa, uint8_t *msg, size_t len, cons
 	sa->peer_answers++;
 	if (sa->info_what == IKE_INFO_DELETE_CHILD)
 		sa->child_ready = false;
+	else if (sa->info_what == IKE_INFO_DELETE_OLD_CHILD && sa->old_present)
+		sa->old_present = false, sa->old_deleted = true;
 	else if (sa->info_what == IKE_INFO_DELETE_IKE) {
 		sa->child_ready = false;
 		sa->state = IKE_ST_DELETED;
 	}
+	return 0;
+}
+
+/* --- CREATE_CHILD_SA: rekeying the Child SA ------------------------------------------------------ */
+
+/* Fill a child from KEYMAT of an exchange we (ours_first) or the peer started, keeping the
+ * convention of struct ike_child: "i" is the IKE SA's original initiator. */
+static int child_keys(struct ike_sa *sa, struct ike_child *ch, bool we_started, const uint8_t *g, size_t gl,
+		      const uint8_t *n_req, size_t n_req_len, const uint8_t *n_resp, size_t n_resp_len)
+{
+	uint8_t e1[IKE_KEY_MAX + 4], a1[IKE_KEY_MAX], e2[IKE_KEY_MAX + 4], a2[IKE_KEY_MAX];
+	if (ike_prop_esp_key_lens(&sa->esp_chosen, &ch->encr_len, &ch->integ_len) != 0 ||
+	    ike_child_keymat(sa->conf.prf, sa->keys.sk_d, g, gl, n_req, n_req_len, n_resp, n_resp_len, ch->encr_len,
+			     ch->integ_len, e1, a1, e2, a2) != 0)
+		return -1;
+	/* e1/a1 protect exchange-initiator -> responder traffic */
+	bool orig_started = we_started == sa->initiator;
+	memcpy(orig_started ? ch->ei : ch->er, e1, ch->encr_len);
+	memcpy(orig_started ? ch->ai : ch->ar, a1, ch->integ_len);
+	memcpy(orig_started ? ch->er : ch->ei, e2, ch->encr_len);
+	memcpy(orig_started ? ch->ar : ch->ai, a2, ch->integ_len);
+	OPENSSL_cleanse(e1, sizeof(e1)), OPENSSL_cleanse(a1, sizeof(a1));
+	OPENSSL_cleanse(e2, sizeof(e2)), OPENSSL_cleanse(a2, sizeof(a2));
+	return 0;
+}
+
+/* Our own side's and the peer's selectors of the current child. */
+static void child_ts(const struct ike_sa *sa, const struct bt_ts **mine, unsigned *nm, const struct bt_ts **theirs,
+		     unsigned *nt)
+{
+	const struct ike_child *c = &sa->child;
+	*mine = sa->initiator ? c->ts_i : c->ts_r, *nm = sa->initiator ? c->n_ts_i : c->n_ts_r;
+	*theirs = sa->initiator ? c->ts_r : c->ts_i, *nt = sa->initiator ? c->n_ts_r : c->n_ts_i;
+}
+
+size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap)
+{
+	if (sa->state != IKE_ST_ESTABLISHED || !sa->child_ready || sa->ccs_pending || sa->info_pending ||
+	    sa->next_ready || sa->old_present)
+		return 0;
+	uint32_t spi;
+	uint8_t pub[512], chain[2048];
+	size_t pl = 0;
+	if (rnd(sa, &spi, sizeof(spi)) || rnd(sa, sa->ccs_nonce, sizeof(sa->ccs_nonce)))
+		return 0;
+	sa->ccs_spi = spi | 0xc0000000u;
+	/* PFS when our first ESP proposal names a group */
+	const struct ike_transform *g = ike_prop_get(&sa->conf.esp_props[0], IKE_TR_DH);
+	ike_dh_free(sa->ccs_dh);
+	sa->ccs_dh = NULL;
+	if (g && g->id) {
+		pl = sizeof(pub);
+		if (!(sa->ccs_dh = ike_dh_new(g->id)) || ike_dh_public(sa->ccs_dh, pub, &pl))
+			return 0;
+	}
+	struct ike_sa_payload esp;
+	struct proposal_list eo = ESP_PROPS(sa);
+	offer(&eo, sa->ccs_spi, &esp);
+	const struct bt_ts *mine, *theirs;
+	unsigned nm, nt;
+	child_ts(sa, &mine, &nm, &theirs, &nt);
+	struct ike_builder b;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	uint8_t old[4];
+	uint32_t o = our_child_spi(sa);
+	old[0] = (uint8_t)(o >> 24), old[1] = (uint8_t)(o >> 16), old[2] = (uint8_t)(o >> 8), old[3] = (uint8_t)o;
+	ike_put_notify(&b, IKE_PROTO_ESP, old, 4, IKE_N_REKEY_SA, NULL, 0);
+	ike_put_sa(&b, &esp);
+	ike_put_raw(&b, IKE_PL_NONCE, sa->ccs_nonce, sizeof(sa->ccs_nonce));
+	if (sa->ccs_dh)
+		ike_put_ke(&b, g->id, pub, pl);
+	ike_put_ts(&b, IKE_PL_TSI, mine, nm);
+	ike_put_ts(&b, IKE_PL_TSR, theirs, nt);
+	struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, false, sa->next_send_id);
+	size_t len = seal(sa, &h, &b, out, cap);
+	if (!len)
+		return 0;
+	sa->ccs_pending = true, sa->ccs_id = sa->next_send_id, sa->ccs_error = 0;
+	return len;
+}
+
+void ike_child_promote(struct ike_sa *sa)
+{
+	if (!sa->next_ready)
+		return;
+	sa->old_child = sa->child;
+	sa->old_present = true;
+	sa->child = sa->next_child;
+	OPENSSL_cleanse(&sa->next_child, sizeof(sa->next_child));
+	sa->next_ready = false;
+	sa->child_rekeys++;
+}
+
+static size_t ccs_error(struct ike_sa *sa, uint32_t id, uint16_t type, uint8_t *out, size_t cap)
+{
+	uint8_t chain[64];
+	struct ike_builder b;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	ike_put_notify(&b, 0, NULL, 0, type, NULL, 0);
+	struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, true, id);
+	size_t len = seal(sa, &h, &b, out, cap);
+	sa->next_recv_id = id + 1;
+	return len ? cache(sa, out, len, id) : 0;
+}
+
+/* The peer's CREATE_CHILD_SA: a rekey of our Child SA. New Child SAs beside it and IKE SA rekeys
+ * are refused for now (NO_ADDITIONAL_SAS). */
+static size_t on_ccs_request(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_hdr *rh,
+			     const struct ike_chain *c, uint8_t *out, size_t cap)
+{
+	struct ike_chain in;
+	if (open_sk(sa, msg, len, c, &in) != 0)
+		return 0;
+	bool rekey = false, match = false;
+	for (unsigned i = 0; ike_find(&in, IKE_PL_NOTIFY, i); i++) {
+		struct ike_notify_payload n;
+		if (ike_parse_notify(ike_find(&in, IKE_PL_NOTIFY, i), &n) != IKE_PERR_OK || n.type != IKE_N_REKEY_SA)
+			continue;
+		rekey = true;
+		match |= n.protocol == IKE_PROTO_ESP && n.spi_len == 4 && sa->child_ready && spi32(n.spi) == peer_child_spi(sa);
+	}
+	if (!rekey)
+		return ccs_error(sa, rh->msg_id, IKE_N_NO_ADDITIONAL_SAS, out, cap);
+	if (!match)
+		return ccs_error(sa, rh->msg_id, IKE_N_CHILD_SA_NOT_FOUND, out, cap);
+	/* RFC 7296 2.25: a child we are rekeying ourselves, or whose rekey is not finished */
+	if (sa->ccs_pending || sa->next_ready || sa->old_present)
+		return ccs_error(sa, rh->msg_id, IKE_N_TEMPORARY_FAILURE, out, cap);
+	struct ike_sa_payload sp;
+	struct ike_ts_payload tsi, tsr;
+	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0), *np = ike_find(&in, IKE_PL_NONCE, 0),
+				 *kep = ike_find(&in, IKE_PL_KE, 0), *ip = ike_find(&in, IKE_PL_TSI, 0),
+				 *tp = ike_find(&in, IKE_PL_TSR, 0);
+	if (!sap || !np || !ip || !tp || ike_parse_sa(sap, &sp) || ike_parse_ts(ip, &tsi) || ike_parse_ts(tp, &tsr) ||
+	    np->len < 16 || np->len > 256)
+		return ccs_error(sa, rh->msg_id, IKE_N_INVALID_SYNTAX, out, cap);
+	struct proposal_list ours = ESP_PROPS(sa);
+	struct ike_sa_payload reply = {.n = 1};
+	struct ike_proposal *chosen = &reply.prop[0];
+	if (!choose(&sp, &ours, false, chosen) || chosen->spi_len != 4)
+		return ccs_error(sa, rh->msg_id, IKE_N_NO_PROPOSAL_CHOSEN, out, cap);
+	const struct ike_transform *g = ike_prop_get(chosen, IKE_TR_DH);
+	struct ike_ke_payload ke;
+	uint8_t pub[512], gir[512], nr[32];
+	size_t pl = sizeof(pub), gl = 0;
+	struct ike_dh *dh = NULL;
+	if (g && g->id) {
+		if (!kep || ike_parse_ke(kep, &ke) || ke.group != g->id) {
+			uint8_t gb[2] = {(uint8_t)(g->id >> 8), (uint8_t)g->id};
+			uint8_t chain[64];
+			struct ike_builder b;
+			ike_build_chain_begin(&b, chain, sizeof(chain));
+			ike_put_notify(&b, 0, NULL, 0, IKE_N_INVALID_KE_PAYLOAD, gb, 2);
+			struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, true, rh->msg_id);
+			size_t l2 = seal(sa, &h, &b, out, cap);
+			sa->next_recv_id = rh->msg_id + 1;
+			return l2 ? cache(sa, out, l2, rh->msg_id) : 0;
+		}
+		gl = sizeof(gir);
+		if (!(dh = ike_dh_new(g->id)) || ike_dh_public(dh, pub, &pl) || ike_dh_shared(dh, ke.data, ke.len, gir, &gl)) {
+			ike_dh_free(dh);
+			return ccs_error(sa, rh->msg_id, IKE_N_INVALID_KE_PAYLOAD, out, cap);
+		}
+	}
+	struct ike_child *nc = &sa->next_child;
+	memset(nc, 0, sizeof(*nc));
+	/* the peer's TSi is its side */
+	struct bt_ts pi[BT_TS_MAX], mi[BT_TS_MAX];
+	unsigned npi = narrow(tsi.ts, tsi.n, sa->conf.remote_ts, sa->conf.n_remote_ts, pi);
+	unsigned nmi = narrow(tsr.ts, tsr.n, sa->conf.local_ts, sa->conf.n_local_ts, mi);
+	uint32_t spi;
+	struct ike_proposal saved = sa->esp_chosen;
+	sa->esp_chosen = *chosen;
+	int bad = !npi || !nmi || rnd(sa, &spi, sizeof(spi)) || rnd(sa, nr, sizeof(nr)) ||
+		  child_keys(sa, nc, false, gl ? gir : NULL, gl, np->body, np->len, nr, sizeof(nr));
+	OPENSSL_cleanse(gir, sizeof(gir));
+	if (bad) {
+		sa->esp_chosen = saved;
+		ike_dh_free(dh);
+		return ccs_error(sa, rh->msg_id, !npi || !nmi ? IKE_N_TS_UNACCEPTABLE : IKE_N_TEMPORARY_FAILURE, out, cap);
+	}
+	spi |= 0xc0000000u;
+	/* SPIs and selectors in the child's "i = original initiator" convention */
+	uint32_t peer_spi = spi32(chosen->spi);
+	nc->spi_i = sa->initiator ? spi : peer_spi;
+	nc->spi_r = sa->initiator ? peer_spi : spi;
+	memcpy(sa->initiator ? nc->ts_i : nc->ts_r, mi, nmi * sizeof(mi[0]));
+	memcpy(sa->initiator ? nc->ts_r : nc->ts_i, pi, npi * sizeof(pi[0]));
+	if (sa->initiator)
+		nc->n_ts_i = (uint8_t)nmi, nc->n_ts_r = (uint8_t)npi;
+	else
+		nc->n_ts_r = (uint8_t)nmi, nc->n_ts_i = (uint8_t)npi;
+	put_spi(chosen, spi);
+	uint8_t chain[2048];
+	struct ike_builder b;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	ike_put_sa(&b, &reply);
+	ike_put_raw(&b, IKE_PL_NONCE, nr, sizeof(nr));
+	if (dh)
+		ike_put_ke(&b, g->id, pub, pl);
+	ike_put_ts(&b, IKE_PL_TSI, pi, npi);
+	ike_put_ts(&b, IKE_PL_TSR, mi, nmi);
+	ike_dh_free(dh);
+	struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, true, rh->msg_id);
+	size_t olen = seal(sa, &h, &b, out, cap);
+	if (!olen) {
+		sa->esp_chosen = saved;
+		return 0;
+	}
+	sa->next_recv_id = rh->msg_id + 1;
+	sa->next_ready = true;
+	return cache(sa, out, olen, rh->msg_id);
+}
+
+static size_t on_ccs_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c)
+{
+	struct ike_chain in;
+	if (open_sk(sa, msg, len, c, &in) != 0)
+		return 0;
+	sa->ccs_pending = false;
+	sa->next_send_id++;
+	sa->peer_answers++;
+	struct ike_dh *dh = sa->ccs_dh;
+	sa->ccs_dh = NULL;
+	struct ike_notify_payload n;
+	for (unsigned i = 0; ike_find(&in, IKE_PL_NOTIFY, i); i++)
+		if (ike_parse_notify(ike_find(&in, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK && n.type < 16384) {
+			sa->ccs_error = n.type; /* the rekey failed; the IKE SA and the old child go on */
+			ike_dh_free(dh);
+			return 0;
+		}
+	struct ike_sa_payload sp;
+	struct ike_ts_payload tsi, tsr;
+	struct ike_ke_payload ke;
+	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0), *np = ike_find(&in, IKE_PL_NONCE, 0),
+				 *kep = ike_find(&in, IKE_PL_KE, 0), *ip = ike_find(&in, IKE_PL_TSI, 0),
+				 *tp = ike_find(&in, IKE_PL_TSR, 0);
+	struct proposal_list ours = ESP_PROPS(sa);
+	const struct bt_ts *mine, *theirs;
+	unsigned nm, nt;
+	child_ts(sa, &mine, &nm, &theirs, &nt);
+	uint8_t gir[512];
+	size_t gl = 0;
+	if (!sap || !np || !ip || !tp || ike_parse_sa(sap, &sp) || !accepted(&sp, &ours, false) || sp.prop[0].spi_len != 4 ||
+	    ike_parse_ts(ip, &tsi) || ike_parse_ts(tp, &tsr) || np->len < 16 || np->len > 256 ||
+	    !subset(tsi.ts, tsi.n, mine, nm) || !subset(tsr.ts, tsr.n, theirs, nt)) {
+		sa->ccs_error = IKE_N_INVALID_SYNTAX;
+		ike_dh_free(dh);
+		return 0;
+	}
+	const struct ike_transform *g = ike_prop_get(&sp.prop[0], IKE_TR_DH);
+	if (g && g->id) {
+		gl = sizeof(gir);
+		if (!dh || !kep || ike_parse_ke(kep, &ke) || ke.group != g->id ||
+		    ike_dh_shared(dh, ke.data, ke.len, gir, &gl)) {
+			sa->ccs_error = IKE_N_INVALID_KE_PAYLOAD;
+			ike_dh_free(dh);
+			return 0;
+		}
+	}
+	ike_dh_free(dh);
+	struct ike_child *nc = &sa->next_child;
+	memset(nc, 0, sizeof(*nc));
+	struct ike_proposal saved = sa->esp_chosen;
+	sa->esp_chosen = sp.prop[0];
+	int bad = child_keys(sa, nc, true, gl ? gir : NULL, gl, sa->ccs_nonce, sizeof(sa->ccs_nonce), np->body, np->len);
+	OPENSSL_cleanse(gir, sizeof(gir));
+	if (bad) {
+		sa->esp_chosen = saved;
+		sa->ccs_error = IKE_N_TEMPORARY_FAILURE;
+		return 0;
+	}
+	uint32_t peer_spi = spi32(sp.prop[0].spi);
+	nc->spi_i = sa->initiator ? sa->ccs_spi : peer_spi;
+	nc->spi_r = sa->initiator ? peer_spi : sa->ccs_spi;
+	/* TSi of this exchange is our side */
+	memcpy(sa->initiator ? nc->ts_i : nc->ts_r, tsi.ts, tsi.n * sizeof(tsi.ts[0]));
+	memcpy(sa->initiator ? nc->ts_r : nc->ts_i, tsr.ts, tsr.n * sizeof(tsr.ts[0]));
+	if (sa->initiator)
+		nc->n_ts_i = (uint8_t)tsi.n, nc->n_ts_r = (uint8_t)tsr.n;
+	else
+		nc->n_ts_r = (uint8_t)tsi.n, nc->n_ts_i = (uint8_t)tsr.n;
+	sa->next_ready = true;
 	return 0;
 }
 
@@ -970,7 +1265,16 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 			r = on_auth_response(sa, copy, len, &c);
 		break;
 	case IKE_ST_ESTABLISHED:
-		if (h.exchange != IKE_INFORMATIONAL || h.spi_r != sa->spi_r)
+		if (h.spi_r != sa->spi_r)
+			break;
+		if (h.exchange == IKE_CREATE_CHILD_SA) {
+			if (!response && h.msg_id == sa->next_recv_id)
+				r = on_ccs_request(sa, copy, len, &h, &c, out, cap);
+			else if (response && sa->ccs_pending && h.msg_id == sa->ccs_id)
+				r = on_ccs_response(sa, copy, len, &c);
+			break;
+		}
+		if (h.exchange != IKE_INFORMATIONAL)
 			break;
 		if (!response && h.msg_id == sa->next_recv_id)
 			r = on_info_request(sa, copy, len, &h, &c, out, cap);

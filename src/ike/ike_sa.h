@@ -32,7 +32,7 @@ enum ike_state {
 };
 
 /* What an INFORMATIONAL request of ours carries. */
-enum ike_info { IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE };
+enum ike_info { IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE, IKE_INFO_DELETE_OLD_CHILD };
 const char *ike_state_name(enum ike_state s);
 
 /* How a side authenticates (conf.auth: ours; conf.peer_auth: what we require of the peer). */
@@ -128,6 +128,19 @@ struct ike_sa {
 	uint8_t *info_req;           /* kept for retransmission by the caller's timers */
 	size_t info_req_len;
 	uint64_t peer_answers;       /* INFORMATIONAL responses received: liveness */
+	/* CREATE_CHILD_SA rekeying the Child SA (RFC 7296 1.3.3, 2.8), started by either side. The
+	 * new child is reported in next_child (next_ready); the caller installs it and calls
+	 * ike_child_promote(), which keeps the old one in old_child until its delete completes
+	 * (old_deleted: the caller removes the old SAs). */
+	bool ccs_pending;            /* our CREATE_CHILD_SA request is in flight */
+	uint32_t ccs_id;
+	uint8_t ccs_nonce[32];
+	uint32_t ccs_spi;            /* our inbound SPI in it */
+	struct ike_dh *ccs_dh;       /* PFS */
+	uint16_t ccs_error;          /* the notify that refused our last request, 0 = none */
+	struct ike_child next_child, old_child;
+	bool next_ready, old_present, old_deleted;
+	uint64_t child_rekeys;
 	struct ike_rng rng;
 };
 
@@ -142,6 +155,11 @@ size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* An INFORMATIONAL request (liveness check, delete of the Child SA or of the IKE SA) from an
  * established SA, either role. Returns its length, 0 if one is already in flight or on error. */
 size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, size_t cap);
+/* A CREATE_CHILD_SA request rekeying the Child SA (with PFS when the ESP proposal names a group).
+ * Returns its length, 0 if a request is in flight, a rekey is unfinished, or on error. */
+size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* The caller installed next_child: make it the Child SA; the old one waits in old_child. */
+void ike_child_promote(struct ike_sa *sa);
 /* Process a received message for this SA. Returns the length of the message to send in out (0 if
  * none); the SA's state, child and error say what happened. */
 size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *out, size_t cap);

@@ -465,6 +465,106 @@ static void test_cookie_and_init_retransmit(void **state)
 	done(&p);
 }
 
+/* One side's CREATE_CHILD_SA rekey: both ends end up with the same new child (new SPIs, new keys
+ * that agree and differ from the old ones), the old one is kept until its delete completes. */
+static void rekey_from(struct pair *p, bool by_initiator)
+{
+	struct ike_sa *a = by_initiator ? &p->i : &p->r, *b = by_initiator ? &p->r : &p->i;
+	uint8_t req[4096], resp[4096];
+	uint32_t old_in_i = p->i.child.spi_i, old_in_r = p->i.child.spi_r;
+	uint8_t old_key[36];
+	memcpy(old_key, p->i.child.ei, sizeof(old_key));
+	size_t lq = ike_rekey_child(a, req, sizeof(req));
+	assert_true(lq > 0);
+	assert_int_equal(ike_rekey_child(a, resp, sizeof(resp)), 0); /* one at a time */
+	assert_int_equal(ike_informational(a, IKE_INFO_DPD, resp, sizeof(resp)), 0);
+	size_t lr = ike_process(b, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	assert_true(b->next_ready);
+	/* a retransmitted request gets the same response and changes nothing */
+	uint8_t again[4096];
+	assert_int_equal(ike_process(b, req, lq, again, sizeof(again)), lr);
+	assert_memory_equal(again, resp, lr);
+	assert_int_equal(ike_process(a, resp, lr, again, sizeof(again)), 0);
+	assert_true(a->next_ready);
+	assert_int_equal(a->ccs_error, 0);
+	assert_int_equal(a->next_child.spi_i, b->next_child.spi_i);
+	assert_int_equal(a->next_child.spi_r, b->next_child.spi_r);
+	assert_int_not_equal(a->next_child.spi_i, old_in_i);
+	assert_int_not_equal(a->next_child.spi_r, old_in_r);
+	assert_int_equal(a->next_child.encr_len, p->i.child.encr_len);
+	assert_memory_equal(a->next_child.ei, b->next_child.ei, a->next_child.encr_len);
+	assert_memory_equal(a->next_child.er, b->next_child.er, a->next_child.encr_len);
+	assert_memory_not_equal(a->next_child.ei, old_key, a->next_child.encr_len);
+	assert_int_equal(a->next_child.n_ts_i, b->next_child.n_ts_i);
+	ike_child_promote(a);
+	ike_child_promote(b);
+	assert_true(a->old_present && b->old_present);
+	/* the side that rekeyed deletes the old child */
+	lq = ike_informational(a, IKE_INFO_DELETE_OLD_CHILD, req, sizeof(req));
+	assert_true(lq > 0);
+	lr = ike_process(b, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	assert_true(b->old_deleted && !b->old_present);
+	assert_int_equal(ike_process(a, resp, lr, again, sizeof(again)), 0);
+	assert_true(a->old_deleted && !a->old_present);
+	assert_true(a->child_ready && b->child_ready);
+	a->old_deleted = b->old_deleted = false;
+}
+
+static void test_child_rekey(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	conf(&ci, true), conf(&cr, false);
+	run(&p, &ci, &cr);
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	rekey_from(&p, true);
+	rekey_from(&p, false); /* the original responder rekeys too */
+	rekey_from(&p, true);
+	assert_int_equal(p.i.child_rekeys, 3);
+	assert_int_equal(p.r.child_rekeys, 3);
+	/* message IDs moved on both ways; a liveness check still works */
+	uint8_t req[512], resp[512];
+	size_t lq = ike_informational(&p.i, IKE_INFO_DPD, req, sizeof(req));
+	size_t lr = ike_process(&p.r, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	ike_process(&p.i, resp, lr, req, sizeof(req));
+	assert_false(p.i.info_pending);
+	done(&p);
+	/* with PFS: both ESP proposals name x25519 */
+	conf(&ci, true), conf(&cr, false);
+	props(&ci, "aes128gcm16-prfsha256-x25519", "aes128gcm16-x25519");
+	props(&cr, "aes128gcm16-prfsha256-x25519", "aes256gcm16-x25519,aes128gcm16-x25519");
+	run(&p, &ci, &cr);
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	rekey_from(&p, true);
+	done(&p);
+}
+
+/* Both sides start a rekey of the same child at once: each answers the other's with
+ * TEMPORARY_FAILURE (RFC 7296 2.25), nothing changes, and a later rekey works. A rekey naming an
+ * unknown SPI gets CHILD_SA_NOT_FOUND. */
+static void test_rekey_collision(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	uint8_t qi[4096], qr[4096], ri[4096], rr[4096], x[4096];
+	conf(&ci, true), conf(&cr, false);
+	run(&p, &ci, &cr);
+	size_t li = ike_rekey_child(&p.i, qi, sizeof(qi)), lr = ike_rekey_child(&p.r, qr, sizeof(qr));
+	assert_true(li && lr);
+	size_t ai = ike_process(&p.r, qi, li, ri, sizeof(ri)), ar = ike_process(&p.i, qr, lr, rr, sizeof(rr));
+	assert_true(ai && ar);
+	ike_process(&p.i, ri, ai, x, sizeof(x));
+	ike_process(&p.r, rr, ar, x, sizeof(x));
+	assert_int_equal(p.i.ccs_error, IKE_N_TEMPORARY_FAILURE);
+	assert_int_equal(p.r.ccs_error, IKE_N_TEMPORARY_FAILURE);
+	assert_false(p.i.next_ready || p.r.next_ready || p.i.ccs_pending || p.r.ccs_pending);
+	rekey_from(&p, false);
+	done(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -473,6 +573,8 @@ int main(void)
 		cmocka_unit_test(test_proposal_choice),
 		cmocka_unit_test(test_invalid_ke_retry),
 		cmocka_unit_test(test_cookie_and_init_retransmit),
+		cmocka_unit_test(test_child_rekey),
+		cmocka_unit_test(test_rekey_collision),
 		cmocka_unit_test(test_failures),
 		cmocka_unit_test(test_forgery),
 		cmocka_unit_test(test_strongswan_request),
