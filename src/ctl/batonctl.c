@@ -27,6 +27,7 @@ static void usage(FILE *f)
 		   "  load [FILE]     reload the configuration (or load FILE); invalid files change nothing\n"
 		   "  initiate NAME   negotiate connection NAME (or CONN/CHILD) with IKE\n"
 		   "  terminate NAME  delete the IKE SAs (and their Child SAs) of connection NAME\n"
+		   "  rekey NAME      rekey the Child SAs of connection NAME now (CREATE_CHILD_SA)\n"
 		   "  version         batond's version\n"
 		   "options:\n"
 		   "  -s, --socket PATH  control socket (default $BATON_SOCKET or " DEFAULT_SOCKET ")\n"
@@ -285,7 +286,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "batonctl: unknown option '%s'\n", argv[optind]);
 			usage(stderr);
 			return 2;
-		} else if ((!strcmp(cmd, "load") || !strcmp(cmd, "initiate") || !strcmp(cmd, "terminate")) && !file) {
+		} else if ((!strcmp(cmd, "load") || !strcmp(cmd, "initiate") || !strcmp(cmd, "terminate") ||
+		            !strcmp(cmd, "rekey")) && !file) {
 			file = argv[optind];
 		} else {
 			fprintf(stderr, "batonctl: unexpected argument '%s'\n", argv[optind]);
@@ -298,12 +300,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(cmd, "list-sas") && strcmp(cmd, "list-pols") && strcmp(cmd, "stats") &&
-	    strcmp(cmd, "version") && strcmp(cmd, "load") && strcmp(cmd, "initiate") && strcmp(cmd, "terminate")) {
+	    strcmp(cmd, "version") && strcmp(cmd, "load") && strcmp(cmd, "initiate") && strcmp(cmd, "terminate") &&
+	    strcmp(cmd, "rekey")) {
 		fprintf(stderr, "batonctl: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return 2;
 	}
-	bool ike_cmd = !strcmp(cmd, "initiate") || !strcmp(cmd, "terminate");
+	bool ike_cmd = !strcmp(cmd, "initiate") || !strcmp(cmd, "terminate") || !strcmp(cmd, "rekey");
 	if (ike_cmd && !file) {
 		fprintf(stderr, "batonctl: %s needs a connection name\n", cmd);
 		usage(stderr);
@@ -337,6 +340,8 @@ int main(int argc, char **argv)
 		print_stats(json_object_get(resp, "stats"));
 	} else if (!strcmp(cmd, "initiate")) {
 		printf("%s: %s\n", file, str(resp, "message"));
+	} else if (!strcmp(cmd, "rekey")) {
+		printf("%s: rekeying %lld Child SA(s)\n", file, num(resp, "rekeying"));
 	} else if (!strcmp(cmd, "terminate")) {
 		printf("%s: %lld IKE SA(s) deleted\n", file, num(resp, "deleted"));
 	} else if (!strcmp(cmd, "load")) {

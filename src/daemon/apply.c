@@ -198,7 +198,7 @@ static int check_one(struct esp_sa *sa, void *arg)
 	/* data-path events (bytes, packets, sequence numbers) are logged here too, once */
 	uint32_t logged = now_ev >> 16;
 	uint32_t fresh = (now_ev & 0xffff) & ~logged;
-	if (fresh & ESP_EV_SOFT)
+	if ((fresh & ESP_EV_SOFT) && sa->reqid < DAEMON_IKE_REQID_BASE) /* IKE rekeys its own on time */
 		bt_warn("SA %s %s spi 0x%08x: soft lifetime reached; rekey needed (no IKE yet)", sa->name,
 			sa->dir == ESP_DIR_IN ? "in" : "out", sa->spi);
 	if (fresh & ESP_EV_SEQ_SOFT)

@@ -231,7 +231,11 @@ static json_t *ike_cmd(struct daemon *d, const char *cmd, json_t *req)
 		return rc ? error(err) : json_pack("{s:b,s:s}", "ok", 1, "message", "initiating");
 	}
 	if (child)
-		return error("terminate takes a connection name");
+		return error("terminate and rekey take a connection name");
+	if (!strcmp(cmd, "rekey")) {
+		int n = ike_mgr_rekey(d, conn, err, sizeof(err));
+		return n < 0 ? error(err) : json_pack("{s:b,s:i}", "ok", 1, "rekeying", n);
+	}
 	int n = ike_mgr_terminate(d, conn, err, sizeof(err));
 	return n < 0 ? error(err) : json_pack("{s:b,s:i}", "ok", 1, "deleted", n);
 }
@@ -258,7 +262,7 @@ json_t *control_handle(struct daemon *d, const char *line, size_t len)
 		resp = stats(d);
 	else if (!strcmp(cmd, "load"))
 		resp = load(d, req);
-	else if (!strcmp(cmd, "initiate") || !strcmp(cmd, "terminate"))
+	else if (!strcmp(cmd, "initiate") || !strcmp(cmd, "terminate") || !strcmp(cmd, "rekey"))
 		resp = ike_cmd(d, cmd, req);
 	else {
 		char msg[128];

@@ -54,9 +54,12 @@ struct ike_sess {
 	uint8_t *req;                /* our request in flight, for retransmission */
 	size_t req_len;
 	unsigned tries;
-	ev_timer rtx, dpd, ka;
+	ev_timer rtx, dpd, ka, rekey;
 	bool installed;
 	uint32_t spi_in, spi_out, reqid;
+	uint32_t old_spi_in;         /* the rekeyed child's inbound SA, until its delete completes */
+	struct esp_sa *next_out;     /* rekey responder: the new outbound SA, used once the old child is gone */
+	uint64_t rekeys;
 	struct spd_policy pol;
 	double started, established;
 	uint64_t last_in_packets;
@@ -305,6 +308,14 @@ static int esp_algs(const struct ike_proposal *p, struct esp_sa *sa)
 	return 0;
 }
 
+static void free_sa(struct esp_sa *sa)
+{
+	if (sa) {
+		esp_sa_clear(sa);
+		free(sa);
+	}
+}
+
 static void uninstall(struct ike_sess *s)
 {
 	if (!s->installed)
@@ -312,25 +323,28 @@ static void uninstall(struct ike_sess *s)
 	struct dataplane *dp = s->m->d->dp;
 	dp_sa_del(dp, s->spi_in, ESP_DIR_IN);
 	dp_sa_del(dp, s->spi_out, ESP_DIR_OUT);
+	if (s->old_spi_in)
+		dp_sa_del(dp, s->old_spi_in, ESP_DIR_IN);
+	s->old_spi_in = 0;
+	free_sa(s->next_out);
+	s->next_out = NULL;
+	ev_timer_stop(s->m->d->loop, &s->rekey);
 	s->installed = false;
 	s->m->spd_dirty = true;
 	bt_info("IKE %s/%s: Child SA removed (in 0x%08x, out 0x%08x)", s->conn, s->child, s->spi_in, s->spi_out);
 }
 
-static int install(struct ike_sess *s)
+/* The inbound and outbound ESP SAs of a negotiated child (sa[0] in, sa[1] out), for s->reqid. */
+static int build_sas(struct ike_sess *s, const struct ike_child *k, struct esp_sa *sa[2])
 {
 	struct ike_mgr *m = s->m;
 	const struct cfg_conn *c = conn_by_name(m->d->cfg, s->conn);
 	const struct cfg_child *ch = child_by_name(c, s->child);
-	const struct ike_child *k = &s->sa.child;
-	struct esp_sa *sa[2] = {calloc(1, sizeof(struct esp_sa)), calloc(1, sizeof(struct esp_sa))};
 	char err[160];
 	bool ini = s->sa.initiator;
+	sa[0] = calloc(1, sizeof(struct esp_sa)), sa[1] = calloc(1, sizeof(struct esp_sa));
 	if (!ch || !sa[0] || !sa[1])
 		goto fail;
-	s->reqid = m->next_reqid++;
-	if (m->next_reqid < IKE_REQID_BASE)
-		m->next_reqid = IKE_REQID_BASE;
 	for (int d = 0; d < 2; d++) {
 		struct esp_sa *x = sa[d];
 		bool in = d == 0;
@@ -364,6 +378,37 @@ static int install(struct ike_sess *s)
 			goto fail;
 		}
 	}
+	return 0;
+fail:
+	free_sa(sa[0]), free_sa(sa[1]);
+	sa[0] = sa[1] = NULL;
+	return -1;
+}
+
+static void arm_rekey(struct ike_sess *s)
+{
+	const struct cfg_child *ch = child_by_name(conn_by_name(s->m->d->cfg, s->conn), s->child);
+	ev_timer_stop(s->m->d->loop, &s->rekey);
+	if (!ch || !ch->soft.seconds)
+		return;
+	/* a little jitter keeps two peers with the same rekey_time from colliding every time */
+	double j = (double)(rand() % 1000) / 1000.0 * (ch->soft.seconds > 10 ? 2.0 : 0.2);
+	ev_timer_set(&s->rekey, (double)ch->soft.seconds - j, 0);
+	ev_timer_start(s->m->d->loop, &s->rekey);
+}
+
+static int install(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	const struct ike_child *k = &s->sa.child;
+	struct esp_sa *sa[2];
+	const struct cfg_child *ch = child_by_name(conn_by_name(m->d->cfg, s->conn), s->child);
+	bool ini = s->sa.initiator;
+	s->reqid = m->next_reqid++;
+	if (m->next_reqid < IKE_REQID_BASE)
+		m->next_reqid = IKE_REQID_BASE;
+	if (!ch || build_sas(s, k, sa) != 0)
+		return -1;
 	s->spi_in = sa[0]->spi, s->spi_out = sa[1]->spi;
 	if (dp_sa_add(m->d->dp, sa[0]) != 0) {
 		bt_err("IKE %s: inbound SPI 0x%08x already in use", s->conn, s->spi_in);
@@ -389,14 +434,85 @@ static int install(struct ike_sess *s)
 	bt_info("IKE %s/%s: Child SA up, %s, in 0x%08x out 0x%08x, %s%s%s:%u", s->conn, s->child, prop, s->spi_in,
 		s->spi_out, bt_addr_str(&s->local, a, sizeof(a)), s->natt ? " UDP-encap -> " : " ESP -> ",
 		bt_addr_str(&s->remote, b, sizeof(b)), s->natt ? s->rport : 0);
+	arm_rekey(s);
 	return 0;
 fail:
-	for (int d = 0; d < 2; d++)
-		if (sa[d]) {
-			esp_sa_clear(sa[d]);
-			free(sa[d]);
-		}
+	free_sa(sa[0]), free_sa(sa[1]);
 	return -1;
+}
+
+/* A rekey produced a new child: its inbound SA goes in at once. The side that started the rekey
+ * switches outbound now (the peer installed everything before answering); the other side switches
+ * when the old child is deleted, so that nothing arrives before the peer can take it. */
+static void install_next(struct ike_sess *s, bool we_started)
+{
+	struct ike_mgr *m = s->m;
+	struct esp_sa *sa[2];
+	if (!s->installed || build_sas(s, &s->sa.next_child, sa) != 0 || dp_sa_add(m->d->dp, sa[0]) != 0) {
+		bt_err("IKE %s: cannot install the rekeyed Child SA", s->conn);
+		if (sa[0] && !s->installed)
+			free_sa(sa[0]);
+		free_sa(sa[1]);
+		ike_child_promote(&s->sa); /* keep the engine consistent; the SA will be deleted */
+		return;
+	}
+	uint32_t new_in = sa[0]->spi, new_out = sa[1]->spi;
+	s->old_spi_in = s->spi_in;
+	s->spi_in = new_in;
+	if (we_started) {
+		dp_sa_add(m->d->dp, sa[1]); /* replaces the old outbound SA of this reqid atomically */
+		s->spi_out = new_out;
+	} else {
+		free_sa(s->next_out);
+		s->next_out = sa[1];
+	}
+	ike_child_promote(&s->sa);
+	s->rekeys++;
+	m->st.child_rekeys++;
+	bt_info("IKE %s/%s: Child SA rekeyed: in 0x%08x -> 0x%08x, out -> 0x%08x%s", s->conn, s->child, s->old_spi_in,
+		new_in, new_out, we_started ? "" : " (after the old one is deleted)");
+	arm_rekey(s);
+}
+
+/* The old child's delete completed: its inbound SA goes; a waiting new outbound SA takes over. */
+static void retire_old(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	if (s->next_out) {
+		s->spi_out = s->next_out->spi;
+		dp_sa_add(m->d->dp, s->next_out);
+		s->next_out = NULL;
+	}
+	if (s->old_spi_in) {
+		dp_sa_del(m->d->dp, s->old_spi_in, ESP_DIR_IN);
+		bt_debug("IKE %s/%s: old inbound SA 0x%08x removed", s->conn, s->child, s->old_spi_in);
+		s->old_spi_in = 0;
+	}
+}
+
+static void rekey_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* Start a Child SA rekey now (or a little later if an exchange is in flight). */
+static int start_rekey(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	size_t len = s->req ? 0 : ike_rekey_child(&s->sa, m->out, sizeof(m->out));
+	if (!len) {
+		ev_timer_stop(m->d->loop, &s->rekey);
+		ev_timer_set(&s->rekey, 0.5 + (double)(rand() % 1000) / 1000.0, 0);
+		ev_timer_start(m->d->loop, &s->rekey);
+		return -EBUSY;
+	}
+	bt_info("IKE %s/%s: rekeying the Child SA", s->conn, s->child);
+	send_request(s, m->out, len);
+	return 0;
+}
+
+static void rekey_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ike_sess *s = w->data;
+	if (s->sa.state == IKE_ST_ESTABLISHED && s->installed)
+		start_rekey(s);
 }
 
 /* --- sessions ---------------------------------------------------------------------------------- */
@@ -425,7 +541,8 @@ static struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, co
 	ev_timer_init(&s->rtx, rtx_cb, 1, 0);
 	ev_timer_init(&s->dpd, dpd_cb, 1, 0);
 	ev_timer_init(&s->ka, ka_cb, NAT_KEEPALIVE_S, NAT_KEEPALIVE_S);
-	s->rtx.data = s->dpd.data = s->ka.data = s;
+	ev_timer_init(&s->rekey, rekey_cb, 1, 0);
+	s->rtx.data = s->dpd.data = s->ka.data = s->rekey.data = s;
 	s->started = now_s(m);
 	s->next_all = m->all, s->prev_all = &m->all;
 	if (m->all)
@@ -442,6 +559,7 @@ static void sess_free(struct ike_sess *s)
 	ev_timer_stop(m->d->loop, &s->rtx);
 	ev_timer_stop(m->d->loop, &s->dpd);
 	ev_timer_stop(m->d->loop, &s->ka);
+	ev_timer_stop(m->d->loop, &s->rekey);
 	if (s->local_key)
 		unlink_from(&m->by_local[bucket(s->local_key)], s, true);
 	if (s->in_peer_table)
@@ -615,6 +733,21 @@ int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char
 	return 0;
 }
 
+int ike_mgr_rekey(struct daemon *d, const char *conn, char *err, size_t errlen)
+{
+	int n = 0;
+	for (struct ike_sess *s = d->ike->all; s; s = s->next_all)
+		if (!strcmp(s->conn, conn) && s->sa.state == IKE_ST_ESTABLISHED && s->installed && !s->closing) {
+			start_rekey(s);
+			n++;
+		}
+	if (!n) {
+		snprintf(err, errlen, "no established Child SA of connection '%s'", conn);
+		return -1;
+	}
+	return n;
+}
+
 int ike_mgr_terminate(struct daemon *d, const char *conn, char *err, size_t errlen)
 {
 	struct ike_mgr *m = d->ike;
@@ -740,11 +873,11 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		}
 	}
 	enum ike_state before = s->sa.state;
-	bool info_pending = s->sa.info_pending, child_was = s->sa.child_ready;
+	bool info_pending = s->sa.info_pending, child_was = s->sa.child_ready, ccs_pending = s->sa.ccs_pending;
 	s->sa.now = (uint64_t)time(NULL); /* certificates are checked as of now */
 	size_t out = ike_process(&s->sa, msg, len, m->out, sizeof(m->out));
 	enum ike_state after = s->sa.state;
-	bool progressed = out || after != before || info_pending != s->sa.info_pending;
+	bool progressed = out || after != before || info_pending != s->sa.info_pending || ccs_pending != s->sa.ccs_pending;
 	if (!progressed) {
 		m->st.drop_ignored++;
 		bt_debug("IKE %s: message ignored (exchange %u, id %u, state %s)", s->conn, h.exchange, h.msg_id,
@@ -800,6 +933,32 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	}
 	if (info_pending && !s->sa.info_pending)
 		request_done(s); /* our INFORMATIONAL was answered */
+	if (ccs_pending && !s->sa.ccs_pending) {
+		request_done(s); /* our CREATE_CHILD_SA was answered */
+		if (s->sa.ccs_error) {
+			bt_warn("IKE %s/%s: the peer refused the rekey (notify %u)%s", s->conn, s->child, s->sa.ccs_error,
+				s->sa.ccs_error == IKE_N_TEMPORARY_FAILURE ? ": trying again shortly" : "");
+			m->st.rekey_failed++;
+			if (s->sa.ccs_error == IKE_N_TEMPORARY_FAILURE) {
+				ev_timer_stop(m->d->loop, &s->rekey);
+				ev_timer_set(&s->rekey, 0.2 + (double)(rand() % 800) / 1000.0, 0);
+				ev_timer_start(m->d->loop, &s->rekey);
+			}
+		}
+	}
+	if (s->sa.next_ready) {
+		bool we_started = ccs_pending && !s->sa.ccs_pending;
+		install_next(s, we_started);
+		if (we_started) {
+			size_t dl = ike_informational(&s->sa, IKE_INFO_DELETE_OLD_CHILD, m->out, sizeof(m->out));
+			if (dl)
+				send_request(s, m->out, dl);
+		}
+	}
+	if (s->sa.old_deleted) {
+		s->sa.old_deleted = false;
+		retire_old(s);
+	}
 	if (after == IKE_ST_DELETED) {
 		bt_info("IKE %s: IKE SA deleted%s", s->conn, response ? "" : " by the peer");
 		sess_gone(s, false);
@@ -1128,6 +1287,7 @@ json_t *ike_mgr_list(struct daemon *d)
 		json_object_set_new(o, "proposal", json_string(prop));
 		json_object_set_new(o, "message_id_out", json_integer(s->sa.next_send_id));
 		json_object_set_new(o, "message_id_in", json_integer(s->sa.next_recv_id));
+		json_object_set_new(o, "child_rekeys", json_integer((json_int_t)s->rekeys));
 		if (s->established)
 			json_object_set_new(o, "established_s", json_real(now_s(m) - s->established));
 		if (s->established)
@@ -1153,7 +1313,7 @@ json_t *ike_mgr_stats(struct daemon *d)
 	if (!m)
 		return json_object();
 	const struct ike_stats *t = &m->st;
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "ike_sas",
+	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "ike_sas",
 			 (json_int_t)m->n_sess, "half_open", (json_int_t)m->n_half_open, "rx", (json_int_t)t->rx, "tx",
 			 (json_int_t)t->tx, "tx_errors", (json_int_t)t->tx_errors, "retransmits", (json_int_t)t->retransmits,
 			 "timeouts", (json_int_t)t->timeouts, "initiated", (json_int_t)t->initiated, "established",
@@ -1162,5 +1322,8 @@ json_t *ike_mgr_stats(struct daemon *d)
 			 (json_int_t)t->drop_malformed, "drop_unknown_spi", (json_int_t)t->drop_unknown_spi, "drop_no_conn",
 			 (json_int_t)t->drop_no_conn, "drop_ignored", (json_int_t)t->drop_ignored, "drop_queue",
 			 (json_int_t)t->drop_queue);
+	json_object_set_new(o, "child_rekeys", json_integer((json_int_t)t->child_rekeys));
+	json_object_set_new(o, "rekey_failed", json_integer((json_int_t)t->rekey_failed));
+	return o;
 }
 

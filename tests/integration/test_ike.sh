@@ -37,6 +37,18 @@ check "a second initiate does not make a second SA" test "$(tb_ctl g1 initiate g
 check "reload of the same file keeps the IKE SA" tb_ctl g1 load
 check "... still established, same SPIs, traffic flows" test "$(ike_sa g1 "s['state'] + s['spi_i']")" = "$(ike_sa g2 "s['state'] + s['spi_i']")" -a "$(ike_sa g1 "s['state']")" = established
 check "... ping" ping_ok h1 10.2.0.2
+echo "== Child SA rekeys (CREATE_CHILD_SA) from both ends under a 10 ms ping: no loss"
+spis() { echo "$(ike_sa g1 "s['child_sa']['spi_in'] + s['child_sa']['spi_out']")"; }
+before=$(spis)
+tb_nsx h1 ping -c 300 -i 0.01 -W 1 -q 10.2.0.2 >"$TB_DIR/rekey-ping.out" 2>&1 &
+PING=$!
+sleep 0.5; tb_ctl g1 rekey gw >/dev/null; sleep 0.7; tb_ctl g2 rekey gw >/dev/null; sleep 0.7; tb_ctl g1 rekey gw >/dev/null
+wait "$PING"
+check "three rekeys done on both ends" tb_wait 5 test "$(ike_sa g1 "s['child_rekeys']") $(ike_sa g2 "s['child_rekeys']")" = "3 3"
+check "new SPIs, the same on both ends" test "$(spis)" != "$before" -a "$(ike_sa g1 "s['child_sa']['spi_in']")" = "$(ike_sa g2 "s['child_sa']['spi_out']")"
+check "no ping lost across the rekeys ($(grep -o '[0-9]*% packet loss' "$TB_DIR/rekey-ping.out"))" grep -q " 0% packet loss" "$TB_DIR/rekey-ping.out"
+check "only the new Child SA's two SAs remain on each end" test "$(tb_ctl g1 --json list-sas | python3 -c "import json,sys; print(len(json.load(sys.stdin)['sas']))")" = 2
+check "TCP still flows" xfer h1 10.2.0.2 262144
 check "terminate deletes the IKE SA" tb_ctl g1 terminate gw
 check "... on both ends, with the Child SAs" tb_wait 5 test_zero g2
 no_ping() { ! tb_nsx h1 ping -c 1 -W 1 -q 10.2.0.2; }
@@ -85,6 +97,15 @@ if ss_start g2 aes128gcm16 && tb_start g1 "$TB_DIR/g1.conf"; then
     check "256 KiB h2 -> h1 over TCP intact" xfer h2 10.1.0.2 262144 5002
     ss_established() { tb_nsx g2 swanctl --list-sas --uri "unix://$TB_DIR/ss-g2/charon.vici" | grep -q ESTABLISHED; }
     check "charon lists the IKE SA as established" ss_established
+    old=$(ike_sa g1 "s['child_sa']['spi_in']")
+    tb_nsx h1 ping -c 200 -i 0.01 -W 1 -q 10.2.0.2 >"$TB_DIR/ss-rekey-ping.out" 2>&1 &
+    PING=$!
+    sleep 0.3; tb_ctl g1 rekey gw >/dev/null; sleep 0.8
+    tb_nsx g2 swanctl --rekey --child net --uri "unix://$TB_DIR/ss-g2/charon.vici" >/dev/null 2>&1
+    wait "$PING"
+    check "baton's rekey and charon's rekey both went through" tb_wait 5 test "$(ike_sa g1 "s['child_rekeys']")" = 2
+    check "new SPIs" test "$(ike_sa g1 "s['child_sa']['spi_in']")" != "$old"
+    check "no ping lost across both rekeys ($(grep -o '[0-9]*% packet loss' "$TB_DIR/ss-rekey-ping.out"))" grep -q " 0% packet loss" "$TB_DIR/ss-rekey-ping.out"
 else
     bad "strongSwan or baton did not start"
 fi
