@@ -78,27 +78,20 @@ out:
 	return rc;
 }
 
-int ike_derive(uint16_t prf, size_t integ_len, size_t encr_len, const uint8_t *ni, size_t ni_len,
-	       const uint8_t *nr, size_t nr_len, uint64_t spi_i, uint64_t spi_r, const uint8_t *g_ir,
-	       size_t g_ir_len, struct ike_keys *k)
+/* The seven SK_* keys from SKEYSEED (already in k->skeyseed): prf+(SKEYSEED, Ni | Nr | SPIi | SPIr). */
+static int derive_from_seed(uint16_t prf, size_t seed_len, size_t integ_len, size_t encr_len, const uint8_t *ni,
+			    size_t ni_len, const uint8_t *nr, size_t nr_len, uint64_t spi_i, uint64_t spi_r, struct ike_keys *k)
 {
 	size_t pl = ike_prf_len(prf);
-	memset(k, 0, sizeof(*k));
-	if (!pl || integ_len > IKE_KEY_MAX || encr_len > IKE_KEY_MAX + 4 || ni_len + nr_len > 512)
-		return -1;
-	k->prf_len = pl, k->integ_len = integ_len, k->encr_len = encr_len;
 	uint8_t seed[512 + 16], *keymat;
-	size_t total = 3 * pl + 2 * integ_len + 2 * encr_len;
-	/* SKEYSEED = prf(Ni | Nr, g^ir): the nonces are the key */
+	size_t total = 3 * pl + 2 * integ_len + 2 * encr_len, s = ni_len + nr_len;
+	k->prf_len = pl, k->integ_len = integ_len, k->encr_len = encr_len;
 	memcpy(seed, ni, ni_len);
 	memcpy(seed + ni_len, nr, nr_len);
-	if (ike_prf(prf, seed, ni_len + nr_len, g_ir, g_ir_len, NULL, 0, k->skeyseed) != 0)
-		return -1;
-	size_t s = ni_len + nr_len;
 	for (int i = 0; i < 8; i++)
 		seed[s + i] = (uint8_t)(spi_i >> (56 - 8 * i)), seed[s + 8 + i] = (uint8_t)(spi_r >> (56 - 8 * i));
 	keymat = malloc(total);
-	if (!keymat || ike_prf_plus(prf, k->skeyseed, pl, seed, s + 16, keymat, total) != 0) {
+	if (!keymat || ike_prf_plus(prf, k->skeyseed, seed_len, seed, s + 16, keymat, total) != 0) {
 		free(keymat);
 		ike_keys_clear(k);
 		return -1;
@@ -114,6 +107,43 @@ int ike_derive(uint16_t prf, size_t integ_len, size_t encr_len, const uint8_t *n
 	OPENSSL_clear_free(keymat, total);
 	OPENSSL_cleanse(seed, sizeof(seed));
 	return 0;
+}
+
+int ike_derive(uint16_t prf, size_t integ_len, size_t encr_len, const uint8_t *ni, size_t ni_len,
+	       const uint8_t *nr, size_t nr_len, uint64_t spi_i, uint64_t spi_r, const uint8_t *g_ir,
+	       size_t g_ir_len, struct ike_keys *k)
+{
+	uint8_t nonces[512];
+	memset(k, 0, sizeof(*k));
+	if (!ike_prf_len(prf) || integ_len > IKE_KEY_MAX || encr_len > IKE_KEY_MAX + 4 || ni_len + nr_len > 512)
+		return -1;
+	/* SKEYSEED = prf(Ni | Nr, g^ir): the nonces are the key */
+	memcpy(nonces, ni, ni_len);
+	memcpy(nonces + ni_len, nr, nr_len);
+	int rc = ike_prf(prf, nonces, ni_len + nr_len, g_ir, g_ir_len, NULL, 0, k->skeyseed);
+	OPENSSL_cleanse(nonces, sizeof(nonces));
+	return rc ? -1 : derive_from_seed(prf, ike_prf_len(prf), integ_len, encr_len, ni, ni_len, nr, nr_len, spi_i, spi_r, k);
+}
+
+int ike_derive_rekey(uint16_t old_prf, const uint8_t *old_sk_d, uint16_t prf, size_t integ_len, size_t encr_len,
+		     const uint8_t *ni, size_t ni_len, const uint8_t *nr, size_t nr_len, uint64_t spi_i, uint64_t spi_r,
+		     const uint8_t *g_ir, size_t g_ir_len, struct ike_keys *k)
+{
+	uint8_t data[512 + 512];
+	memset(k, 0, sizeof(*k));
+	if (!ike_prf_len(prf) || !ike_prf_len(old_prf) || integ_len > IKE_KEY_MAX || encr_len > IKE_KEY_MAX + 4 ||
+	    ni_len + nr_len > 512 || g_ir_len > 512)
+		return -1;
+	/* SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), with the old IKE SA's PRF */
+	memcpy(data, g_ir, g_ir_len);
+	memcpy(data + g_ir_len, ni, ni_len);
+	memcpy(data + g_ir_len + ni_len, nr, nr_len);
+	int rc = ike_prf(old_prf, old_sk_d, ike_prf_len(old_prf), data, g_ir_len + ni_len + nr_len, NULL, 0, k->skeyseed);
+	OPENSSL_cleanse(data, sizeof(data));
+	if (rc)
+		return -1;
+	/* SKEYSEED is as long as the old PRF's output; prf+ keys the new PRF with it */
+	return derive_from_seed(prf, ike_prf_len(old_prf), integ_len, encr_len, ni, ni_len, nr, nr_len, spi_i, spi_r, k);
 }
 
 void ike_keys_clear(struct ike_keys *k) { OPENSSL_cleanse(k, sizeof(*k)); }

@@ -29,6 +29,11 @@ struct ike_keys {
 int ike_derive(uint16_t prf, size_t integ_len, size_t encr_len, const uint8_t *ni, size_t ni_len,
 	       const uint8_t *nr, size_t nr_len, uint64_t spi_i, uint64_t spi_r, const uint8_t *g_ir,
 	       size_t g_ir_len, struct ike_keys *k);
+/* IKE SA rekey (RFC 7296 2.18): SKEYSEED = prf_old(SK_d (old), g^ir (new) | Ni | Nr), then the
+ * SK_* keys as above with the new SA's PRF, nonces and SPIs. */
+int ike_derive_rekey(uint16_t old_prf, const uint8_t *old_sk_d, uint16_t prf, size_t integ_len, size_t encr_len,
+		     const uint8_t *ni, size_t ni_len, const uint8_t *nr, size_t nr_len, uint64_t spi_i, uint64_t spi_r,
+		     const uint8_t *g_ir, size_t g_ir_len, struct ike_keys *k);
 void ike_keys_clear(struct ike_keys *k);
 
 /* Child SA keys (RFC 7296 2.17): KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), taken as the
