@@ -28,6 +28,7 @@ static void usage(FILE *f)
 		   "  initiate NAME   negotiate connection NAME (or CONN/CHILD) with IKE\n"
 		   "  terminate NAME  delete the IKE SAs (and their Child SAs) of connection NAME\n"
 		   "  rekey NAME      rekey the Child SAs of connection NAME now (CREATE_CHILD_SA)\n"
+		   "  rekey-ike NAME  rekey the IKE SAs of connection NAME now\n"
 		   "  version         batond's version\n"
 		   "options:\n"
 		   "  -s, --socket PATH  control socket (default $BATON_SOCKET or " DEFAULT_SOCKET ")\n"
@@ -287,7 +288,7 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		} else if ((!strcmp(cmd, "load") || !strcmp(cmd, "initiate") || !strcmp(cmd, "terminate") ||
-		            !strcmp(cmd, "rekey")) && !file) {
+		            !strcmp(cmd, "rekey") || !strcmp(cmd, "rekey-ike")) && !file) {
 			file = argv[optind];
 		} else {
 			fprintf(stderr, "batonctl: unexpected argument '%s'\n", argv[optind]);
@@ -301,11 +302,14 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "list-sas") && strcmp(cmd, "list-pols") && strcmp(cmd, "stats") &&
 	    strcmp(cmd, "version") && strcmp(cmd, "load") && strcmp(cmd, "initiate") && strcmp(cmd, "terminate") &&
-	    strcmp(cmd, "rekey")) {
+	    strcmp(cmd, "rekey") && strcmp(cmd, "rekey-ike")) {
 		fprintf(stderr, "batonctl: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return 2;
 	}
+	bool rekey_ike = !strcmp(cmd, "rekey-ike");
+	if (rekey_ike)
+		cmd = "rekey";
 	bool ike_cmd = !strcmp(cmd, "initiate") || !strcmp(cmd, "terminate") || !strcmp(cmd, "rekey");
 	if (ike_cmd && !file) {
 		fprintf(stderr, "batonctl: %s needs a connection name\n", cmd);
@@ -315,6 +319,8 @@ int main(int argc, char **argv)
 	json_t *req = json_pack("{s:s}", "cmd", cmd);
 	if (ike_cmd) {
 		json_object_set_new(req, "name", json_string(file));
+		if (rekey_ike)
+			json_object_set_new(req, "ike", json_true());
 	} else if (file) {
 		char abs[PATH_MAX];
 		/* batond may run elsewhere: give it an absolute path */
@@ -341,7 +347,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "initiate")) {
 		printf("%s: %s\n", file, str(resp, "message"));
 	} else if (!strcmp(cmd, "rekey")) {
-		printf("%s: rekeying %lld Child SA(s)\n", file, num(resp, "rekeying"));
+		printf("%s: rekeying %lld %s SA(s)\n", file, num(resp, "rekeying"), rekey_ike ? "IKE" : "Child");
 	} else if (!strcmp(cmd, "terminate")) {
 		printf("%s: %lld IKE SA(s) deleted\n", file, num(resp, "deleted"));
 	} else if (!strcmp(cmd, "load")) {

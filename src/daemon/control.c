@@ -233,7 +233,7 @@ static json_t *ike_cmd(struct daemon *d, const char *cmd, json_t *req)
 	if (child)
 		return error("terminate and rekey take a connection name");
 	if (!strcmp(cmd, "rekey")) {
-		int n = ike_mgr_rekey(d, conn, err, sizeof(err));
+		int n = ike_mgr_rekey(d, conn, json_is_true(json_object_get(req, "ike")), err, sizeof(err));
 		return n < 0 ? error(err) : json_pack("{s:b,s:i}", "ok", 1, "rekeying", n);
 	}
 	int n = ike_mgr_terminate(d, conn, err, sizeof(err));

@@ -19,7 +19,7 @@ struct policy_hits {
 struct ike_stats {
 	uint64_t rx, tx, tx_errors, retransmits, timeouts, initiated, established, failed, acquires, cookies_sent,
 		dpd_sent, drop_malformed, drop_unknown_spi, drop_no_conn, drop_ignored, drop_queue, child_rekeys,
-		rekey_failed;
+		rekey_failed, ike_rekeys;
 };
 struct ike_mgr;
 
@@ -62,8 +62,8 @@ void ike_mgr_stop(struct daemon *d);
 void ike_mgr_reconfigured(struct daemon *d);
 /* Start a negotiation of conn (and child, NULL = its first). -EALREADY if it is up or under way. */
 int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char *err, size_t errlen);
-/* Rekey the Child SAs of conn now; returns how many were started, or -1. */
-int ike_mgr_rekey(struct daemon *d, const char *conn, char *err, size_t errlen);
+/* Rekey the Child SAs (or with ike, the IKE SAs) of conn now; returns how many, or -1. */
+int ike_mgr_rekey(struct daemon *d, const char *conn, bool ike, char *err, size_t errlen);
 /* Delete the IKE SAs of conn; returns how many, or -1 if there were none. */
 int ike_mgr_terminate(struct daemon *d, const char *conn, char *err, size_t errlen);
 /* The negotiated Child SAs' outbound policies (malloc'ed array, caller frees). */

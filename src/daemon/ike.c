@@ -41,12 +41,13 @@ struct rx_item {
 };
 
 struct ike_sess {
-	struct ike_sess *next_local, *next_peer, *next_all, **prev_all;
+	struct ike_sess *next_local, *next_peer, *next_old, *next_all, **prev_all;
 	struct ike_mgr *m;
 	char conn[BT_NAME_MAX], child[BT_NAME_MAX];
 	uint8_t conf_fp[32];         /* what the configuration said, to notice changes on reload */
 	struct ike_sa sa;
 	uint64_t local_key;          /* our SPI, once known (0: not in the local table) */
+	uint64_t old_key;            /* our SPI of the rekeyed IKE SA until its delete completes */
 	bool in_peer_table;
 	struct bt_addr local, remote;
 	uint16_t lport, rport;
@@ -54,7 +55,7 @@ struct ike_sess {
 	uint8_t *req;                /* our request in flight, for retransmission */
 	size_t req_len;
 	unsigned tries;
-	ev_timer rtx, dpd, ka, rekey;
+	ev_timer rtx, dpd, ka, rekey, irekey;
 	bool installed;
 	uint32_t spi_in, spi_out, reqid;
 	uint32_t old_spi_in;         /* the rekeyed child's inbound SA, until its delete completes */
@@ -68,7 +69,7 @@ struct ike_sess {
 
 struct ike_mgr {
 	struct daemon *d;
-	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *all;
+	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *by_old[SESS_BUCKETS], *all;
 	size_t n_sess, n_half_open;
 	int fd4, fd6;
 	ev_io io4, io6;
@@ -121,6 +122,33 @@ static void unlink_from(struct ike_sess **b, struct ike_sess *s, bool local)
 			*b = local ? s->next_local : s->next_peer;
 			return;
 		}
+}
+
+static void link_old(struct ike_sess *s, uint64_t key)
+{
+	struct ike_sess **b = &s->m->by_old[bucket(key)];
+	s->old_key = key;
+	s->next_old = *b, *b = s;
+}
+
+static void unlink_old(struct ike_sess *s)
+{
+	if (!s->old_key)
+		return;
+	for (struct ike_sess **b = &s->m->by_old[bucket(s->old_key)]; *b; b = &(*b)->next_old)
+		if (*b == s) {
+			*b = s->next_old;
+			break;
+		}
+	s->old_key = 0;
+}
+
+static struct ike_sess *find_old(struct ike_mgr *m, uint64_t spi)
+{
+	for (struct ike_sess *s = m->by_old[bucket(spi)]; s; s = s->next_old)
+		if (s->old_key == spi)
+			return s;
+	return NULL;
 }
 
 static struct ike_sess *find_local(struct ike_mgr *m, uint64_t spi, bool initiator)
@@ -491,6 +519,40 @@ static void retire_old(struct ike_sess *s)
 }
 
 static void rekey_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void irekey_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static void arm_ike_rekey(struct ike_sess *s)
+{
+	const struct cfg_conn *c = conn_by_name(s->m->d->cfg, s->conn);
+	ev_timer_stop(s->m->d->loop, &s->irekey);
+	if (!c || !c->ike_rekey_time)
+		return;
+	double j = (double)(rand() % 1000) / 1000.0 * (c->ike_rekey_time > 10 ? 2.0 : 0.2);
+	ev_timer_set(&s->irekey, (double)c->ike_rekey_time - j, 0);
+	ev_timer_start(s->m->d->loop, &s->irekey);
+}
+
+static int start_ike_rekey(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	size_t len = s->req ? 0 : ike_rekey_ike(&s->sa, m->out, sizeof(m->out));
+	if (!len) {
+		ev_timer_stop(m->d->loop, &s->irekey);
+		ev_timer_set(&s->irekey, 0.5 + (double)(rand() % 1000) / 1000.0, 0);
+		ev_timer_start(m->d->loop, &s->irekey);
+		return -EBUSY;
+	}
+	bt_info("IKE %s: rekeying the IKE SA", s->conn);
+	send_request(s, m->out, len);
+	return 0;
+}
+
+static void irekey_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ike_sess *s = w->data;
+	if (s->sa.state == IKE_ST_ESTABLISHED && !s->closing)
+		start_ike_rekey(s);
+}
 
 /* Start a Child SA rekey now (or a little later if an exchange is in flight). */
 static int start_rekey(struct ike_sess *s)
@@ -542,7 +604,8 @@ static struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, co
 	ev_timer_init(&s->dpd, dpd_cb, 1, 0);
 	ev_timer_init(&s->ka, ka_cb, NAT_KEEPALIVE_S, NAT_KEEPALIVE_S);
 	ev_timer_init(&s->rekey, rekey_cb, 1, 0);
-	s->rtx.data = s->dpd.data = s->ka.data = s->rekey.data = s;
+	ev_timer_init(&s->irekey, irekey_cb, 1, 0);
+	s->rtx.data = s->dpd.data = s->ka.data = s->rekey.data = s->irekey.data = s;
 	s->started = now_s(m);
 	s->next_all = m->all, s->prev_all = &m->all;
 	if (m->all)
@@ -564,6 +627,8 @@ static void sess_free(struct ike_sess *s)
 		unlink_from(&m->by_local[bucket(s->local_key)], s, true);
 	if (s->in_peer_table)
 		unlink_from(&m->by_peer[bucket(s->sa.spi_i)], s, false);
+	unlink_old(s);
+	ev_timer_stop(m->d->loop, &s->irekey);
 	*s->prev_all = s->next_all;
 	if (s->next_all)
 		s->next_all->prev_all = s->prev_all;
@@ -611,6 +676,7 @@ static void established(struct ike_sess *s)
 	}
 	if (s->sa.nat_local && s->natt)
 		ev_timer_start(m->d->loop, &s->ka);
+	arm_ike_rekey(s);
 }
 
 /* The SA is gone: remove it, and do what the child's dpd_action or start_action asks. */
@@ -733,12 +799,12 @@ int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char
 	return 0;
 }
 
-int ike_mgr_rekey(struct daemon *d, const char *conn, char *err, size_t errlen)
+int ike_mgr_rekey(struct daemon *d, const char *conn, bool ike, char *err, size_t errlen)
 {
 	int n = 0;
 	for (struct ike_sess *s = d->ike->all; s; s = s->next_all)
-		if (!strcmp(s->conn, conn) && s->sa.state == IKE_ST_ESTABLISHED && s->installed && !s->closing) {
-			start_rekey(s);
+		if (!strcmp(s->conn, conn) && s->sa.state == IKE_ST_ESTABLISHED && (s->installed || ike) && !s->closing) {
+			ike ? start_ike_rekey(s) : start_rekey(s);
 			n++;
 		}
 	if (!n) {
@@ -867,6 +933,8 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		}
 	} else {
 		s = find_local(m, from_initiator ? h.spi_r : h.spi_i, !from_initiator);
+		if (!s)
+			s = find_old(m, h.spi_i) ? find_old(m, h.spi_i) : find_old(m, h.spi_r);
 		if (!s) {
 			m->st.drop_unknown_spi++;
 			return;
@@ -874,10 +942,12 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	}
 	enum ike_state before = s->sa.state;
 	bool info_pending = s->sa.info_pending, child_was = s->sa.child_ready, ccs_pending = s->sa.ccs_pending;
+	bool ike_rekeying = ccs_pending && s->sa.ccs_ike, old_deleting = s->sa.old_ike.delete_pending;
 	s->sa.now = (uint64_t)time(NULL); /* certificates are checked as of now */
 	size_t out = ike_process(&s->sa, msg, len, m->out, sizeof(m->out));
 	enum ike_state after = s->sa.state;
-	bool progressed = out || after != before || info_pending != s->sa.info_pending || ccs_pending != s->sa.ccs_pending;
+	bool progressed = out || after != before || info_pending != s->sa.info_pending || ccs_pending != s->sa.ccs_pending ||
+			  s->sa.old_ike_gone;
 	if (!progressed) {
 		m->st.drop_ignored++;
 		bt_debug("IKE %s: message ignored (exchange %u, id %u, state %s)", s->conn, h.exchange, h.msg_id,
@@ -945,6 +1015,31 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 				ev_timer_start(m->d->loop, &s->rekey);
 			}
 		}
+	}
+	if (s->sa.ike_rekeyed) {
+		/* new SPIs: index them; the old ones stay reachable until the old SA's delete is done */
+		s->sa.ike_rekeyed = false;
+		uint64_t old = s->local_key;
+		unlink_from(&m->by_local[bucket(old)], s, true);
+		s->local_key = 0;
+		link_old(s, old);
+		link_local(s, s->sa.initiator ? s->sa.spi_i : s->sa.spi_r);
+		m->st.ike_rekeys++;
+		bt_info("IKE %s: IKE SA rekeyed: now %016llx_i %016llx_r", s->conn, (unsigned long long)s->sa.spi_i,
+			(unsigned long long)s->sa.spi_r);
+		arm_ike_rekey(s);
+		if (ike_rekeying) {
+			size_t dl = ike_delete_old_ike(&s->sa, m->out, sizeof(m->out));
+			if (dl)
+				send_request(s, m->out, dl);
+		}
+	}
+	if (s->sa.old_ike_gone) {
+		s->sa.old_ike_gone = false;
+		unlink_old(s);
+		if (old_deleting)
+			request_done(s);
+		bt_debug("IKE %s: the old IKE SA is gone", s->conn);
 	}
 	if (s->sa.next_ready) {
 		bool we_started = ccs_pending && !s->sa.ccs_pending;
@@ -1288,6 +1383,7 @@ json_t *ike_mgr_list(struct daemon *d)
 		json_object_set_new(o, "message_id_out", json_integer(s->sa.next_send_id));
 		json_object_set_new(o, "message_id_in", json_integer(s->sa.next_recv_id));
 		json_object_set_new(o, "child_rekeys", json_integer((json_int_t)s->rekeys));
+		json_object_set_new(o, "ike_rekeys", json_integer((json_int_t)s->sa.ike_rekeys));
 		if (s->established)
 			json_object_set_new(o, "established_s", json_real(now_s(m) - s->established));
 		if (s->established)
@@ -1324,6 +1420,7 @@ json_t *ike_mgr_stats(struct daemon *d)
 			 (json_int_t)t->drop_queue);
 	json_object_set_new(o, "child_rekeys", json_integer((json_int_t)t->child_rekeys));
 	json_object_set_new(o, "rekey_failed", json_integer((json_int_t)t->rekey_failed));
+	json_object_set_new(o, "ike_rekeys", json_integer((json_int_t)t->ike_rekeys));
 	return o;
 }
 

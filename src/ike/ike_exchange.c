@@ -76,6 +76,7 @@ void ike_sa_free(struct ike_sa *sa)
 	free(sa->last_resp);
 	free(sa->info_req);
 	ike_dh_free(sa->ccs_dh);
+	free(sa->old_ike.last_resp);
 	X509_free(sa->peer_cert);
 	OPENSSL_cleanse(sa, sizeof(*sa));
 }
@@ -959,7 +960,7 @@ static void child_ts(const struct ike_sa *sa, const struct bt_ts **mine, unsigne
 size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap)
 {
 	if (sa->state != IKE_ST_ESTABLISHED || !sa->child_ready || sa->ccs_pending || sa->info_pending ||
-	    sa->next_ready || sa->old_present)
+	    sa->next_ready || sa->old_present || sa->old_ike.present)
 		return 0;
 	uint32_t spi;
 	uint8_t pub[512], chain[2048];
@@ -998,20 +999,8 @@ size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap)
 	size_t len = seal(sa, &h, &b, out, cap);
 	if (!len)
 		return 0;
-	sa->ccs_pending = true, sa->ccs_id = sa->next_send_id, sa->ccs_error = 0;
+	sa->ccs_pending = true, sa->ccs_ike = false, sa->ccs_id = sa->next_send_id, sa->ccs_error = 0;
 	return len;
-}
-
-void ike_child_promote(struct ike_sa *sa)
-{
-	if (!sa->next_ready)
-		return;
-	sa->old_child = sa->child;
-	sa->old_present = true;
-	sa->child = sa->next_child;
-	OPENSSL_cleanse(&sa->next_child, sizeof(sa->next_child));
-	sa->next_ready = false;
-	sa->child_rekeys++;
 }
 
 static size_t ccs_error(struct ike_sa *sa, uint32_t id, uint16_t type, uint8_t *out, size_t cap)
@@ -1026,6 +1015,304 @@ static size_t ccs_error(struct ike_sa *sa, uint32_t id, uint16_t type, uint8_t *
 	return len ? cache(sa, out, len, id) : 0;
 }
 
+/* --- IKE SA rekey ------------------------------------------------------------------------------ */
+
+static void swap_ctx(struct ike_sa *sa)
+{
+	struct ike_old_sa *o = &sa->old_ike, t;
+	t.initiator = sa->initiator, sa->initiator = o->initiator, o->initiator = t.initiator;
+	t.spi_i = sa->spi_i, sa->spi_i = o->spi_i, o->spi_i = t.spi_i;
+	t.spi_r = sa->spi_r, sa->spi_r = o->spi_r, o->spi_r = t.spi_r;
+	t.keys = sa->keys, sa->keys = o->keys, o->keys = t.keys;
+	t.ike = sa->conf.ike, sa->conf.ike = o->ike, o->ike = t.ike;
+	t.prf = sa->conf.prf, sa->conf.prf = o->prf, o->prf = t.prf;
+	t.next_send_id = sa->next_send_id, sa->next_send_id = o->next_send_id, o->next_send_id = t.next_send_id;
+	t.next_recv_id = sa->next_recv_id, sa->next_recv_id = o->next_recv_id, o->next_recv_id = t.next_recv_id;
+	t.last_resp = sa->last_resp, sa->last_resp = o->last_resp, o->last_resp = t.last_resp;
+	t.last_resp_len = sa->last_resp_len, sa->last_resp_len = o->last_resp_len, o->last_resp_len = t.last_resp_len;
+	t.last_resp_id = sa->last_resp_id, sa->last_resp_id = o->last_resp_id, o->last_resp_id = t.last_resp_id;
+	OPENSSL_cleanse(&t.keys, sizeof(t.keys));
+}
+
+static void flip_child(struct ike_child *c)
+{
+	struct ike_child t = *c;
+	c->spi_i = t.spi_r, c->spi_r = t.spi_i;
+	memcpy(c->ei, t.er, sizeof(c->ei)), memcpy(c->er, t.ei, sizeof(c->er));
+	memcpy(c->ai, t.ar, sizeof(c->ai)), memcpy(c->ar, t.ai, sizeof(c->ar));
+	memcpy(c->ts_i, t.ts_r, sizeof(c->ts_i)), memcpy(c->ts_r, t.ts_i, sizeof(c->ts_r));
+	c->n_ts_i = t.n_ts_r, c->n_ts_r = t.n_ts_i;
+	OPENSSL_cleanse(&t, sizeof(t));
+}
+
+/* The rekey is done: the current SA becomes old_ike, the new one (keys k, chosen p) takes over. */
+static void switch_ike(struct ike_sa *sa, bool new_initiator, uint64_t spi_i, uint64_t spi_r, struct ike_keys *k,
+		       const struct ike_proposal *p)
+{
+	struct ike_old_sa *o = &sa->old_ike;
+	free(o->last_resp);
+	memset(o, 0, sizeof(*o));
+	o->present = true;
+	o->last_resp = NULL;
+	swap_ctx(sa); /* the old context moves out; sa now holds o's zeroes */
+	sa->initiator = new_initiator, sa->spi_i = spi_i, sa->spi_r = spi_r;
+	sa->keys = *k;
+	OPENSSL_cleanse(k, sizeof(*k));
+	use_ike_choice(sa, p);
+	sa->conf.dh = ike_prop_get(p, IKE_TR_DH)->id;
+	sa->next_send_id = sa->next_recv_id = 0;
+	if (new_initiator != o->initiator) {
+		/* struct ike_child names sides after the IKE SA's initiator */
+		flip_child(&sa->child);
+		if (sa->old_present)
+			flip_child(&sa->old_child);
+		if (sa->next_ready)
+			flip_child(&sa->next_child);
+	}
+	sa->ike_rekeyed = true;
+	sa->ike_rekeys++;
+}
+
+static void put_spi64(struct ike_proposal *p, uint64_t spi)
+{
+	p->spi_len = 8;
+	for (int i = 0; i < 8; i++)
+		p->spi[i] = (uint8_t)(spi >> (56 - 8 * i));
+}
+
+static uint64_t spi64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int ike_keys_for(const struct ike_proposal *p, size_t *el, size_t *il)
+{
+	const struct ike_transform *e = ike_prop_get(p, IKE_TR_ENCR), *i = ike_prop_get(p, IKE_TR_INTEG);
+	struct ike_sk_suite s = {e ? e->id : 0, e ? e->key_bits : 0, i ? i->id : IKE_INTEG_NONE};
+	return ike_sk_key_lens(&s, el, il);
+}
+
+size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
+{
+	if (sa->state != IKE_ST_ESTABLISHED || sa->ccs_pending || sa->info_pending || sa->old_ike.present)
+		return 0;
+	uint8_t pub[512], chain[2048];
+	size_t pl = sizeof(pub);
+	do {
+		if (rnd(sa, &sa->ccs_ike_spi, sizeof(sa->ccs_ike_spi)))
+			return 0;
+	} while (!sa->ccs_ike_spi);
+	if (rnd(sa, sa->ccs_nonce, sizeof(sa->ccs_nonce)))
+		return 0;
+	ike_dh_free(sa->ccs_dh);
+	if (!(sa->ccs_dh = ike_dh_new(sa->conf.dh)) || ike_dh_public(sa->ccs_dh, pub, &pl))
+		return 0;
+	struct ike_sa_payload sp;
+	struct proposal_list ours = IKE_PROPS(sa);
+	offer(&ours, 0, &sp);
+	for (unsigned i = 0; i < sp.n; i++)
+		put_spi64(&sp.prop[i], sa->ccs_ike_spi);
+	struct ike_builder b;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	ike_put_sa(&b, &sp);
+	ike_put_raw(&b, IKE_PL_NONCE, sa->ccs_nonce, sizeof(sa->ccs_nonce));
+	ike_put_ke(&b, sa->conf.dh, pub, pl);
+	struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, false, sa->next_send_id);
+	size_t len = seal(sa, &h, &b, out, cap);
+	if (!len)
+		return 0;
+	sa->ccs_pending = true, sa->ccs_ike = true, sa->ccs_id = sa->next_send_id, sa->ccs_error = 0;
+	return len;
+}
+
+/* The peer rekeys the IKE SA: answer on the old SA, then switch to the new one. */
+static size_t on_ike_rekey_request(struct ike_sa *sa, const struct ike_hdr *rh, const struct ike_chain *in,
+				   const struct ike_sa_payload *sp, uint8_t *out, size_t cap)
+{
+	if (sa->ccs_pending || sa->old_ike.present)
+		return ccs_error(sa, rh->msg_id, IKE_N_TEMPORARY_FAILURE, out, cap);
+	struct proposal_list ours = IKE_PROPS(sa);
+	struct ike_sa_payload reply = {.n = 1};
+	struct ike_proposal *chosen = &reply.prop[0];
+	const struct ike_payload *np = ike_find(in, IKE_PL_NONCE, 0), *kep = ike_find(in, IKE_PL_KE, 0);
+	struct ike_ke_payload ke;
+	if (!np || np->len < 16 || np->len > 256)
+		return ccs_error(sa, rh->msg_id, IKE_N_INVALID_SYNTAX, out, cap);
+	if (!choose(sp, &ours, false, chosen) || chosen->spi_len != 8 || !spi64(chosen->spi))
+		return ccs_error(sa, rh->msg_id, IKE_N_NO_PROPOSAL_CHOSEN, out, cap);
+	uint16_t group = ike_prop_get(chosen, IKE_TR_DH)->id;
+	if (!kep || ike_parse_ke(kep, &ke) || ke.group != group) {
+		uint8_t gb[2] = {(uint8_t)(group >> 8), (uint8_t)group}, chain[64];
+		struct ike_builder b;
+		ike_build_chain_begin(&b, chain, sizeof(chain));
+		ike_put_notify(&b, 0, NULL, 0, IKE_N_INVALID_KE_PAYLOAD, gb, 2);
+		struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, true, rh->msg_id);
+		size_t l2 = seal(sa, &h, &b, out, cap);
+		sa->next_recv_id = rh->msg_id + 1;
+		return l2 ? cache(sa, out, l2, rh->msg_id) : 0;
+	}
+	uint64_t peer_spi = spi64(chosen->spi), spi = 0;
+	uint8_t nr[32], pub[512], gir[512];
+	size_t pl = sizeof(pub), gl = sizeof(gir), el, il;
+	struct ike_keys k;
+	struct ike_dh *dh = ike_dh_new(group);
+	int bad = !dh || ike_dh_public(dh, pub, &pl) || ike_dh_shared(dh, ke.data, ke.len, gir, &gl) ||
+		  rnd(sa, nr, sizeof(nr)) || ike_keys_for(chosen, &el, &il);
+	while (!bad && !spi)
+		bad = rnd(sa, &spi, sizeof(spi));
+	const struct ike_transform *f = ike_prop_get(chosen, IKE_TR_PRF);
+	bad = bad || !f ||
+	      ike_derive_rekey(sa->conf.prf, sa->keys.sk_d, f->id, il, el, np->body, np->len, nr, sizeof(nr), peer_spi, spi,
+			       gir, gl, &k);
+	ike_dh_free(dh);
+	OPENSSL_cleanse(gir, sizeof(gir));
+	if (bad)
+		return ccs_error(sa, rh->msg_id, IKE_N_TEMPORARY_FAILURE, out, cap);
+	put_spi64(chosen, spi);
+	uint8_t chain[2048];
+	struct ike_builder b;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	ike_put_sa(&b, &reply);
+	ike_put_raw(&b, IKE_PL_NONCE, nr, sizeof(nr));
+	ike_put_ke(&b, group, pub, pl);
+	struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, true, rh->msg_id);
+	size_t olen = seal(sa, &h, &b, out, cap);
+	if (!olen) {
+		ike_keys_clear(&k);
+		return 0;
+	}
+	sa->next_recv_id = rh->msg_id + 1;
+	cache(sa, out, olen, rh->msg_id);
+	switch_ike(sa, false, peer_spi, spi, &k, chosen);
+	return olen;
+}
+
+static void on_ike_rekey_response(struct ike_sa *sa, const struct ike_chain *in, struct ike_dh *dh)
+{
+	struct ike_sa_payload sp;
+	struct ike_ke_payload ke;
+	const struct ike_payload *sap = ike_find(in, IKE_PL_SA, 0), *np = ike_find(in, IKE_PL_NONCE, 0),
+				 *kep = ike_find(in, IKE_PL_KE, 0);
+	struct proposal_list ours = IKE_PROPS(sa);
+	uint8_t gir[512];
+	size_t gl = sizeof(gir), el, il;
+	struct ike_keys k;
+	if (!sap || !np || !kep || ike_parse_sa(sap, &sp) || !accepted(&sp, &ours, false) || sp.prop[0].spi_len != 8 ||
+	    !spi64(sp.prop[0].spi) || np->len < 16 || np->len > 256 || ike_parse_ke(kep, &ke) ||
+	    !ike_prop_get(&sp.prop[0], IKE_TR_DH) || ke.group != ike_prop_get(&sp.prop[0], IKE_TR_DH)->id ||
+	    ke.group != sa->conf.dh || ike_keys_for(&sp.prop[0], &el, &il)) {
+		sa->ccs_error = IKE_N_INVALID_SYNTAX;
+		return;
+	}
+	const struct ike_transform *f = ike_prop_get(&sp.prop[0], IKE_TR_PRF);
+	if (ike_dh_shared(dh, ke.data, ke.len, gir, &gl) ||
+	    ike_derive_rekey(sa->conf.prf, sa->keys.sk_d, f->id, il, el, sa->ccs_nonce, sizeof(sa->ccs_nonce), np->body,
+			     np->len, sa->ccs_ike_spi, spi64(sp.prop[0].spi), gir, gl, &k)) {
+		OPENSSL_cleanse(gir, sizeof(gir));
+		sa->ccs_error = IKE_N_INVALID_KE_PAYLOAD;
+		return;
+	}
+	OPENSSL_cleanse(gir, sizeof(gir));
+	switch_ike(sa, true, sa->ccs_ike_spi, spi64(sp.prop[0].spi), &k, &sp.prop[0]);
+}
+
+size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
+{
+	uint8_t chain[64];
+	struct ike_builder b;
+	if (!sa->old_ike.present || sa->old_ike.delete_pending)
+		return 0;
+	swap_ctx(sa);
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	ike_build_payload(&b, IKE_PL_DELETE, false);
+	wbuf_u8(&b.w, IKE_PROTO_IKE);
+	wbuf_u8(&b.w, 0);
+	wbuf_u16(&b.w, 0);
+	struct ike_hdr h = hdr(sa, IKE_INFORMATIONAL, false, sa->next_send_id);
+	struct ike_sk_suite cur = sa->conf.ike;
+	size_t len = seal(sa, &h, &b, out, cap);
+	sa->conf.ike = cur;
+	if (len)
+		sa->old_ike.delete_pending = true, sa->old_ike.delete_id = sa->next_send_id;
+	swap_ctx(sa);
+	return len;
+}
+
+static void old_ike_done(struct ike_sa *sa)
+{
+	free(sa->old_ike.last_resp);
+	OPENSSL_cleanse(&sa->old_ike, sizeof(sa->old_ike));
+	sa->old_ike_gone = true;
+}
+
+/* A message on the old IKE SA after a rekey: its delete (request or response), or anything else
+ * answered with an empty response so the peer's exchange completes. */
+static size_t on_old_ike(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *out, size_t cap)
+{
+	struct ike_hdr h;
+	static __thread struct ike_chain c;
+	struct ike_chain in;
+	size_t r = 0;
+	uint8_t *copy = dup_bytes(msg, len);
+	if (!copy || ike_parse(copy, len, &h, &c) != IKE_PERR_OK) {
+		free(copy);
+		return 0;
+	}
+	bool response = h.flags & IKE_FLAG_RESPONSE, gone = false;
+	swap_ctx(sa);
+	if (!!(h.flags & IKE_FLAG_INITIATOR) == sa->initiator)
+		goto out;
+	if (!response && sa->last_resp && h.msg_id == sa->last_resp_id) {
+		if (sa->last_resp_len <= cap) {
+			memcpy(out, sa->last_resp, sa->last_resp_len);
+			r = sa->last_resp_len;
+		}
+		goto out;
+	}
+	if (open_sk(sa, copy, len, &c, &in) != 0)
+		goto out;
+	if (response) {
+		gone = sa->old_ike.delete_pending && h.msg_id == sa->old_ike.delete_id;
+		goto out;
+	}
+	if (h.msg_id != sa->next_recv_id)
+		goto out;
+	for (unsigned i = 0; ike_find(&in, IKE_PL_DELETE, i); i++) {
+		struct ike_delete_payload d;
+		gone |= ike_parse_delete(ike_find(&in, IKE_PL_DELETE, i), &d) == IKE_PERR_OK && d.protocol == IKE_PROTO_IKE;
+	}
+	uint8_t chain[16];
+	struct ike_builder b;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	struct ike_hdr rh = hdr(sa, h.exchange, true, h.msg_id);
+	r = seal(sa, &rh, &b, out, cap);
+	sa->next_recv_id = h.msg_id + 1;
+	if (r)
+		cache(sa, out, r, h.msg_id);
+out:
+	swap_ctx(sa);
+	free(copy);
+	if (gone)
+		old_ike_done(sa);
+	return r;
+}
+
+void ike_child_promote(struct ike_sa *sa)
+{
+	if (!sa->next_ready)
+		return;
+	sa->old_child = sa->child;
+	sa->old_present = true;
+	sa->child = sa->next_child;
+	OPENSSL_cleanse(&sa->next_child, sizeof(sa->next_child));
+	sa->next_ready = false;
+	sa->child_rekeys++;
+}
+
+
 /* The peer's CREATE_CHILD_SA: a rekey of our Child SA. New Child SAs beside it and IKE SA rekeys
  * are refused for now (NO_ADDITIONAL_SAS). */
 static size_t on_ccs_request(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_hdr *rh,
@@ -1034,6 +1321,10 @@ static size_t on_ccs_request(struct ike_sa *sa, uint8_t *msg, size_t len, const 
 	struct ike_chain in;
 	if (open_sk(sa, msg, len, c, &in) != 0)
 		return 0;
+	struct ike_sa_payload isp;
+	const struct ike_payload *isap = ike_find(&in, IKE_PL_SA, 0);
+	if (isap && ike_parse_sa(isap, &isp) == IKE_PERR_OK && isp.n && isp.prop[0].protocol == IKE_PROTO_IKE)
+		return on_ike_rekey_request(sa, rh, &in, &isp, out, cap);
 	bool rekey = false, match = false;
 	for (unsigned i = 0; ike_find(&in, IKE_PL_NOTIFY, i); i++) {
 		struct ike_notify_payload n;
@@ -1152,6 +1443,11 @@ static size_t on_ccs_response(struct ike_sa *sa, uint8_t *msg, size_t len, const
 			ike_dh_free(dh);
 			return 0;
 		}
+	if (sa->ccs_ike) {
+		on_ike_rekey_response(sa, &in, dh);
+		ike_dh_free(dh);
+		return 0;
+	}
 	struct ike_sa_payload sp;
 	struct ike_ts_payload tsi, tsr;
 	struct ike_ke_payload ke;
@@ -1215,6 +1511,9 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 	size_t r = 0;
 	if (len > IKE_MSG_MAX || ike_parse(msg, len, &h, &c) != IKE_PERR_OK)
 		return 0;
+	if (sa->state == IKE_ST_ESTABLISHED && sa->old_ike.present && h.spi_i == sa->old_ike.spi_i &&
+	    h.spi_r == sa->old_ike.spi_r)
+		return on_old_ike(sa, msg, len, out, cap);
 	bool response = h.flags & IKE_FLAG_RESPONSE;
 	/* the message must come from the other role, for this SA; until the SA is up, requests only
 	 * flow from the initiator */

@@ -133,6 +133,8 @@ struct ike_sa {
 	 * ike_child_promote(), which keeps the old one in old_child until its delete completes
 	 * (old_deleted: the caller removes the old SAs). */
 	bool ccs_pending;            /* our CREATE_CHILD_SA request is in flight */
+	bool ccs_ike;                /* ... and it rekeys the IKE SA */
+	uint64_t ccs_ike_spi;        /* our SPI for the new IKE SA */
 	uint32_t ccs_id;
 	uint8_t ccs_nonce[32];
 	uint32_t ccs_spi;            /* our inbound SPI in it */
@@ -141,6 +143,22 @@ struct ike_sa {
 	struct ike_child next_child, old_child;
 	bool next_ready, old_present, old_deleted;
 	uint64_t child_rekeys;
+	/* IKE SA rekey (RFC 7296 2.18): the new SA takes over at once (SPIs, keys, message IDs from 0;
+	 * its initiator is whoever started the rekey); the old one lives on here only to send or answer
+	 * its delete. Events for the caller: ike_rekeyed (index the new SPIs), old_ike_gone. */
+	struct ike_old_sa {
+		bool present, initiator, delete_pending;
+		uint64_t spi_i, spi_r;
+		struct ike_keys keys;
+		struct ike_sk_suite ike;
+		uint16_t prf;
+		uint32_t next_send_id, next_recv_id, delete_id;
+		uint8_t *last_resp;
+		size_t last_resp_len;
+		uint32_t last_resp_id;
+	} old_ike;
+	bool ike_rekeyed, old_ike_gone;
+	uint64_t ike_rekeys;
 	struct ike_rng rng;
 };
 
@@ -158,6 +176,11 @@ size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, si
 /* A CREATE_CHILD_SA request rekeying the Child SA (with PFS when the ESP proposal names a group).
  * Returns its length, 0 if a request is in flight, a rekey is unfinished, or on error. */
 size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* A CREATE_CHILD_SA request rekeying the IKE SA itself. Returns its length or 0 (busy, error). */
+size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* After ike_rekeyed, on the side that started the rekey: the delete of the old IKE SA, sent with
+ * its keys and SPIs. Returns its length or 0. */
+size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* The caller installed next_child: make it the Child SA; the old one waits in old_child. */
 void ike_child_promote(struct ike_sa *sa);
 /* Process a received message for this SA. Returns the length of the message to send in out (0 if

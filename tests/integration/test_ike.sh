@@ -49,6 +49,23 @@ check "new SPIs, the same on both ends" test "$(spis)" != "$before" -a "$(ike_sa
 check "no ping lost across the rekeys ($(grep -o '[0-9]*% packet loss' "$TB_DIR/rekey-ping.out"))" grep -q " 0% packet loss" "$TB_DIR/rekey-ping.out"
 check "only the new Child SA's two SAs remain on each end" test "$(tb_ctl g1 --json list-sas | python3 -c "import json,sys; print(len(json.load(sys.stdin)['sas']))")" = 2
 check "TCP still flows" xfer h1 10.2.0.2 262144
+
+echo "== IKE SA rekeys from both ends (the Child SA stays)"
+ikespis() { echo "$(ike_sa g1 "s['spi_i'] + s['spi_r']")"; }
+before=$(ikespis); child=$(spis)
+tb_nsx h1 ping -c 200 -i 0.01 -W 1 -q 10.2.0.2 >"$TB_DIR/ikerekey-ping.out" 2>&1 &
+PING=$!
+sleep 0.3; tb_ctl g1 rekey-ike gw >/dev/null; sleep 0.6; tb_ctl g2 rekey-ike gw >/dev/null
+wait "$PING"
+check "two IKE rekeys on both ends" tb_wait 5 test "$(ike_sa g1 "s['ike_rekeys']") $(ike_sa g2 "s['ike_rekeys']")" = "2 2"
+check "new IKE SPIs, the same on both ends" test "$(ikespis)" != "$before" -a "$(ikespis)" = "$(ike_sa g2 "s['spi_i'] + s['spi_r']")"
+check "the Child SA kept its SPIs" test "$(spis)" = "$child"
+check "no ping lost ($(grep -o '[0-9]*% packet loss' "$TB_DIR/ikerekey-ping.out"))" grep -q " 0% packet loss" "$TB_DIR/ikerekey-ping.out"
+check "one IKE SA on each end" test "$(tb_ctl g1 --json list-sas | python3 -c "import json,sys; print(len(json.load(sys.stdin)['ike_sas']))")" = 1
+check "a Child SA rekey over the rekeyed IKE SA" tb_ctl g2 rekey gw
+check "... done" tb_wait 5 test "$(ike_sa g1 "s['child_rekeys']")" = 4
+check "... traffic flows" ping_ok h1 10.2.0.2
+check "DPD over the new IKE SA answered" test "$(ike_sa g1 "s['state']")" = established
 check "terminate deletes the IKE SA" tb_ctl g1 terminate gw
 check "... on both ends, with the Child SAs" tb_wait 5 test_zero g2
 no_ping() { ! tb_nsx h1 ping -c 1 -W 1 -q 10.2.0.2; }
@@ -95,6 +112,7 @@ if ss_start g2 aes128gcm16 && tb_start g1 "$TB_DIR/g1.conf"; then
     check "ping h1 -> h2 (baton ESP -> kernel-libipsec)" tb_wait 5 ping_ok h1 10.2.0.2 1
     check "512 KiB h1 -> h2 over TCP intact" xfer h1 10.2.0.2 524288
     check "256 KiB h2 -> h1 over TCP intact" xfer h2 10.1.0.2 262144 5002
+    ss_one() { test "$(tb_nsx g2 swanctl --list-sas --ike gw --uri "unix://$TB_DIR/ss-g2/charon.vici" | grep -c ESTABLISHED)" = 1; }
     ss_established() { tb_nsx g2 swanctl --list-sas --uri "unix://$TB_DIR/ss-g2/charon.vici" | grep -q ESTABLISHED; }
     check "charon lists the IKE SA as established" ss_established
     old=$(ike_sa g1 "s['child_sa']['spi_in']")
@@ -106,6 +124,11 @@ if ss_start g2 aes128gcm16 && tb_start g1 "$TB_DIR/g1.conf"; then
     check "baton's rekey and charon's rekey both went through" tb_wait 5 test "$(ike_sa g1 "s['child_rekeys']")" = 2
     check "new SPIs" test "$(ike_sa g1 "s['child_sa']['spi_in']")" != "$old"
     check "no ping lost across both rekeys ($(grep -o '[0-9]*% packet loss' "$TB_DIR/ss-rekey-ping.out"))" grep -q " 0% packet loss" "$TB_DIR/ss-rekey-ping.out"
+    tb_ctl g1 rekey-ike gw >/dev/null; sleep 1
+    tb_nsx g2 swanctl --rekey --ike gw --uri "unix://$TB_DIR/ss-g2/charon.vici" >/dev/null 2>&1
+    check "IKE SA rekeys by baton and by charon" tb_wait 5 test "$(ike_sa g1 "s['ike_rekeys']")" = 2
+    check "charon has exactly one IKE SA, established" ss_one
+    check "traffic after the IKE rekeys" ping_ok h1 10.2.0.2
 else
     bad "strongSwan or baton did not start"
 fi

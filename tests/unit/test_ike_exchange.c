@@ -565,6 +565,74 @@ static void test_rekey_collision(void **state)
 	done(&p);
 }
 
+/* An IKE SA rekey from one side: new SPIs and keys on both ends, message IDs from 0, the new SA's
+ * initiator is the side that rekeyed; the old SA answers only its delete; the child lives on. */
+static void ike_rekey_from(struct pair *p, bool by_initiator)
+{
+	struct ike_sa *a = by_initiator ? &p->i : &p->r, *b = by_initiator ? &p->r : &p->i;
+	uint8_t req[4096], resp[4096], x[4096];
+	uint64_t old_i = a->spi_i, old_r = a->spi_r;
+	uint8_t old_d[32];
+	memcpy(old_d, a->keys.sk_d, 32);
+	uint32_t child_in = a->initiator ? a->child.spi_i : a->child.spi_r;
+	size_t lq = ike_rekey_ike(a, req, sizeof(req));
+	assert_true(lq > 0);
+	assert_int_equal(ike_rekey_child(a, x, sizeof(x)), 0);
+	size_t lr = ike_process(b, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	assert_true(b->ike_rekeyed);
+	assert_int_equal(ike_process(a, resp, lr, x, sizeof(x)), 0);
+	assert_true(a->ike_rekeyed);
+	assert_int_equal(a->ccs_error, 0);
+	assert_true(a->initiator);
+	assert_false(b->initiator);
+	assert_int_equal(a->spi_i, b->spi_i);
+	assert_int_equal(a->spi_r, b->spi_r);
+	assert_true(a->spi_i != old_i && a->spi_r != old_r);
+	assert_memory_equal(a->keys.sk_d, b->keys.sk_d, 32);
+	assert_memory_not_equal(a->keys.sk_d, old_d, 32);
+	assert_memory_equal(a->keys.sk_ei, b->keys.sk_ei, a->keys.encr_len);
+	assert_int_equal(a->next_send_id, 0);
+	/* the child's SPIs, seen from each side, did not change */
+	assert_int_equal(a->initiator ? a->child.spi_i : a->child.spi_r, child_in);
+	/* the new SA works: a liveness check */
+	lq = ike_informational(a, IKE_INFO_DPD, req, sizeof(req));
+	lr = ike_process(b, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	ike_process(a, resp, lr, x, sizeof(x));
+	assert_false(a->info_pending);
+	/* the old SA's delete, sent with the old keys, and its answer */
+	lq = ike_delete_old_ike(a, req, sizeof(req));
+	assert_true(lq > 0);
+	lr = ike_process(b, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	assert_true(b->old_ike_gone && !b->old_ike.present);
+	assert_int_equal(b->state, IKE_ST_ESTABLISHED); /* not the new SA's delete */
+	ike_process(a, resp, lr, x, sizeof(x));
+	assert_true(a->old_ike_gone && !a->old_ike.present);
+	a->ike_rekeyed = b->ike_rekeyed = a->old_ike_gone = b->old_ike_gone = false;
+}
+
+static void test_ike_rekey(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	conf(&ci, true), conf(&cr, false);
+	run(&p, &ci, &cr);
+	ike_rekey_from(&p, false); /* the responder rekeys: roles flip */
+	ike_rekey_from(&p, false);
+	ike_rekey_from(&p, true);
+	/* a Child SA rekey over the rekeyed IKE SA: KEYMAT from the new SK_d, on both ends */
+	uint8_t req[4096], resp[4096], x[4096];
+	size_t lq = ike_rekey_child(&p.i, req, sizeof(req));
+	size_t lr = ike_process(&p.r, req, lq, resp, sizeof(resp));
+	ike_process(&p.i, resp, lr, x, sizeof(x));
+	assert_true(p.i.next_ready && p.r.next_ready);
+	assert_memory_equal(p.i.next_child.ei, p.r.next_child.ei, p.i.next_child.encr_len);
+	assert_int_equal(p.i.next_child.spi_i, p.r.next_child.spi_i);
+	done(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -575,6 +643,7 @@ int main(void)
 		cmocka_unit_test(test_cookie_and_init_retransmit),
 		cmocka_unit_test(test_child_rekey),
 		cmocka_unit_test(test_rekey_collision),
+		cmocka_unit_test(test_ike_rekey),
 		cmocka_unit_test(test_failures),
 		cmocka_unit_test(test_forgery),
 		cmocka_unit_test(test_strongswan_request),
