@@ -331,6 +331,13 @@ static int section_baton(struct ctx *c, struct cnode *sec, struct bt_config *cfg
 			return fail(c, n->line, "retransmit_base: expected a factor between 1 and 10, got '%s'", n->value);
 		cfg->retransmit_base_milli = (uint32_t)(b * 1000 + 0.5);
 	}
+	if ((n = get(sec, "fragment_size"))) {
+		if (parse_uint(c, n, 65535, &v))
+			return -1;
+		if (v < 128) /* small values only make sense in tests */
+			return fail(c, n->line, "fragment_size: %llu is below 128", (unsigned long long)v);
+		cfg->fragment_size = (uint32_t)v;
+	}
 	if ((n = get(sec, "cookie_threshold"))) {
 		if (parse_uint(c, n, UINT32_MAX, &v))
 			return -1;
@@ -661,7 +668,7 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 			return fail(c, remote_n->line,
 				    "remote_addrs: at least one entry must be a single address to send to");
 		static const char *const ike_only[] = {"proposals", "local", "remote", "dpd_delay", "rekey_time", "version",
-						       NULL};
+						       "fragmentation", NULL};
 		for (int k = 0; ike_only[k]; k++)
 			if ((n = get(sec, ike_only[k])))
 				return fail(c, n->line, "%s: only for IKE connections (these children have static keys)",
@@ -699,6 +706,16 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 		return fail(c, sec->line, "%s: local id cannot be %%any", where);
 	if ((n = get(sec, "dpd_delay")) && parse_time(c, n, &conn->dpd_delay))
 		return -1;
+	conn->fragmentation = true;
+	if ((n = get(sec, "fragmentation"))) {
+		/* strongSwan's values: yes, accept (we answer fragments either way), force, no */
+		if (want_value(c, n))
+			return -1;
+		if (!strcasecmp(n->value, "accept") || !strcasecmp(n->value, "force"))
+			conn->fragmentation = true;
+		else if (parse_bool(c, n, &conn->fragmentation))
+			return -1;
+	}
 	if ((n = get(sec, "rekey_time")) && parse_time(c, n, &conn->ike_rekey_time))
 		return -1;
 	return check_unknown(c, sec, where);
@@ -1015,6 +1032,7 @@ static void defaults(struct bt_config *cfg, const char *name)
 	cfg->retransmit_tries = 5;
 	cfg->retransmit_base_milli = 1800;
 	cfg->cookie_threshold = 10;
+	cfg->fragment_size = 1280;
 }
 
 int config_parse(const char *text, size_t len, const char *name, struct bt_config **out, char *err,

@@ -93,6 +93,7 @@ struct cfg_conn {
 	size_t psk_len;
 	uint64_t dpd_delay;           /* seconds, 0 = no liveness checks */
 	uint64_t ike_rekey_time;      /* seconds; rekey_time of the connection */
+	bool fragmentation;           /* RFC 7383, default yes */
 };
 
 /* An explicit BYPASS / DISCARD / PROTECT policy from the policies { } section. */
@@ -120,6 +121,7 @@ struct bt_config {
 	uint32_t retransmit_tries;     /* default 5 */
 	uint32_t retransmit_base_milli; /* backoff factor x1000, default 1800 */
 	uint32_t cookie_threshold;     /* half-open IKE SAs before COOKIEs are demanded, default 10 */
+	uint32_t fragment_size;        /* IKE fragments fit datagrams of this size, default 1280 */
 };
 
 /* Parse the file at path. Returns 0 and a new config in *out, or -1 with "file:line: message" in

@@ -195,6 +195,8 @@ static int conf_from(const struct bt_config *cfg, const struct cfg_conn *c, cons
 	memcpy(k->esp_props, ch->esp_props, sizeof(k->esp_props));
 	k->n_esp_props = ch->n_esp_props;
 	k->force_encap = c->encap;
+	k->fragmentation = c->fragmentation;
+	k->frag_mtu = (uint16_t)cfg->fragment_size;
 	if (c->psk_len > sizeof(k->psk) || c->local.id_len > sizeof(k->id) || c->remote.id_len > sizeof(k->peer_id)) {
 		snprintf(err, errlen, "%s: identity or key too long for IKE", c->name);
 		return -1;
@@ -210,7 +212,6 @@ static int conf_from(const struct bt_config *cfg, const struct cfg_conn *c, cons
 	memcpy(k->local_ts, ch->local_ts, sizeof(k->local_ts));
 	memcpy(k->remote_ts, ch->remote_ts, sizeof(k->remote_ts));
 	k->n_local_ts = ch->n_local_ts, k->n_remote_ts = ch->n_remote_ts;
-	(void)cfg;
 	return 0;
 }
 
@@ -231,7 +232,24 @@ static void fingerprint(const struct cfg_conn *c, const struct cfg_child *ch, co
 
 /* --- sending ----------------------------------------------------------------------------------- */
 
+static void send_one(struct ike_sess *s, const uint8_t *msg, size_t len);
+
+/* Send what the engine produced: one message, or fragments back to back (each a whole IKE
+ * message with its own length). */
 static void send_raw(struct ike_sess *s, const uint8_t *msg, size_t len)
+{
+	size_t off = 0;
+	while (off + 28 <= len) {
+		size_t l = (size_t)msg[off + 24] << 24 | (size_t)msg[off + 25] << 16 | (size_t)msg[off + 26] << 8 |
+			   msg[off + 27];
+		if (l < 28 || l > len - off)
+			break;
+		send_one(s, msg + off, l);
+		off += l;
+	}
+}
+
+static void send_one(struct ike_sess *s, const uint8_t *msg, size_t len)
 {
 	struct ike_mgr *m = s->m;
 	int rc;
@@ -1384,6 +1402,9 @@ json_t *ike_mgr_list(struct daemon *d)
 		json_object_set_new(o, "message_id_in", json_integer(s->sa.next_recv_id));
 		json_object_set_new(o, "child_rekeys", json_integer((json_int_t)s->rekeys));
 		json_object_set_new(o, "ike_rekeys", json_integer((json_int_t)s->sa.ike_rekeys));
+		json_object_set_new(o, "fragmentation", json_boolean(s->sa.frag_peer));
+		json_object_set_new(o, "fragments_sent", json_integer((json_int_t)s->sa.frags_sent));
+		json_object_set_new(o, "fragments_received", json_integer((json_int_t)s->sa.frags_received));
 		if (s->established)
 			json_object_set_new(o, "established_s", json_real(now_s(m) - s->established));
 		if (s->established)

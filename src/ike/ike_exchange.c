@@ -77,6 +77,10 @@ void ike_sa_free(struct ike_sa *sa)
 	free(sa->info_req);
 	ike_dh_free(sa->ccs_dh);
 	free(sa->old_ike.last_resp);
+	if (sa->reasm) {
+		ike_frag_reasm_clear(sa->reasm);
+		free(sa->reasm);
+	}
 	X509_free(sa->peer_cert);
 	OPENSSL_cleanse(sa, sizeof(*sa));
 }
@@ -401,6 +405,15 @@ static void note_cert_notifies(struct ike_sa *sa, const struct ike_chain *c)
 /* --- NAT detection ---------------------------------------------------------------------------- */
 
 /* Our two NAT_DETECTION notifies for an IKE_SA_INIT message (no-op without endpoints). */
+static void note_frag(struct ike_sa *sa, const struct ike_chain *c)
+{
+	struct ike_notify_payload n;
+	for (unsigned i = 0; ike_find(c, IKE_PL_NOTIFY, i); i++)
+		if (ike_parse_notify(ike_find(c, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK &&
+		    n.type == IKE_N_IKEV2_FRAGMENTATION_SUPPORTED)
+			sa->frag_peer = sa->conf.fragmentation;
+}
+
 static void put_natd(struct ike_sa *sa, struct ike_builder *b)
 {
 	uint8_t h[IKE_NATD_LEN];
@@ -456,7 +469,19 @@ static size_t seal(struct ike_sa *sa, const struct ike_hdr *h, struct ike_builde
 		return 0; /* an empty chain is fine: a liveness check has no payloads */
 	const uint8_t *ke = sa->initiator ? sa->keys.sk_ei : sa->keys.sk_er;
 	const uint8_t *ka = sa->initiator ? sa->keys.sk_ai : sa->keys.sk_ar;
-	return ike_sk_seal(&sa->conf.ike, ke, ka, h, chain->first, chain->w.p, cl, out, cap);
+	size_t len = ike_sk_seal(&sa->conf.ike, ke, ka, h, chain->first, chain->w.p, cl, out, cap);
+	if (!len || !sa->frag_peer || !sa->conf.fragmentation)
+		return len;
+	/* too big for one datagram: RFC 7383 fragments, each sealed on its own */
+	size_t max = ike_frag_max_len(sa->conf.frag_mtu ? sa->conf.frag_mtu : 1280, sa->remote.family == AF_INET6, true);
+	if (len <= max)
+		return len;
+	size_t fl[IKE_FRAG_MAX], total = 0;
+	unsigned n = ike_frag_seal(&sa->conf.ike, ke, ka, h, chain->first, chain->w.p, cl, max, out, cap, fl, IKE_FRAG_MAX);
+	for (unsigned i = 0; i < n; i++)
+		total += fl[i];
+	sa->frags_sent += n;
+	return total;
 }
 
 /* Our CERT payloads: the end-entity certificate, then the intermediates we hold. */
@@ -549,6 +574,8 @@ size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap)
 	ike_put_ke(&b, sa->conf.dh, pub, pl);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->ni, sa->ni_len);
 	put_natd(sa, &b);
+	if (sa->conf.fragmentation && (sa->initiator || sa->frag_peer))
+		ike_put_notify(&b, 0, NULL, 0, IKE_N_IKEV2_FRAGMENTATION_SUPPORTED, NULL, 0);
 	put_sighash(sa, &b);
 	size_t len = ike_build_end(&b);
 	if (!len || !(sa->init_i = dup_bytes(out, len)))
@@ -581,6 +608,7 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 	sa->spi_i = rh->spi_i;
 	check_natd(sa, c, 0);
 	note_cert_notifies(sa, c);
+	note_frag(sa, c);
 	memcpy(sa->ni, np->body, np->len);
 	sa->ni_len = np->len;
 	sa->nr_len = NONCE_LEN;
@@ -603,6 +631,8 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 	ike_put_raw(&b, IKE_PL_NONCE, sa->nr, sa->nr_len);
 	put_certreq(sa, &b);
 	put_natd(sa, &b);
+	if (sa->conf.fragmentation && (sa->initiator || sa->frag_peer))
+		ike_put_notify(&b, 0, NULL, 0, IKE_N_IKEV2_FRAGMENTATION_SUPPORTED, NULL, 0);
 	put_sighash(sa, &b);
 	size_t olen = ike_build_end(&b);
 	if (!olen || !(sa->init_i = dup_bytes(msg, len)) || !(sa->init_r = dup_bytes(out, olen)))
@@ -674,6 +704,7 @@ static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len
 	sa->spi_r = rh->spi_r;
 	check_natd(sa, c, sa->spi_r);
 	note_cert_notifies(sa, c);
+	note_frag(sa, c);
 	memcpy(sa->nr, np->body, np->len);
 	sa->nr_len = np->len;
 	if (!(sa->init_r = dup_bytes(msg, len)))
@@ -703,6 +734,10 @@ static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len
 /* Decrypt the SK payload of a message for this SA (from the peer's direction). */
 static int open_sk(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c, struct ike_chain *in)
 {
+	if (sa->pre_in_valid) { /* reassembled from fragments, already checked and decrypted */
+		*in = sa->pre_in;
+		return 0;
+	}
 	const struct ike_payload *sk = ike_find(c, IKE_PL_SK, 0);
 	uint8_t first;
 	const uint8_t *inner;
@@ -1536,9 +1571,39 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 		memcpy(out, sa->last_resp, sa->last_resp_len);
 		return sa->last_resp_len;
 	}
+	if (c.n && c.pl[0].type == IKE_PL_SKF) {
+		/* a fragment: store it; handle the message once every fragment is in */
+		if (sa->state == IKE_ST_IDLE || sa->state == IKE_ST_INIT_SENT || !sa->frag_peer)
+			return 0;
+		if (!sa->reasm && !(sa->reasm = calloc(1, sizeof(*sa->reasm))))
+			return 0;
+		if (!sa->reasm->total || sa->reasm->msg_id != h.msg_id || sa->reasm->complete) {
+			ike_frag_reasm_clear(sa->reasm);
+			ike_frag_reasm_init(sa->reasm, h.msg_id, sa->now * 1000, 30000);
+		}
+		uint8_t first;
+		const uint8_t *inner;
+		size_t inner_len;
+		enum ike_frag_drop why;
+		const uint8_t *ke = sa->initiator ? sa->keys.sk_er : sa->keys.sk_ei;
+		const uint8_t *ka = sa->initiator ? sa->keys.sk_ar : sa->keys.sk_ai;
+		enum ike_frag_result fr = ike_frag_reasm_feed(sa->reasm, &sa->conf.ike, ke, ka, msg, len, sa->now * 1000, &first,
+							      &inner, &inner_len, &why);
+		if (fr == IKE_FRAG_DROPPED)
+			sa->frag_drops++;
+		else
+			sa->frags_received++;
+		if (fr != IKE_FRAG_COMPLETE)
+			return 0;
+		if (ike_parse_chain(first, inner, inner_len, &sa->pre_in) != IKE_PERR_OK)
+			return 0;
+		sa->pre_in_valid = true;
+	}
 	copy = dup_bytes(msg, len); /* decryption works in place */
-	if (!copy)
+	if (!copy) {
+		sa->pre_in_valid = false;
 		return 0;
+	}
 	/* re-parse the copy so payload pointers point into it */
 	if (ike_parse(copy, len, &h, &c) != IKE_PERR_OK)
 		goto out;
@@ -1585,6 +1650,7 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 	}
 out:
 	free(copy);
+	sa->pre_in_valid = false;
 	if (sa->state == IKE_ST_ESTABLISHED && sa->init_i) {
 		/* AUTH is done: the IKE_SA_INIT messages are not needed again */
 		free(sa->init_i);

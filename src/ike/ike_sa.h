@@ -15,6 +15,7 @@
 
 #include "ike/ike_cert.h"
 #include "ike/ike_dh.h"
+#include "ike/ike_frag.h"
 #include "ike/ike_keys.h"
 #include "ike/ike_msg.h"
 #include "ike/ike_nat.h"
@@ -65,6 +66,8 @@ struct ike_conf {
 	size_t peer_id_len;
 	bool peer_id_any;          /* accept any peer ID its (verified) certificate holds; PUBKEY only */
 	bool initial_contact;      /* initiator: send INITIAL_CONTACT in IKE_AUTH */
+	bool fragmentation;        /* RFC 7383: offer it, and fragment messages above frag_mtu */
+	uint16_t frag_mtu;         /* IP datagram size fragments must fit, 0 = 1280 */
 	struct bt_ts local_ts[BT_TS_MAX], remote_ts[BT_TS_MAX];
 	uint8_t n_local_ts, n_remote_ts;
 };
@@ -158,6 +161,14 @@ struct ike_sa {
 		uint32_t last_resp_id;
 	} old_ike;
 	bool ike_rekeyed, old_ike_gone;
+	/* IKE fragmentation (RFC 7383): negotiated when both sent IKEV2_FRAGMENTATION_SUPPORTED. A
+	 * message we fragment is returned as its fragments back to back (each a whole IKE message:
+	 * split by the length in each header); received fragments are reassembled here. */
+	bool frag_peer;
+	struct ike_frag_reasm *reasm;
+	struct ike_chain pre_in;     /* the reassembled, decrypted chain of the message being handled */
+	bool pre_in_valid;
+	uint64_t frags_sent, frags_received, frag_drops;
 	uint64_t ike_rekeys;
 	struct ike_rng rng;
 };

@@ -102,12 +102,14 @@ tb_stop g2
 check "with the peer gone, retransmissions give up and the SA is removed" tb_wait 25 gone
 check "the give-up was logged" grep -q "giving up on the IKE SA" "$TB_DIR/g1.log"
 
-echo "== baton (initiator) -> strongSwan 5.9.8 (responder)"
+echo "== baton (initiator) -> strongSwan 5.9.8 (responder), IKE fragments of 200 bytes both ways"
 tb_stop g1; tb_stop g2
-IKE_PROPOSALS=aes128-sha256-ecp256 PSK=baton-bench-only-psk ike_conf g1 "$TB_DIR/g1.conf"
-if ss_start g2 aes128gcm16 && tb_start g1 "$TB_DIR/g1.conf"; then
+IKE_BATON_EXTRA="    fragment_size = 200" IKE_PROPOSALS=aes128-sha256-ecp256 PSK=baton-bench-only-psk ike_conf g1 "$TB_DIR/g1.conf"
+if SS_CHARON_EXTRA="fragment_size = 200" ss_start g2 aes128gcm16 && tb_start g1 "$TB_DIR/g1.conf"; then
     tb_ctl g1 initiate gw >/dev/null
     check "baton's IKE SA with charon comes up" ike_up g1 10
+    check "RFC 7383 negotiated; IKE_AUTH went out and came back in fragments ($(ike_sa g1 "s['fragments_sent'], s['fragments_received']"))" \
+        test "$(ike_sa g1 "s['fragmentation'] and s['fragments_sent'] >= 2 and s['fragments_received'] >= 2")" = True
     check "the proposal is strongSwan's" test "$(ike_sa g1 "s['proposal']")" = aes128-sha256-prfsha256-ecp256
     check "ping h1 -> h2 (baton ESP -> kernel-libipsec)" tb_wait 5 ping_ok h1 10.2.0.2 1
     check "512 KiB h1 -> h2 over TCP intact" xfer h1 10.2.0.2 524288

@@ -633,6 +633,74 @@ static void test_ike_rekey(void **state)
 	done(&p);
 }
 
+/* Feed a buffer of one or more whole IKE messages (our fragments come back to back) to an engine;
+ * returns what the last one produced. */
+static size_t deliver(struct ike_sa *sa, const uint8_t *buf, size_t len, uint8_t *out, size_t cap, unsigned *pieces)
+{
+	size_t r = 0, off = 0;
+	*pieces = 0;
+	while (off + 28 <= len) {
+		size_t l = (size_t)buf[off + 24] << 24 | (size_t)buf[off + 25] << 16 | (size_t)buf[off + 26] << 8 | buf[off + 27];
+		assert_true(l >= 28 && off + l <= len);
+		size_t x = ike_process(sa, buf + off, l, out, cap);
+		if (x)
+			r = x;
+		off += l, (*pieces)++;
+	}
+	return r;
+}
+
+/* RFC 7383: both offer fragmentation; with a small fragment size IKE_AUTH goes out as several SKF
+ * messages each way, is reassembled, and the SA comes up; without the peer's support nothing is
+ * fragmented. */
+static void test_fragmentation(void **state)
+{
+	static struct pair p;
+	static uint8_t m1[8192], m2[8192], m3[8192], m4[8192];
+	struct ike_conf ci, cr;
+	unsigned n;
+	conf(&ci, true), conf(&cr, false);
+	ci.fragmentation = cr.fragmentation = true;
+	ci.frag_mtu = cr.frag_mtu = 200;
+	p.si = 0x1234567, p.sr = 0x7654321;
+	struct ike_rng ri = {xorshift, &p.si}, rr = {xorshift, &p.sr};
+	ike_sa_init(&p.i, &ci, true, &ri);
+	ike_sa_init(&p.r, &cr, false, &rr);
+	size_t l1 = ike_start(&p.i, m1, sizeof(m1));
+	size_t l2 = deliver(&p.r, m1, l1, m2, sizeof(m2), &n);
+	size_t l3 = deliver(&p.i, m2, l2, m3, sizeof(m3), &n);
+	assert_true(p.i.frag_peer && p.r.frag_peer);
+	size_t l4 = deliver(&p.r, m3, l3, m4, sizeof(m4), &n);
+	assert_true(n >= 2); /* the IKE_AUTH request came in pieces */
+	assert_true(l4 > 0);
+	/* the responder's IKE_AUTH response is fragmented too; feed its pieces in reverse order */
+	unsigned k = 0;
+	size_t offs[IKE_FRAG_MAX], lens[IKE_FRAG_MAX], off = 0;
+	while (off < l4) {
+		lens[k] = (size_t)m4[off + 24] << 24 | (size_t)m4[off + 25] << 16 | (size_t)m4[off + 26] << 8 | m4[off + 27];
+		offs[k++] = off;
+		off += lens[k - 1];
+	}
+	assert_true(k >= 2);
+	for (unsigned j = k; j-- > 0;)
+		ike_process(&p.i, m4 + offs[j], lens[j], m1, sizeof(m1));
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
+	assert_int_equal(p.i.child.spi_i, p.r.child.spi_i);
+	assert_true(p.i.frags_received >= 2 && p.r.frags_received >= 2);
+	/* a retransmitted fragmented request: the cached (fragmented) response again */
+	uint8_t again[8192];
+	assert_int_equal(deliver(&p.r, m3, l3, again, sizeof(again), &n), l4);
+	done(&p);
+	/* the responder does not offer it: whole messages */
+	cr.fragmentation = false;
+	run(&p, &ci, &cr);
+	assert_false(p.i.frag_peer);
+	assert_int_equal(p.i.frags_sent + p.r.frags_sent, 0);
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	done(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -644,6 +712,7 @@ int main(void)
 		cmocka_unit_test(test_child_rekey),
 		cmocka_unit_test(test_rekey_collision),
 		cmocka_unit_test(test_ike_rekey),
+		cmocka_unit_test(test_fragmentation),
 		cmocka_unit_test(test_failures),
 		cmocka_unit_test(test_forgery),
 		cmocka_unit_test(test_strongswan_request),
