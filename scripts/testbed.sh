@@ -17,6 +17,7 @@
 #                          a trap on EXIT INT TERM running tb_cleanup; finds BATOND/BATONCTL unless
 #                          `nobins`. (bench/ sets TB_TAG, TB_PIDS, TB_DAEMON itself instead.)
 #   tb_topology            (re)build the four namespaces, links, addresses, routes, forwarding
+#   tb_topology_nat        the same with a NAT router between the gateways (g1 behind it), see below
 #   tb_plain_routes        route the inner prefixes between the gateways over the outer link (no
 #                          tunnel: a baseline, and how the library tests itself)
 #   tb_down                delete the bed's namespaces (and any of its veths left in the root netns)
@@ -119,7 +120,7 @@ tb_kill() {
     return 0
 }
 
-tb_veths() { local t=${TB_ID:-${TB_TAG:0:8}}; echo "bt-$t-a bt-$t-b bt-$t-c bt-$t-d bt-$t-e bt-$t-f"; }
+tb_veths() { local t=${TB_ID:-${TB_TAG:0:8}}; echo "bt-$t-a bt-$t-b bt-$t-c bt-$t-d bt-$t-e bt-$t-f bt-$t-g bt-$t-h"; }
 
 tb_down() {
     local n v
@@ -179,6 +180,58 @@ tb_topology() {
     tb_nsx g2 ip addr add 10.2.0.1/24 dev in0 && tb_nsx g2 ip -6 addr add fd02::1/64 dev in0 nodad &&
     tb_nsx h2 ip addr add 10.2.0.2/24 dev eth0 && tb_nsx h2 ip -6 addr add fd02::2/64 dev eth0 nodad &&
     tb_nsx h2 ip route add default via 10.2.0.1 && tb_nsx h2 ip -6 route add default via fd02::1
+}
+
+# tb_topology_nat: g1 sits in a private network behind a NAT router (node "nat"), which masquerades
+# g1's traffic behind the outer address g1 has in tb_topology, mapping UDP to source ports from
+# TB_NAT_PORTS (40000-40999), so the peer sees neither g1's address nor its ports:
+#
+#   h1 ---- in0 g1 out0 ---- lan0 nat wan0 ====== out0 g2 in0 ---- h2
+#   10.1.0.2        192.168.77.2  192.168.77.1  172.16.0.1  172.16.0.2   10.2.0.2
+#
+# IPv4 only. g1 routes everything else via the NAT; g2 has no route into 192.168.77.0/24, and the NAT
+# forwards nothing inbound that is not the reply of a mapping g1 made.
+tb_topology_nat() {
+    local n t pair a b v node dev
+    tb_down
+    TB_NODES="h1 g1 nat g2 h2"
+    for n in $TB_NODES; do
+        ip netns add "$(tb_ns "$n")" || return 1
+        case $n in g*|nat) tb_nsx "$n" sysctl -qw net.ipv4.ip_forward=1 || return 1 ;; esac
+        tb_nsx "$n" ip link set lo up
+    done
+    set -- $(tb_veths)
+    for pair in "$1:h1:eth0 $2:g1:in0" "$3:g1:out0 $4:nat:lan0" "$7:nat:wan0 $8:g2:out0" "$5:g2:in0 $6:h2:eth0"; do
+        a=${pair% *} b=${pair#* }
+        ip link add "${a%%:*}" type veth peer name "${b%%:*}" || return 1
+        for t in "$a" "$b"; do
+            IFS=: read -r v node dev <<<"$t"
+            ip link set "$v" netns "$(tb_ns "$node")" || return 1
+            tb_nsx "$node" ip link set "$v" name "$dev" || return 1
+            tb_nsx "$node" ip link set "$dev" up || return 1
+        done
+    done
+    tb_nsx h1 ip addr add 10.1.0.2/24 dev eth0 && tb_nsx h1 ip route add default via 10.1.0.1 &&
+    tb_nsx g1 ip addr add 10.1.0.1/24 dev in0 && tb_nsx g1 ip addr add 192.168.77.2/24 dev out0 &&
+    tb_nsx g1 ip route add default via 192.168.77.1 &&
+    tb_nsx nat ip addr add 192.168.77.1/24 dev lan0 && tb_nsx nat ip addr add 172.16.0.1/24 dev wan0 &&
+    tb_nsx g2 ip addr add 172.16.0.2/24 dev out0 && tb_nsx g2 ip addr add 10.2.0.1/24 dev in0 &&
+    tb_nsx h2 ip addr add 10.2.0.2/24 dev eth0 && tb_nsx h2 ip route add default via 10.2.0.1 || return 1
+    local ports=${TB_NAT_PORTS:-40000-40999}
+    tb_nsx nat nft -f - <<NFT
+table ip bt_nat {
+    chain masq {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan0" meta l4proto { tcp, udp } masquerade to :$ports
+        oifname "wan0" masquerade
+    }
+    chain guard {
+        type filter hook forward priority filter; policy drop;
+        iifname "lan0" oifname "wan0" accept
+        iifname "wan0" oifname "lan0" ct state established,related accept
+    }
+}
+NFT
 }
 
 tb_plain_routes() {

@@ -316,6 +316,14 @@ static int section_baton(struct ctx *c, struct cnode *sec, struct bt_config *cfg
 				    n->value);
 		cfg->retransmit_timeout_ms = (uint32_t)(t * 1000 + 0.5);
 	}
+	if ((n = get(sec, "keepalive"))) {
+		uint64_t t;
+		if (parse_time(c, n, &t))
+			return -1;
+		if (t < 1 || t > 3600)
+			return fail(c, n->line, "keepalive: expected between 1s and 1h, got '%s'", n->value);
+		cfg->keepalive_s = (uint32_t)t;
+	}
 	if ((n = get(sec, "retransmit_tries"))) {
 		if (parse_uint(c, n, 100, &v))
 			return -1;
@@ -1033,6 +1041,7 @@ static void defaults(struct bt_config *cfg, const char *name)
 	cfg->retransmit_base_milli = 1800;
 	cfg->cookie_threshold = 10;
 	cfg->fragment_size = 1280;
+	cfg->keepalive_s = 20;
 }
 
 int config_parse(const char *text, size_t len, const char *name, struct bt_config **out, char *err,

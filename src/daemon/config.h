@@ -122,6 +122,7 @@ struct bt_config {
 	uint32_t retransmit_base_milli; /* backoff factor x1000, default 1800 */
 	uint32_t cookie_threshold;     /* half-open IKE SAs before COOKIEs are demanded, default 10 */
 	uint32_t fragment_size;        /* IKE fragments fit datagrams of this size, default 1280 */
+	uint32_t keepalive_s;          /* NAT keepalive interval behind a NAT, default 20 */
 };
 
 /* Parse the file at path. Returns 0 and a new config in *out, or -1 with "file:line: message" in

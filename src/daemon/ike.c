@@ -29,7 +29,6 @@
 #define RXQ_MAX 4096
 #define ACQ_MAX 65536
 #define IKE_REQID_BASE DAEMON_IKE_REQID_BASE
-#define NAT_KEEPALIVE_S 20.0
 #define MSG_BUF 65536
 
 struct rx_item {
@@ -419,6 +418,17 @@ static int build_sas(struct ike_sess *s, const struct ike_child *k, struct esp_s
 		x->soft = ch->soft, x->hard = ch->hard;
 		x->add_time = daemon_now();
 		esp_sa_set_replay_window(x, in ? ch->replay_window : 0);
+		if (bt_log_get_level() >= BT_LOG_PRIVATE) {
+			/* for tshark's esp_sa UAT (log_level = private only): family,src,dst,spi,enc key,integ key */
+			char src[64], dst[64], ek[2 * sizeof(x->enc_key) + 1] = "", ik[2 * sizeof(x->integ_key) + 1] = "";
+			for (size_t i = 0; i < x->enc_key_len; i++)
+				sprintf(ek + 2 * i, "%02x", x->enc_key[i]);
+			for (size_t i = 0; i < x->integ_key_len; i++)
+				sprintf(ik + 2 * i, "%02x", x->integ_key[i]);
+			bt_log(BT_LOG_PRIVATE, "esp_sa: %s,%s,%s,0x%08x,0x%s,0x%s", x->local.family == AF_INET6 ? "IPv6" : "IPv4",
+			       bt_addr_str(in ? &x->remote : &x->local, src, sizeof(src)),
+			       bt_addr_str(in ? &x->local : &x->remote, dst, sizeof(dst)), x->spi, ek, ik);
+		}
 		if (esp_sa_init(x, dp_lanes(m->d->dp), err, sizeof(err)) != 0) {
 			bt_err("IKE %s: cannot build the Child SA: %s", s->conn, err);
 			goto fail;
@@ -620,7 +630,7 @@ static struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, co
 	OPENSSL_cleanse(&k, sizeof(k));
 	ev_timer_init(&s->rtx, rtx_cb, 1, 0);
 	ev_timer_init(&s->dpd, dpd_cb, 1, 0);
-	ev_timer_init(&s->ka, ka_cb, NAT_KEEPALIVE_S, NAT_KEEPALIVE_S);
+	ev_timer_init(&s->ka, ka_cb, m->d->cfg->keepalive_s, m->d->cfg->keepalive_s);
 	ev_timer_init(&s->rekey, rekey_cb, 1, 0);
 	ev_timer_init(&s->irekey, irekey_cb, 1, 0);
 	s->rtx.data = s->dpd.data = s->ka.data = s->rekey.data = s->irekey.data = s;

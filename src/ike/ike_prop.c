@@ -74,7 +74,10 @@ static int add(struct ike_proposal *p, uint8_t type, uint16_t id, uint16_t bits)
 		return 0;
 	if (p->n_tr >= IKE_MAX_TRANSFORMS)
 		return -1;
-	p->tr[p->n_tr++] = t;
+	/* field by field: a struct copy may carry t's padding byte, and batond fingerprints the parsed
+	 * proposals byte for byte to tell whether a reload changed a connection */
+	struct ike_transform *d = &p->tr[p->n_tr++];
+	d->type = type, d->id = id, d->key_bits = bits;
 	return 0;
 }
 

@@ -5,7 +5,8 @@
 # ike_conf GW FILE: g1 and g2 of the bed, PSK, one child 10.1.0.0/24 <-> 10.2.0.0/24.
 # Knobs: IKE_PROPOSALS, ESP_PROPOSALS, START (none|trap|start), DPD (seconds), DPD_ACTION,
 # IKE_RTX (first retransmission, seconds), IKE_TRIES, PSK, IKE_REMOTE_ADDRS, IKE_LOCAL_ID, IKE_REMOTE_ID,
-# IKE_ENCAP, IKE_LOG, IKE_BATON_EXTRA (lines for baton { }).
+# IKE_ENCAP, IKE_LOG, IKE_LOCAL_ADDRS (the ID stays the bed's outer address), IKE_BATON_EXTRA (lines for
+# baton {}).
 ike_conf() {
     local gw=$1 file=$2 la=172.16.0.1 ra=172.16.0.2 lts=10.1.0.0/24 rts=10.2.0.0/24 t
     if [ "$gw" = g2 ]; then t=$la; la=$ra; ra=$t; t=$lts; lts=$rts; rts=$t; fi
@@ -22,7 +23,7 @@ ${IKE_BATON_EXTRA:-}
 }
 connections {
     gw {
-        local_addrs = $la
+        local_addrs = ${IKE_LOCAL_ADDRS:-$la}
         remote_addrs = ${IKE_REMOTE_ADDRS:-$ra}
         encap = ${IKE_ENCAP:-yes}
         proposals = ${IKE_PROPOSALS:-aes128gcm16-prfsha256-x25519}

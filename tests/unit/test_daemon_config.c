@@ -86,6 +86,7 @@ static void test_good(void **state)
 	assert_false(cfg->dp.raw_esp);
 	assert_string_equal(cfg->socket_path, "/tmp/x y.sock");
 	assert_int_equal(cfg->log_level, BT_LOG_DEBUG);
+	assert_int_equal(cfg->keepalive_s, 20); /* the default */
 	assert_int_equal(cfg->n_conns, 1);
 	struct cfg_conn *c = &cfg->conns[0];
 	assert_false(c->encap);
@@ -157,6 +158,8 @@ static void test_bad(void **state)
 		{"workers = 2", "workers = many", "bad.conf:5: workers: expected a number"},
 		{"port = 4501", "port = 70000", "bad.conf:6: port: '70000' is out of range"},
 		{"raw_esp = no", "raw_esp = perhaps", "bad.conf:7: raw_esp: expected yes or no"},
+		{"mtu = 1400", "mtu = 1400\n    keepalive = 0s", "bad.conf:5: keepalive: expected between 1s and 1h"},
+		{"mtu = 1400", "mtu = 1400\n    keepalive = soon", "bad.conf:5: keepalive: expected a number"},
 		{"log_level = debug", "log_level = loud", "bad.conf:9: log_level: expected"},
 		{"    tun = bt7\n", "    tunnel = bt7\n", "bad.conf:3: unknown setting 'tunnel' in baton"},
 		{"remote_addrs = 192.168.3.0/24, 172.16.0.2", "remote_addrs = 192.168.3.0/24",
@@ -211,6 +214,10 @@ static void test_bad(void **state)
 	/* a NUL byte, an empty file, a huge line */
 	struct bt_config *cfg;
 	char err[256];
+	const char *ka = variant("mtu = 1400", "mtu = 1400\n    keepalive = 2m");
+	assert_int_equal(config_parse(ka, strlen(ka), "ka.conf", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg->keepalive_s, 120);
+	config_free(cfg);
 	assert_int_equal(config_parse("baton {\n\0}\n", 11, "n.conf", &cfg, err, sizeof(err)), -1);
 	assert_string_equal(err, "n.conf:2: NUL byte in the file");
 	assert_int_equal(config_parse("", 0, "e.conf", &cfg, err, sizeof(err)), 0);
