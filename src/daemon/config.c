@@ -432,8 +432,16 @@ static int add_prop(struct ctx *c, struct cnode *n, const char *item, void *arg)
 	char err[200];
 	if (*l->n >= IKE_CONF_PROPS)
 		return fail(c, n->line, "%s: more than %d proposals", n->name, IKE_CONF_PROPS);
-	if (ike_prop_parse(item, l->protocol, &l->p[*l->n], err, sizeof(err)) != 0)
+	struct ike_proposal *p = &l->p[*l->n];
+	if (ike_prop_parse(item, l->protocol, p, err, sizeof(err)) != 0)
 		return fail(c, n->line, "%s: %s", n->name, err);
+	/* zero the transforms' padding (assigned from compound literals): the daemon fingerprints
+	 * connections byte for byte to tell on reload whether one changed */
+	for (unsigned i = 0; i < p->n_tr && i < IKE_MAX_TRANSFORMS; i++) {
+		struct ike_transform t = p->tr[i];
+		memset(&p->tr[i], 0, sizeof(p->tr[i]));
+		p->tr[i].type = t.type, p->tr[i].id = t.id, p->tr[i].key_bits = t.key_bits;
+	}
 	(*l->n)++;
 	return 0;
 }
