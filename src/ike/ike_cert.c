@@ -625,6 +625,17 @@ bool ike_cert_match_id(X509 *cert, uint8_t id_type, const void *id, size_t id_le
 	return ok;
 }
 
+bool ike_dn_eq(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
+{
+	const uint8_t *pa = a, *pb = b;
+	X509_NAME *na = d2i_X509_NAME(NULL, &pa, (long)a_len), *nb = d2i_X509_NAME(NULL, &pb, (long)b_len);
+	bool eq = na && nb && pa == a + a_len && pb == b + b_len && X509_NAME_cmp(na, nb) == 0;
+	X509_NAME_free(na);
+	X509_NAME_free(nb);
+	ERR_clear_error();
+	return eq;
+}
+
 /* --- showing identities ------------------------------------------------------------------------ */
 
 char *ike_dn_str(const X509_NAME *name, char *out, size_t cap)

@@ -129,6 +129,10 @@ int ike_cert_verify_chain(const struct ike_cred *c, X509 *peer, STACK_OF(X509) *
  * subjectAltName entry of that kind (exact, no wildcards, never the subject CN). */
 bool ike_cert_match_id(X509 *cert, uint8_t id_type, const void *id, size_t id_len);
 
+/* Do two DER DNs name the same entity (X.520 comparison as OpenSSL canonicalises it: string types,
+ * letter case and repeated spaces aside)? False if either does not parse. */
+bool ike_dn_eq(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len);
+
 /* --- showing identities ---------------------------------------------------------------------- */
 
 /* A DN as strongSwan prints it: "C=CH, O=baton, CN=gw". Returns out ("" if it does not fit). */
