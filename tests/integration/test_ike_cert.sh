@@ -103,6 +103,8 @@ check "ping h1 -> h2 through the negotiated SA" ping_ok h1 10.2.0.2
 tb_capture_stop "$TB_CAP_PID"
 frags() { tshark -r "$TB_DIR/auth.pcap" -Y "ip.src == 172.16.0.1 && ip.flags.mf == 1" 2>/dev/null | wc -l; }
 check "IKE_AUTH with the RSA-4096 certificate was IP-fragmented on the way (and arrived)" test "$(frags)" -ge 1
+echo "       (largest IKE message from g1: $(tshark -r "$TB_DIR/auth.pcap" -Y "ip.src == 172.16.0.1 && udp.port == 4500" \
+    -T fields -e udp.length 2>/dev/null | sort -n | tail -1) bytes of UDP)"
 check "reload of the same file keeps the IKE SA" tb_ctl g1 load
 same_sa() { test "$(ike_sa g1 "s['state'] + ' ' + s['spi_i']")" = "$(ike_sa g2 "s['state'] + ' ' + s['spi_i']")" -a "$(ike_sa g1 "s['state']")" = established; }
 check "... still established with the same SPIs" same_sa
