@@ -722,6 +722,12 @@ static int parse_path(struct ctx *c, struct cnode *n, const char *item, char *ou
 				: snprintf(out, CFG_PATH_MAX, "%s/%s", c->dir, item);
 	if (l < 0 || l >= CFG_PATH_MAX)
 		return fail(c, n->line, "%s: path too long (max %d)", n->name, CFG_PATH_MAX - 1);
+	/* only regular files of sane size: a FIFO or /dev/zero would stall the parser */
+	struct stat st;
+	if (stat(out, &st) != 0)
+		return fail(c, n->line, "%s: %s: %s", n->name, out, strerror(errno));
+	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX_SIZE)
+		return fail(c, n->line, "%s: %s: not a regular file of at most %d bytes", n->name, out, CONFIG_MAX_SIZE);
 	return 0;
 }
 

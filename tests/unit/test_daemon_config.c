@@ -344,13 +344,15 @@ static void test_certs_bad(void **state)
 	static const struct {
 		const char *from, *to, *want, *why;
 	} v[] = {
-		{"certs = rsa.pem", "certs = missing.pem", "c.conf:8: connections.gw.local.certs: ", "missing.pem: cannot open"},
+		{"certs = rsa.pem", "certs = missing.pem", "c.conf:8: certs: ", "missing.pem: No such file"},
 		{"certs = rsa.pem", "certs = octets.bin", "c.conf:8: connections.gw.local.certs: ", "octets.bin: no certificate"},
 		{"key = rsa.key", "key = p256.key", "c.conf:9: connections.gw.local.key: ", "p256.key: key does not match the certificate"},
-		{"key = rsa.key", "key = missing.key", "c.conf:9: connections.gw.local.key: ", "missing.key: cannot open"},
+		{"key = rsa.key", "key = missing.key", "c.conf:9: key: ", "missing.key: No such file"},
 		{"key = rsa.key", "key = rsa.pem", "c.conf:9: connections.gw.local.key: ", "rsa.pem: no unencrypted private key"},
-		{"cacerts = ca-rsa.pem, ca-ec.pem", "cacerts = ca-rsa.pem, nope.pem", "c.conf:14: connections.gw.remote.cacerts: ", "nope.pem: cannot open"},
+		{"cacerts = ca-rsa.pem, ca-ec.pem", "cacerts = ca-rsa.pem, nope.pem", "c.conf:14: cacerts: ", "nope.pem: No such file"},
 		{"cacerts = ca-rsa.pem, ca-ec.pem", "cacerts = ca-rsa.pem, rsa.key", "c.conf:14: connections.gw.remote.cacerts: ", "rsa.key: no certificate"},
+		{"certs = rsa.pem", "certs = /dev/zero", "c.conf:8: certs: ", "not a regular file"},
+		{"certs = rsa.pem", "certs = .", "c.conf:8: certs: ", "not a regular file"},
 		{"            key = rsa.key\n", "", "c.conf:8: certs: no private key for ", "rsa.pem: add key = FILE"},
 		{"file = p384.key", "file = nope.key", "c.conf:27: file: ", "nope.key: No such file"},
 		{"file = p384.key", "file = p384.pem", "c.conf:27: file: ", "p384.pem: no unencrypted private key"},
