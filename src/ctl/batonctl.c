@@ -241,6 +241,12 @@ static void print_ike_sas(json_t *a)
 		       num(o, "remote_port"), json_is_true(json_object_get(o, "nat_local")) ? ", behind NAT" : "",
 		       json_is_true(json_object_get(o, "nat_remote")) ? ", peer behind NAT" : "", str(o, "spi_i"),
 		       str(o, "spi_r"), str(o, "proposal"));
+		if (json_object_get(o, "peer_id")) {
+			printf("  peer: %s (%s", str(o, "peer_id"), str(o, "peer_auth"));
+			if (json_object_get(o, "peer_cert"))
+				printf(", certificate %s", str(o, "peer_cert"));
+			printf(")\n");
+		}
 		json_t *ch = json_object_get(o, "child_sa");
 		if (ch) {
 			printf("  child: %s, in %s, out %s, ", str(ch, "proposal"), str(ch, "spi_in"), str(ch, "spi_out"));

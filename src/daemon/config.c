@@ -13,7 +13,9 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "daemon/cfgtree.h"
@@ -24,6 +26,7 @@
 struct ctx {
 	int line_hint; /* the section being read, for errors about defaults */
 	const char *file;
+	char dir[CFG_PATH_MAX]; /* relative paths in the file are relative to its directory */
 	char *err;
 	size_t errlen;
 };
@@ -444,8 +447,16 @@ static int add_prop(struct ctx *c, struct cnode *n, const char *item, void *arg)
 	char err[200];
 	if (*l->n >= IKE_CONF_PROPS)
 		return fail(c, n->line, "%s: more than %d proposals", n->name, IKE_CONF_PROPS);
-	if (ike_prop_parse(item, l->protocol, &l->p[*l->n], err, sizeof(err)) != 0)
+	struct ike_proposal *p = &l->p[*l->n];
+	if (ike_prop_parse(item, l->protocol, p, err, sizeof(err)) != 0)
 		return fail(c, n->line, "%s: %s", n->name, err);
+	/* zero the transforms' padding (assigned from compound literals): the daemon fingerprints
+	 * connections byte for byte to tell on reload whether one changed */
+	for (unsigned i = 0; i < p->n_tr && i < IKE_MAX_TRANSFORMS; i++) {
+		struct ike_transform t = p->tr[i];
+		memset(&p->tr[i], 0, sizeof(p->tr[i]));
+		p->tr[i].type = t.type, p->tr[i].id = t.id, p->tr[i].key_bits = t.key_bits;
+	}
 	(*l->n)++;
 	return 0;
 }
@@ -729,12 +740,38 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 	return check_unknown(c, sec, where);
 }
 
-/* local { auth = psk; id = ... } or remote { ... } */
+/* A file named in the configuration: relative to the configuration file's directory. */
+static int parse_path(struct ctx *c, struct cnode *n, const char *item, char *out)
+{
+	int l = item[0] == '/' ? snprintf(out, CFG_PATH_MAX, "%s", item)
+				: snprintf(out, CFG_PATH_MAX, "%s/%s", c->dir, item);
+	if (l < 0 || l >= CFG_PATH_MAX)
+		return fail(c, n->line, "%s: path too long (max %d)", n->name, CFG_PATH_MAX - 1);
+	/* only regular files of sane size: a FIFO or /dev/zero would stall the parser */
+	struct stat st;
+	if (stat(out, &st) != 0)
+		return fail(c, n->line, "%s: %s: %s", n->name, out, strerror(errno));
+	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX_SIZE)
+		return fail(c, n->line, "%s: %s: not a regular file of at most %d bytes", n->name, out, CONFIG_MAX_SIZE);
+	return 0;
+}
+
+static int add_cacert(struct ctx *c, struct cnode *n, const char *item, void *arg)
+{
+	struct cfg_end *end = arg;
+	if (end->n_cacerts >= CFG_CACERTS_MAX)
+		return fail(c, n->line, "%s: at most %d files", n->name, CFG_CACERTS_MAX);
+	return parse_path(c, n, item, end->cacerts[end->n_cacerts++]);
+}
+
+/* local { auth = psk | pubkey; id = ...; certs = FILE; key = FILE } or
+ * remote { auth = psk | pubkey; id = ... | %any; cacerts = FILE[, FILE] } */
 static int section_end(struct ctx *c, struct cnode *sec, struct cfg_end *end, const char *conn_where,
 		       const char *which, const char *default_id)
 {
 	char where[160], err[200];
 	struct cnode *n;
+	bool local = !strcmp(which, "local");
 	snprintf(where, sizeof(where), "%s.%s", conn_where, which);
 	const char *id = default_id;
 	end->auth = CFG_AUTH_PSK;
@@ -746,21 +783,52 @@ static int section_end(struct ctx *c, struct cnode *sec, struct cfg_end *end, co
 			int k = parse_enum(c, n, v_);
 			if (k < 0)
 				return -1;
-			if (k == CFG_AUTH_PUBKEY)
-				return fail(c, n->line, "auth = pubkey: certificate authentication is not wired into "
-					    "batond yet; use psk");
 			end->auth = (enum cfg_auth)k;
 		}
 		if ((n = get(sec, "id"))) {
 			if (want_value(c, n))
 				return -1;
 			id = n->value;
+			end->id_line = n->line;
+		}
+		const char *files[] = {local ? "certs" : "cacerts", local ? "key" : NULL};
+		for (int k = 0; k < 2 && files[k]; k++)
+			if ((n = get(sec, files[k])) && end->auth != CFG_AUTH_PUBKEY)
+				return fail(c, n->line, "%s: only with auth = pubkey", files[k]);
+		if ((n = get(sec, local ? "cacerts" : "certs")))
+			return fail(c, n->line, local ? "cacerts: the CAs we trust for the peer go in remote { }"
+						      : "certs: the peer's certificate comes in IKE_AUTH; trust its CA "
+							"with cacerts = FILE");
+		if (local && (n = get(sec, "certs"))) {
+			if (want_value(c, n))
+				return -1;
+			if (strchr(n->value, ','))
+				return fail(c, n->line, "certs: one file (the certificate, then its intermediates)");
+			if (parse_path(c, n, n->value, end->certs))
+				return -1;
+			end->certs_line = n->line;
+		}
+		if (local && (n = get(sec, "key"))) {
+			if (want_value(c, n) || parse_path(c, n, n->value, end->key))
+				return -1;
+			end->key_line = n->line;
+		}
+		if (!local && (n = get(sec, "cacerts"))) {
+			if (for_each_item(c, n, add_cacert, end))
+				return -1;
+			end->cacerts_line = n->line;
 		}
 		if (check_unknown(c, sec, where))
 			return -1;
 	}
+	int line = sec ? sec->line : c->line_hint;
+	if (end->auth == CFG_AUTH_PUBKEY && local && !end->certs[0])
+		return fail(c, line, "%s: auth = pubkey needs certs = FILE (our certificate)", where);
+	if (end->auth == CFG_AUTH_PUBKEY && !local && !end->n_cacerts)
+		return fail(c, line, "%s: auth = pubkey needs cacerts = FILE (the CAs the peer's certificate must "
+			    "chain to)", where);
 	if (config_parse_id(id, end, err, sizeof(err)) != 0)
-		return fail(c, sec && get(sec, "id") ? get(sec, "id")->line : c->line_hint, "%s.id: %s", where, err);
+		return fail(c, end->id_line ? end->id_line : c->line_hint, "%s.id: %s", where, err);
 	return 0;
 }
 
@@ -871,6 +939,30 @@ static int parse_secret(struct ctx *c, struct cnode *n, uint8_t *out, size_t cap
 	return 0;
 }
 
+static int no_passphrase(char *buf, int size, int rw, void *u)
+{
+	(void)buf, (void)size, (void)rw, (void)u;
+	return -1;
+}
+
+/* private-NAME { file = key.pem }: a private key, for the connection whose certificate it matches. */
+static int section_private(struct ctx *c, struct cnode *x, struct cfg_secret *k, const char *where)
+{
+	struct cnode *n = get(x, "file");
+	if (!n)
+		return fail(c, x->line, "%s: file = KEY.pem is required", where);
+	if (want_value(c, n) || parse_path(c, n, n->value, k->file))
+		return -1;
+	BIO *b = BIO_new_file(k->file, "r");
+	if (b)
+		k->pkey = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+	BIO_free(b);
+	ERR_clear_error();
+	if (!k->pkey)
+		return fail(c, n->line, "file: %s: %s", k->file, b ? "no unencrypted private key (PEM)" : strerror(errno));
+	return check_unknown(c, x, where);
+}
+
 static int section_secrets(struct ctx *c, struct cnode *sec, struct bt_config *cfg)
 {
 	if (want_section(c, sec))
@@ -888,10 +980,15 @@ static int section_secrets(struct ctx *c, struct cnode *sec, struct bt_config *c
 		snprintf(where, sizeof(where), "secrets.%s", x->name);
 		if (want_section(c, x))
 			return -1;
-		if (strncmp(x->name, "ike", 3))
-			return fail(c, x->line, "%s: only ike secrets (ike-NAME { id = ..., secret = ... }) are known",
-				    where);
 		k->line = x->line;
+		if (!strncmp(x->name, "private", 7)) {
+			if (section_private(c, x, k, where))
+				return -1;
+			continue;
+		}
+		if (strncmp(x->name, "ike", 3))
+			return fail(c, x->line, "%s: only ike-NAME { id = ..., secret = ... } and private-NAME { file = "
+				    "... } are known", where);
 		for (struct cnode *n = x->child; n; n = n->next) {
 			if (!strcmp(n->name, "secret")) {
 				n->used = true;
@@ -947,6 +1044,75 @@ static int resolve_psk(struct ctx *c, struct bt_config *cfg, struct cfg_conn *co
 	return 0;
 }
 
+/* The line and name of the key that named the file an ike_cred_load error is about. */
+static int cred_err_line(const struct cfg_conn *conn, const char *err, const char **key)
+{
+	const struct cfg_end *l = &conn->local, *r = &conn->remote;
+	size_t n;
+	*key = "remote.cacerts";
+	for (unsigned i = 0; i < r->n_cacerts; i++)
+		if (!strncmp(err, r->cacerts[i], n = strlen(r->cacerts[i])) && err[n] == ':')
+			return r->cacerts_line;
+	*key = l->key_line ? "local.key" : "secrets: the private key";
+	if (l->key[0] && !strncmp(err, l->key, n = strlen(l->key)) && err[n] == ':')
+		return l->key_line ? l->key_line : l->certs_line;
+	*key = "local.certs";
+	return l->certs_line ? l->certs_line : conn->line;
+}
+
+/* Certificates of a connection with pubkey on either end: ours with its key (local.key, or the
+ * private-* secret whose public key is the certificate's), and the CAs for the peer. */
+static int resolve_cred(struct ctx *c, struct bt_config *cfg, struct cfg_conn *conn)
+{
+	struct cfg_end *l = &conn->local;
+	char err[400];
+	bool ours = l->auth == CFG_AUTH_PUBKEY;
+	if (!conn->ike || (!ours && conn->remote.auth != CFG_AUTH_PUBKEY))
+		return 0;
+	if (ours && !l->key[0]) {
+		BIO *b = BIO_new_file(l->certs, "r");
+		X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+		BIO_free(b);
+		ERR_clear_error();
+		if (!x)
+			return fail(c, l->certs_line, "certs: %s: %s", l->certs, b ? "no certificate (PEM)" : strerror(errno));
+		for (size_t i = 0; i < cfg->n_secrets && !l->key[0]; i++)
+			if (cfg->secrets[i].pkey && EVP_PKEY_eq(X509_get0_pubkey(x), cfg->secrets[i].pkey) == 1)
+				strcpy(l->key, cfg->secrets[i].file);
+		X509_free(x);
+		if (!l->key[0])
+			return fail(c, l->certs_line, "certs: no private key for %s: add key = FILE, or secrets { "
+				    "private-NAME { file = FILE } } with the key of this certificate", l->certs);
+	}
+	const char *cas[CFG_CACERTS_MAX];
+	for (unsigned i = 0; i < conn->remote.n_cacerts; i++)
+		cas[i] = conn->remote.cacerts[i];
+	if (!(conn->cred = calloc(1, sizeof(*conn->cred))))
+		return fail(c, conn->line, "out of memory");
+	if (ike_cred_load(conn->cred, ours ? l->certs : NULL, ours ? l->key : NULL, cas, conn->remote.n_cacerts, err,
+			  sizeof(err)) != 0) {
+		free(conn->cred);
+		conn->cred = NULL;
+		const char *key;
+		int line = cred_err_line(conn, err, &key);
+		return fail(c, line, "connections.%s.%s: %s", conn->name, key, err);
+	}
+	if (!ours)
+		return 0;
+	if (!l->id_line) {
+		/* as charon: without an id, we are our certificate's subject */
+		l->id_type = IKE_ID_DER_ASN1_DN;
+		l->id_len = ike_cred_own_id(conn->cred, l->id, sizeof(l->id));
+		ike_dn_str(X509_get_subject_name(conn->cred->cert), l->id_str, sizeof(l->id_str));
+		if (!l->id_len)
+			return fail(c, l->certs_line, "certs: %s: subject too long for an identity", l->certs);
+	} else if (!ike_cert_match_id(conn->cred->cert, l->id_type, l->id, l->id_len)) {
+		return fail(c, l->id_line, "id: '%s' is neither the subject nor a subjectAltName of %s", l->id_str,
+			    l->certs);
+	}
+	return 0;
+}
+
 static int interpret(struct ctx *c, struct cnode *root, struct bt_config *cfg)
 {
 	struct cnode *n;
@@ -987,7 +1153,7 @@ static int interpret(struct ctx *c, struct cnode *root, struct bt_config *cfg)
 	if (check_unknown(c, root, "the top level (expected baton, connections, policies, secrets)"))
 		return -1;
 	for (size_t i = 0; i < cfg->n_conns; i++)
-		if (resolve_psk(c, cfg, &cfg->conns[i]))
+		if (resolve_cred(c, cfg, &cfg->conns[i]) || resolve_psk(c, cfg, &cfg->conns[i]))
 			return -1;
 
 	/* cross-checks: unique SPIs per direction, reqids, policy references */
@@ -1048,7 +1214,12 @@ int config_parse(const char *text, size_t len, const char *name, struct bt_confi
 		 size_t errlen)
 {
 	struct ctx c = {.file = name, .err = err, .errlen = errlen};
+	const char *slash = strrchr(name, '/');
 	*out = NULL;
+	if (!slash)
+		strcpy(c.dir, ".");
+	else
+		snprintf(c.dir, sizeof(c.dir), "%.*s", (int)(slash == name ? 1 : slash - name), name);
 	if (len > CONFIG_MAX_SIZE) {
 		snprintf(err, errlen, "%s:1: file larger than %d bytes", name, CONFIG_MAX_SIZE);
 		return -1;
@@ -1106,6 +1277,10 @@ void config_free(struct bt_config *cfg)
 	if (!cfg)
 		return;
 	for (size_t i = 0; i < cfg->n_conns; i++) {
+		if (cfg->conns[i].cred) {
+			ike_cred_free(cfg->conns[i].cred);
+			free(cfg->conns[i].cred);
+		}
 		if (cfg->conns[i].children)
 			OPENSSL_cleanse(cfg->conns[i].children,
 					       cfg->conns[i].n_children * sizeof(*cfg->conns[i].children));
@@ -1115,6 +1290,8 @@ void config_free(struct bt_config *cfg)
 		OPENSSL_cleanse(cfg->conns, cfg->n_conns * sizeof(*cfg->conns));
 	free(cfg->conns);
 	free(cfg->policies);
+	for (size_t i = 0; cfg->secrets && i < cfg->n_secrets; i++)
+		EVP_PKEY_free(cfg->secrets[i].pkey);
 	if (cfg->secrets)
 		OPENSSL_cleanse(cfg->secrets, cfg->n_secrets * sizeof(*cfg->secrets));
 	free(cfg->secrets);

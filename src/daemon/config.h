@@ -12,7 +12,9 @@
 #include <sys/un.h>
 
 #include "esp/sa.h"
+#include "ike/ike_cert.h"
 #include "ike/ike_prop.h"
+#include "ike/ike_sa.h"
 #include "io/dataplane.h"
 #include "policy/spd.h"
 #include "policy/ts.h"
@@ -33,22 +35,36 @@ enum cfg_auth { CFG_AUTH_PSK = 0, CFG_AUTH_PUBKEY };
 enum cfg_start { CFG_START_NONE = 0, CFG_START_TRAP, CFG_START_START };
 enum cfg_dpd_action { CFG_DPD_CLEAR = 0, CFG_DPD_TRAP, CFG_DPD_RESTART };
 
+#define CFG_CACERTS_MAX 4
+#define CFG_PATH_MAX 256
+
 /* The local { } or remote { } section of an IKE connection. */
 struct cfg_end {
 	enum cfg_auth auth;
-	char id_str[128];     /* as written; "%any" for any peer */
+	char id_str[128];     /* as written; "%any" for any peer; with pubkey and no id: our subject */
 	bool id_any;
 	uint8_t id_type;      /* ike_id_type */
-	uint8_t id[128];      /* the ID payload's data */
+	uint8_t id[IKE_ID_MAX]; /* the ID payload's data */
 	size_t id_len;
+	int id_line;          /* 0: not written (the default) */
+	/* files, as paths relative to the working directory (the config file's directory applied) */
+	char certs[CFG_PATH_MAX];   /* local: our certificate, then its intermediates */
+	char key[CFG_PATH_MAX];     /* local: its private key ("" = from secrets { private-* }) */
+	char cacerts[CFG_CACERTS_MAX][CFG_PATH_MAX]; /* remote: the CAs its certificate must chain to */
+	unsigned n_cacerts;
+	int certs_line, key_line, cacerts_line;
 };
 
-/* A shared key from the secrets { } section: ike-NAME { id = ..., id-x = ..., secret = ... }. */
+/* A secret from the secrets { } section: ike-NAME { id = ..., id-x = ..., secret = ... } (a shared
+ * key), or private-NAME { file = ... } (a private key, used by the connection whose certificate it
+ * matches). */
 struct cfg_secret {
 	char ids[4][128];
 	unsigned n_ids;       /* 0: for any identity */
 	uint8_t key[128];
 	size_t key_len;
+	char file[CFG_PATH_MAX]; /* private-NAME: the key file ("" for ike-NAME) */
+	EVP_PKEY *pkey;       /* private-NAME: the key, loaded to find the certificate it belongs to */
 	int line;
 };
 
@@ -91,6 +107,8 @@ struct cfg_conn {
 	struct cfg_end local, remote;
 	uint8_t psk[128];             /* from secrets, when either end authenticates with psk */
 	size_t psk_len;
+	struct ike_cred *cred;        /* owned: our certificate and key (local pubkey) and the peer's CAs
+				       * (remote pubkey), loaded with the file; NULL with psk on both ends */
 	uint64_t dpd_delay;           /* seconds, 0 = no liveness checks */
 	uint64_t ike_rekey_time;      /* seconds; rekey_time of the connection */
 	bool fragmentation;           /* RFC 7383, default yes */

@@ -45,6 +45,8 @@ struct ike_sess {
 	char conn[BT_NAME_MAX], child[BT_NAME_MAX];
 	uint8_t conf_fp[32];         /* what the configuration said, to notice changes on reload */
 	struct ike_sa sa;
+	struct ike_cred cred;        /* our references to the connection's certificates (sa.conf.cred),
+				      * so that a reload that frees the configuration leaves them alone */
 	uint64_t local_key;          /* our SPI, once known (0: not in the local table) */
 	uint64_t old_key;            /* our SPI of the rekeyed IKE SA until its delete completes */
 	bool in_peer_table;
@@ -208,6 +210,10 @@ static int conf_from(const struct bt_config *cfg, const struct cfg_conn *c, cons
 	k->peer_id_type = c->remote.id_type;
 	memcpy(k->peer_id, c->remote.id, c->remote.id_len);
 	k->peer_id_len = c->remote.id_len;
+	k->auth = c->local.auth == CFG_AUTH_PUBKEY ? IKE_AUTHBY_PUBKEY : IKE_AUTHBY_PSK;
+	k->peer_auth = c->remote.auth == CFG_AUTH_PUBKEY ? IKE_AUTHBY_PUBKEY : IKE_AUTHBY_PSK;
+	k->peer_id_any = c->remote.auth == CFG_AUTH_PUBKEY && c->remote.id_any; /* any ID its certificate holds */
+	k->cred = c->cred;
 	memcpy(k->local_ts, ch->local_ts, sizeof(k->local_ts));
 	memcpy(k->remote_ts, ch->remote_ts, sizeof(k->remote_ts));
 	k->n_local_ts = ch->n_local_ts, k->n_remote_ts = ch->n_remote_ts;
@@ -219,7 +225,20 @@ static void fingerprint(const struct cfg_conn *c, const struct cfg_child *ch, co
 	EVP_MD_CTX *x = EVP_MD_CTX_new();
 	unsigned l = 32;
 	EVP_DigestInit_ex(x, EVP_sha256(), NULL);
-	EVP_DigestUpdate(x, k, sizeof(*k));
+	struct ike_conf t;
+	memcpy(&t, k, sizeof(t)); /* with its padding: k was zeroed first, an assignment may not copy it */
+	t.cred = NULL;            /* the certificates by content: a reload loads them anew */
+	EVP_DigestUpdate(x, &t, sizeof(t));
+	OPENSSL_cleanse(&t, sizeof(t));
+	if (k->cred) {
+		uint8_t md[EVP_MAX_MD_SIZE];
+		unsigned ml;
+		if (k->cred->cert && X509_digest(k->cred->cert, EVP_sha256(), md, &ml))
+			EVP_DigestUpdate(x, md, ml);
+		for (int i = 0; i < sk_X509_num(k->cred->cas); i++)
+			if (X509_digest(sk_X509_value(k->cred->cas, i), EVP_sha256(), md, &ml))
+				EVP_DigestUpdate(x, md, ml);
+	}
 	EVP_DigestUpdate(x, c->local_addrs, sizeof(c->local_addrs));
 	EVP_DigestUpdate(x, c->remote_addrs, sizeof(c->remote_addrs));
 	EVP_DigestUpdate(x, &c->encap, sizeof(c->encap));
@@ -623,6 +642,14 @@ static struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, co
 		return NULL;
 	}
 	s->m = m;
+	if (k.cred && ike_cred_ref(&s->cred, k.cred) != 0) {
+		free(s);
+		OPENSSL_cleanse(&k, sizeof(k));
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (k.cred)
+		k.cred = &s->cred;
 	snprintf(s->conn, sizeof(s->conn), "%s", c->name);
 	snprintf(s->child, sizeof(s->child), "%s", ch->name);
 	fingerprint(c, ch, &k, s->conf_fp);
@@ -665,6 +692,7 @@ static void sess_free(struct ike_sess *s)
 	m->n_sess--;
 	free(s->req);
 	ike_sa_free(&s->sa);
+	ike_cred_free(&s->cred);
 	free(s);
 }
 
@@ -1419,6 +1447,15 @@ json_t *ike_mgr_list(struct daemon *d)
 			json_object_set_new(o, "established_s", json_real(now_s(m) - s->established));
 		if (s->established)
 			json_object_set_new(o, "setup_ms", json_real((s->established - s->started) * 1000));
+		if (s->sa.state == IKE_ST_ESTABLISHED && s->sa.peer_id_len) { /* as the peer authenticated */
+			char id[512];
+			json_object_set_new(o, "peer_id", json_string(ike_id_str(s->sa.peer_id_type, s->sa.peer_id,
+										  s->sa.peer_id_len, id, sizeof(id))));
+			json_object_set_new(o, "peer_auth", json_string(s->sa.peer_cert ? "pubkey" : "psk"));
+			if (s->sa.peer_cert)
+				json_object_set_new(o, "peer_cert", json_string(ike_dn_str(X509_get_subject_name(s->sa.peer_cert),
+											   id, sizeof(id))));
+		}
 		if (s->installed) {
 			ike_prop_name(&s->sa.esp_chosen, eprop, sizeof(eprop));
 			char in[16], out[16];

@@ -2,6 +2,7 @@
  * RFC 7296 method 1, RFC 4754), SIGNATURE_HASH_ALGORITHMS, CERT/CERTREQ bodies, peer checks. */
 #include "ike/ike_cert.h"
 
+#include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
@@ -174,6 +175,8 @@ int ike_cred_load(struct ike_cred *c, const char *cert_file, const char *key_fil
 		  size_t n_ca, char *err, size_t err_len)
 {
 	memset(c, 0, sizeof(*c));
+	if (!cert_file)
+		goto cas; /* only CAs: we authenticate otherwise but verify the peer's certificate */
 	STACK_OF(X509) *sk = read_certs(cert_file, err, err_len);
 	if (!sk)
 		goto fail;
@@ -202,6 +205,7 @@ int ike_cred_load(struct ike_cred *c, const char *cert_file, const char *key_fil
 		goto fail;
 	}
 
+cas:
 	c->cas = sk_X509_new_null();
 	c->trust = X509_STORE_new();
 	if (!c->cas || !c->trust) {
@@ -227,6 +231,31 @@ int ike_cred_load(struct ike_cred *c, const char *cert_file, const char *key_fil
 fail:
 	ike_cred_free(c);
 	return -1;
+}
+
+/* A copy of each stack with every certificate's reference count raised. */
+static STACK_OF(X509) *stack_ref(STACK_OF(X509) *sk)
+{
+	STACK_OF(X509) *d = sk ? sk_X509_dup(sk) : NULL;
+	for (int i = 0; d && i < sk_X509_num(d); i++)
+		X509_up_ref(sk_X509_value(d, i));
+	return d;
+}
+
+int ike_cred_ref(struct ike_cred *dst, const struct ike_cred *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	if ((src->cert && !X509_up_ref(src->cert)) || (src->key && !EVP_PKEY_up_ref(src->key)) ||
+	    (src->trust && !X509_STORE_up_ref(src->trust)))
+		return -1; /* cannot fail with OpenSSL 3's atomic counters */
+	dst->cert = src->cert, dst->key = src->key, dst->trust = src->trust, dst->rsa_pss = src->rsa_pss;
+	dst->chain = stack_ref(src->chain);
+	dst->cas = stack_ref(src->cas);
+	if ((src->chain && !dst->chain) || (src->cas && !dst->cas)) {
+		ike_cred_free(dst);
+		return -1;
+	}
+	return 0;
 }
 
 void ike_cred_free(struct ike_cred *c)
@@ -594,4 +623,78 @@ bool ike_cert_match_id(X509 *cert, uint8_t id_type, const void *id, size_t id_le
 	}
 	ERR_clear_error();
 	return ok;
+}
+
+bool ike_dn_eq(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
+{
+	const uint8_t *pa = a, *pb = b;
+	X509_NAME *na = d2i_X509_NAME(NULL, &pa, (long)a_len), *nb = d2i_X509_NAME(NULL, &pb, (long)b_len);
+	bool eq = na && nb && pa == a + a_len && pb == b + b_len && X509_NAME_cmp(na, nb) == 0;
+	X509_NAME_free(na);
+	X509_NAME_free(nb);
+	ERR_clear_error();
+	return eq;
+}
+
+/* --- showing identities ------------------------------------------------------------------------ */
+
+char *ike_dn_str(const X509_NAME *name, char *out, size_t cap)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p;
+	long l;
+	out[0] = 0;
+	if (!b)
+		return out;
+	if (X509_NAME_print_ex(b, name, 0, XN_FLAG_SEP_CPLUS_SPC | XN_FLAG_FN_SN | ASN1_STRFLGS_UTF8_CONVERT |
+						  ASN1_STRFLGS_ESC_CTRL) >= 0 &&
+	    (l = BIO_get_mem_data(b, &p)) >= 0 && (size_t)l < cap) {
+		memcpy(out, p, (size_t)l);
+		out[l] = 0;
+	}
+	BIO_free(b);
+	return out;
+}
+
+char *ike_id_str(uint8_t id_type, const uint8_t *id, size_t id_len, char *out, size_t cap)
+{
+	out[0] = 0;
+	switch (id_type) {
+	case IKE_ID_IPV4:
+	case IKE_ID_IPV6:
+		if (id_len == (id_type == IKE_ID_IPV4 ? 4u : 16u) &&
+		    inet_ntop(id_type == IKE_ID_IPV4 ? AF_INET : AF_INET6, id, out, (socklen_t)cap))
+			return out;
+		break;
+	case IKE_ID_FQDN:
+	case IKE_ID_RFC822: {
+		bool printable = id_len < cap;
+		for (size_t i = 0; printable && i < id_len; i++)
+			printable = id[i] >= 0x20 && id[i] < 0x7f;
+		if (printable) {
+			memcpy(out, id, id_len);
+			out[id_len] = 0;
+			return out;
+		}
+		break;
+	}
+	case IKE_ID_DER_ASN1_DN: {
+		const unsigned char *p = id;
+		X509_NAME *n = d2i_X509_NAME(NULL, &p, (long)id_len);
+		ERR_clear_error();
+		if (n) {
+			ike_dn_str(n, out, cap);
+			X509_NAME_free(n);
+			if (out[0])
+				return out;
+		}
+		break;
+	}
+	}
+	if (cap < 3)
+		return out;
+	strcpy(out, "@#");
+	for (size_t i = 0; i < id_len && 2 + 2 * i + 2 < cap; i++)
+		snprintf(out + 2 + 2 * i, 3, "%02x", id[i]);
+	return out;
 }

@@ -53,6 +53,12 @@ struct ike_cred {
  * and what failed into err. */
 int ike_cred_load(struct ike_cred *c, const char *cert_file, const char *key_file, const char *const *ca_files,
 		  size_t n_ca, char *err, size_t err_len);
+/* Without cert_file (and key_file NULL) only the CAs are loaded: for a side that authenticates
+ * with a shared key but verifies the peer's certificate. */
+/* Make dst share src's certificates, key and trust store (reference counts raised), so that dst
+ * outlives src: a session keeps its credentials across a reload that frees the configuration.
+ * Returns 0 or -1 (out of memory, dst left empty). ike_cred_free releases dst's references. */
+int ike_cred_ref(struct ike_cred *dst, const struct ike_cred *src);
 /* Free everything; OpenSSL clears private key material as it frees it. Safe on a zeroed struct. */
 void ike_cred_free(struct ike_cred *c);
 
@@ -122,5 +128,17 @@ int ike_cert_verify_chain(const struct ike_cred *c, X509 *peer, STACK_OF(X509) *
  * (canonical comparison), ID_FQDN / ID_RFC822_ADDR / ID_IPV4_ADDR / ID_IPV6_ADDR against a
  * subjectAltName entry of that kind (exact, no wildcards, never the subject CN). */
 bool ike_cert_match_id(X509 *cert, uint8_t id_type, const void *id, size_t id_len);
+
+/* Do two DER DNs name the same entity (X.520 comparison as OpenSSL canonicalises it: string types,
+ * letter case and repeated spaces aside)? False if either does not parse. */
+bool ike_dn_eq(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len);
+
+/* --- showing identities ---------------------------------------------------------------------- */
+
+/* A DN as strongSwan prints it: "C=CH, O=baton, CN=gw". Returns out ("" if it does not fit). */
+char *ike_dn_str(const X509_NAME *name, char *out, size_t cap);
+/* An ID payload's data as strongSwan writes identities: an address, a name, user@domain, a DN,
+ * or @#hex for key IDs and unknown types. Returns out. */
+char *ike_id_str(uint8_t id_type, const uint8_t *id, size_t id_len, char *out, size_t cap);
 
 #endif

@@ -273,6 +273,10 @@ static size_t id_body(const struct ike_sa *sa, uint8_t *out)
 
 static bool peer_id_ok(const struct ike_sa *sa, const struct ike_id_payload *id)
 {
+	/* a DN as configured may use other string types than the peer's certificate (as charon, compare
+	 * names, not bytes) */
+	if (id->type == IKE_ID_DER_ASN1_DN && sa->conf.peer_id_type == IKE_ID_DER_ASN1_DN)
+		return ike_dn_eq(id->data, id->len, sa->conf.peer_id, sa->conf.peer_id_len);
 	return id->type == sa->conf.peer_id_type && id->len == sa->conf.peer_id_len &&
 	       !memcmp(id->data, sa->conf.peer_id, id->len);
 }

@@ -10,6 +10,9 @@
 
 #include "daemon/config.h"
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #define KEY16 "0x00112233445566778899aabbccddeeff"
 #define KEY20 "0x00112233445566778899aabbccddeeff01020304"
 #define KEY32 KEY16 "00112233445566778899aabbccddeeff"
@@ -231,11 +234,163 @@ static void test_bad(void **state)
 	assert_non_null(strstr(err, "cannot open"));
 }
 
+/* Certificates: files relative to the configuration file, which we place in the test PKI's folder. */
+static const char *cert_conf =
+	"connections {\n"                                   /* 1 */
+	"    gw {\n"                                        /* 2 */
+	"        local_addrs = 172.16.0.1\n"                /* 3 */
+	"        remote_addrs = 172.16.0.2\n"               /* 4 */
+	"        proposals = aes128gcm16-prfsha256-x25519\n" /* 5 */
+	"        local {\n"                                 /* 6 */
+	"            auth = pubkey\n"                       /* 7 */
+	"            certs = rsa.pem\n"                     /* 8 */
+	"            key = rsa.key\n"                       /* 9 */
+	"        }\n"                                       /* 10 */
+	"        remote {\n"                                /* 11 */
+	"            auth = pubkey\n"                       /* 12 */
+	"            id = %any\n"                           /* 13 */
+	"            cacerts = ca-rsa.pem, ca-ec.pem\n"     /* 14 */
+	"        }\n"                                       /* 15 */
+	"        children {\n"                              /* 16 */
+	"            net {\n"                               /* 17 */
+	"                local_ts = 10.1.0.0/24\n"          /* 18 */
+	"                remote_ts = 10.2.0.0/24\n"         /* 19 */
+	"                esp_proposals = aes128gcm16\n"     /* 20 */
+	"            }\n"                                   /* 21 */
+	"        }\n"                                       /* 22 */
+	"    }\n"                                           /* 23 */
+	"}\n"                                              /* 24 */
+	"secrets {\n"                                      /* 25 */
+	"    private-other {\n"                            /* 26 */
+	"        file = p384.key\n"                        /* 27 */
+	"    }\n"                                          /* 28 */
+	"}\n";                                             /* 29 */
+
+static const char *certs_dir(void)
+{
+	static char dir[512];
+	const char *src = getenv("BATON_SRC");
+	snprintf(dir, sizeof(dir), "%s/tests/unit/data/certs", src ? src : ".");
+	return dir;
+}
+
+static char *cert_variant(const char *from, const char *to)
+{
+	static char buf[8192];
+	const char *p = strstr(cert_conf, from);
+	assert_non_null(p);
+	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(p - cert_conf), cert_conf, to, p + strlen(from));
+	return buf;
+}
+
+static int parse_in_certs(const char *text, struct bt_config **cfg, char *err, size_t errlen)
+{
+	char name[600];
+	snprintf(name, sizeof(name), "%s/c.conf", certs_dir());
+	int rc = config_parse(text, strlen(text), name, cfg, err, errlen);
+	if (rc) { /* messages name the file as given: keep only the part after the folder */
+		size_t l = strlen(certs_dir()) + 1;
+		memmove(err, err + l, strlen(err + l) + 1);
+	}
+	return rc;
+}
+
+static void test_certs(void **state)
+{
+	struct bt_config *cfg;
+	char err[512];
+	if (parse_in_certs(cert_conf, &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	struct cfg_conn *c = &cfg->conns[0];
+	assert_int_equal(c->local.auth, CFG_AUTH_PUBKEY);
+	assert_non_null(c->cred);
+	assert_non_null(c->cred->cert);
+	assert_non_null(c->cred->key);
+	assert_int_equal(sk_X509_num(c->cred->cas), 2);
+	/* no id: the certificate's subject */
+	assert_int_equal(c->local.id_type, IKE_ID_DER_ASN1_DN);
+	assert_string_equal(c->local.id_str, "C=XX, O=Baton Test, CN=rsa");
+	assert_true(c->remote.id_any);
+	assert_int_equal(c->psk_len, 0);
+	config_free(cfg);
+
+	/* the key from secrets { private-* } that matches the certificate; an FQDN id from its SANs */
+	const char *t = cert_variant("            key = rsa.key\n", "            id = @gw.baton.test\n");
+	char both[8192];
+	snprintf(both, sizeof(both), "%s", t);
+	char *sec = strstr(both, "secrets {\n");
+	snprintf(sec, sizeof(both) - (size_t)(sec - both),
+		 "secrets {\n    private-other {\n        file = p384.key\n    }\n    private-gw {\n        file = rsa.key\n"
+		 "    }\n}\n");
+	if (parse_in_certs(both, &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	c = &cfg->conns[0];
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(c->cred->cert), c->cred->key), 1);
+	assert_int_equal(c->local.id_type, IKE_ID_FQDN);
+	assert_int_equal(c->local.id_len, strlen("gw.baton.test"));
+	config_free(cfg);
+
+	/* psk here, a certificate from the peer: only the CAs are loaded */
+	t = cert_variant("            auth = pubkey\n            certs = rsa.pem\n            key = rsa.key\n",
+			 "            auth = psk\n");
+	snprintf(both, sizeof(both), "%s", t);
+	sec = strstr(both, "secrets {\n");
+	snprintf(sec, sizeof(both) - (size_t)(sec - both), "secrets {\n    ike-x {\n        secret = abc\n    }\n}\n");
+	if (parse_in_certs(both, &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	c = &cfg->conns[0];
+	assert_non_null(c->cred);
+	assert_null(c->cred->cert);
+	assert_int_equal(sk_X509_num(c->cred->cas), 2);
+	assert_int_equal(c->psk_len, 3);
+	config_free(cfg);
+}
+
+static void test_certs_bad(void **state)
+{
+	static const struct {
+		const char *from, *to, *want, *why;
+	} v[] = {
+		{"certs = rsa.pem", "certs = missing.pem", "c.conf:8: certs: ", "missing.pem: No such file"},
+		{"certs = rsa.pem", "certs = octets.bin", "c.conf:8: connections.gw.local.certs: ", "octets.bin: no certificate"},
+		{"key = rsa.key", "key = p256.key", "c.conf:9: connections.gw.local.key: ", "p256.key: key does not match the certificate"},
+		{"key = rsa.key", "key = missing.key", "c.conf:9: key: ", "missing.key: No such file"},
+		{"key = rsa.key", "key = rsa.pem", "c.conf:9: connections.gw.local.key: ", "rsa.pem: no unencrypted private key"},
+		{"cacerts = ca-rsa.pem, ca-ec.pem", "cacerts = ca-rsa.pem, nope.pem", "c.conf:14: cacerts: ", "nope.pem: No such file"},
+		{"cacerts = ca-rsa.pem, ca-ec.pem", "cacerts = ca-rsa.pem, rsa.key", "c.conf:14: connections.gw.remote.cacerts: ", "rsa.key: no certificate"},
+		{"certs = rsa.pem", "certs = /dev/zero", "c.conf:8: certs: ", "not a regular file"},
+		{"certs = rsa.pem", "certs = .", "c.conf:8: certs: ", "not a regular file"},
+		{"            key = rsa.key\n", "", "c.conf:8: certs: no private key for ", "rsa.pem: add key = FILE"},
+		{"file = p384.key", "file = nope.key", "c.conf:27: file: ", "nope.key: No such file"},
+		{"file = p384.key", "file = p384.pem", "c.conf:27: file: ", "p384.pem: no unencrypted private key"},
+		{"            certs = rsa.pem\n", "", "c.conf:6: connections.gw.local: auth = pubkey needs certs", ""},
+		{"            cacerts = ca-rsa.pem, ca-ec.pem\n", "", "c.conf:11: connections.gw.remote: auth = pubkey needs cacerts", ""},
+		{"            id = %any\n", "            id = %any\n            certs = rsa.pem\n", "c.conf:14: certs: the peer's certificate", ""},
+		{"            key = rsa.key\n", "            key = rsa.key\n            id = @p256.baton.test\n",
+		 "c.conf:10: id: '@p256.baton.test' is neither the subject nor a subjectAltName", "rsa.pem"},
+		{"            auth = pubkey\n            id = %any", "            auth = psk\n            id = %any",
+		 "c.conf:14: cacerts: only with auth = pubkey", ""},
+		{"certs = rsa.pem", "certs = rsa.pem, p256.pem", "c.conf:8: certs: one file", ""},
+		{"private-other", "public-other", "c.conf:26: secrets.public-other: only ike-NAME", ""},
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		struct bt_config *cfg = NULL;
+		char err[512];
+		if (parse_in_certs(cert_variant(v[i].from, v[i].to), &cfg, err, sizeof(err)) == 0)
+			fail_msg("case %zu (%s): accepted", i, v[i].to);
+		if (strncmp(err, v[i].want, strlen(v[i].want)) != 0 || !strstr(err, v[i].why))
+			fail_msg("case %zu: got '%s', want '%s...%s'", i, err, v[i].want, v[i].why);
+		assert_null(cfg);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_certs),
+		cmocka_unit_test(test_certs_bad),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

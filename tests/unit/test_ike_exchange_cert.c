@@ -253,6 +253,18 @@ static void test_ecdsa_rsa_fqdn(void **state)
 	run(&p, &ci, &cr, NOW);
 	established(&p);
 	done(&p);
+	/* ... also written with other string types and letter case (PrintableString, as strongSwan's
+	 * pki encodes DNs, where openssl wrote UTF8String) */
+	X509_NAME *nm = X509_NAME_new();
+	X509_NAME_add_entry_by_txt(nm, "C", V_ASN1_PRINTABLESTRING, (const unsigned char *)"XX", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(nm, "O", V_ASN1_PRINTABLESTRING, (const unsigned char *)"baton  TEST", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(nm, "CN", V_ASN1_PRINTABLESTRING, (const unsigned char *)"RSA", -1, -1, 0);
+	uint8_t *q = ci.peer_id;
+	ci.peer_id_len = (size_t)i2d_X509_NAME(nm, &q);
+	X509_NAME_free(nm);
+	run(&p, &ci, &cr, NOW);
+	established(&p);
+	done(&p);
 	/* ... and the wrong DN fails the initiator (the responder had already established) */
 	ci.peer_id_len = ike_cred_own_id(&p256, ci.peer_id, sizeof(ci.peer_id));
 	run(&p, &ci, &cr, NOW);
