@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_ike_cert.sh — IKEv2 with certificates between real daemons on the bed h1 — g1 ==== g2 — h2:
-#  baton <-> baton: RSA-4096 (a chain made here, large enough that IKE_AUTH over UDP 4500 is
-#  IP-fragmented on the veth's 1500 MTU) against Ed25519 (key from secrets { private-* }, an FQDN
+#  baton <-> baton: RSA-4096 (a chain made here, large enough that IKE_AUTH goes out in RFC 7383
+#  fragments at the default fragment_size of 1280) against Ed25519 (key from secrets { private-* }, an FQDN
 #  id, remote id %any); ECDSA with an intermediate sent in CERT, the peer named by its DN; the
 #  authenticated identities in list-sas; a reload keeps the SA and a new one comes up after it; a
 #  certificate from a CA the responder does not trust is refused (AUTHENTICATION_FAILED, nothing
@@ -101,8 +101,12 @@ check "the responder (remote id %any) shows the initiator's subject DN" \
 check "batonctl list-sas prints the peer" eval "tb_ctl g2 list-sas | grep -F '  peer: $DN_BIG (pubkey, certificate $DN_BIG)'"
 check "ping h1 -> h2 through the negotiated SA" ping_ok h1 10.2.0.2
 tb_capture_stop "$TB_CAP_PID"
-frags() { tshark -r "$TB_DIR/auth.pcap" -Y "ip.src == 172.16.0.1 && ip.flags.mf == 1" 2>/dev/null | wc -l; }
-check "IKE_AUTH with the RSA-4096 certificate was IP-fragmented on the way (and arrived)" test "$(frags)" -ge 1
+ipfrags() { tshark -r "$TB_DIR/auth.pcap" -Y "ip.src == 172.16.0.1 && ip.flags.mf == 1" 2>/dev/null | wc -l; }
+skf() { tshark -r "$TB_DIR/auth.pcap" -Y "ip.src == 172.16.0.1 && isakmp.nextpayload == 53" 2>/dev/null | wc -l; }
+check "IKE_AUTH with the RSA-4096 certificate went out as RFC 7383 fragments ($(skf) SKF messages), not IP fragments" \
+    test "$(skf)" -ge 2 -a "$(ipfrags)" = 0
+check "... and the engine counted them ($(ike_sa g1 "s['fragments_sent']") sent, $(ike_sa g2 "s['fragments_received']") reassembled)" \
+    test "$(ike_sa g1 "s['fragments_sent']")" -ge 2 -a "$(ike_sa g2 "s['fragments_received']")" -ge 2
 echo "       (largest IKE message from g1: $(tshark -r "$TB_DIR/auth.pcap" -Y "ip.src == 172.16.0.1 && udp.port == 4500" \
     -T fields -e udp.length 2>/dev/null | sort -n | tail -1) bytes of UDP)"
 check "reload of the same file keeps the IKE SA" tb_ctl g1 load
