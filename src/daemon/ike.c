@@ -45,8 +45,7 @@ struct ike_sess {
 	char conn[BT_NAME_MAX], child[BT_NAME_MAX];
 	uint8_t conf_fp[32];         /* what the configuration said, to notice changes on reload */
 	struct ike_sa sa;
-	struct ike_cred cred;        /* our references to the connection's certificates (sa.conf.cred),
-				      * so that a reload that frees the configuration leaves them alone */
+	struct conf_ref *cref;       /* the configuration the engine borrows (sa.conf), shared */
 	uint64_t local_key;          /* our SPI, once known (0: not in the local table) */
 	uint64_t old_key;            /* our SPI of the rekeyed IKE SA until its delete completes */
 	bool in_peer_table;
@@ -68,7 +67,21 @@ struct ike_sess {
 	bool half_open, closing;
 };
 
+/* One engine configuration, shared by every session of a connection/child with the same
+ * fingerprint; it holds its own references to the certificates, so a reload can free the old
+ * configuration while sessions go on. */
+struct conf_ref {
+	struct conf_ref *next;
+	unsigned refs;
+	uint8_t fp[32];
+	struct ike_cred cred;
+	struct ike_conf conf;
+};
+
+#define CONF_BUCKETS 4096
+
 struct ike_mgr {
+	struct conf_ref *confs[CONF_BUCKETS];
 	struct daemon *d;
 	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *by_old[SESS_BUCKETS], *all;
 	size_t n_sess, n_half_open;
@@ -523,7 +536,7 @@ static void install_next(struct ike_sess *s, bool we_started)
 {
 	struct ike_mgr *m = s->m;
 	struct esp_sa *sa[2];
-	if (!s->installed || build_sas(s, &s->sa.next_child, sa) != 0 || dp_sa_add(m->d->dp, sa[0]) != 0) {
+	if (!s->installed || !s->sa.next_child || build_sas(s, s->sa.next_child, sa) != 0 || dp_sa_add(m->d->dp, sa[0]) != 0) {
 		bt_err("IKE %s: cannot install the rekeyed Child SA", s->conn);
 		if (sa[0] && !s->installed)
 			free_sa(sa[0]);
@@ -630,6 +643,53 @@ static void rtx_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void dpd_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void ka_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
+static size_t conf_bucket(const uint8_t fp[32])
+{
+	return ((size_t)fp[0] << 8 | fp[1]) % CONF_BUCKETS;
+}
+
+/* The shared engine configuration with this fingerprint, made from k if there is none yet. */
+static struct conf_ref *conf_get(struct ike_mgr *m, const struct ike_conf *k, const uint8_t fp[32])
+{
+	struct conf_ref **b = &m->confs[conf_bucket(fp)];
+	for (struct conf_ref *r = *b; r; r = r->next)
+		if (!memcmp(r->fp, fp, 32)) {
+			r->refs++;
+			return r;
+		}
+	struct conf_ref *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->conf = *k;
+	if (k->cred) {
+		if (ike_cred_ref(&r->cred, k->cred) != 0) {
+			OPENSSL_cleanse(r, sizeof(*r));
+			free(r);
+			return NULL;
+		}
+		r->conf.cred = &r->cred;
+	}
+	ike_conf_finish(&r->conf);
+	memcpy(r->fp, fp, 32);
+	r->refs = 1;
+	r->next = *b, *b = r;
+	return r;
+}
+
+static void conf_put(struct ike_mgr *m, struct conf_ref *r)
+{
+	if (!r || --r->refs)
+		return;
+	for (struct conf_ref **b = &m->confs[conf_bucket(r->fp)]; *b; b = &(*b)->next)
+		if (*b == r) {
+			*b = r->next;
+			break;
+		}
+	ike_cred_free(&r->cred);
+	OPENSSL_cleanse(r, sizeof(*r));
+	free(r);
+}
+
 static struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, const struct cfg_child *ch,
 				 bool initiator, char *err, size_t errlen)
 {
@@ -638,23 +698,22 @@ static struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, co
 		return NULL;
 	struct ike_sess *s = calloc(1, sizeof(*s));
 	if (!s) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	s->m = m;
-	if (k.cred && ike_cred_ref(&s->cred, k.cred) != 0) {
-		free(s);
 		OPENSSL_cleanse(&k, sizeof(k));
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (k.cred)
-		k.cred = &s->cred;
+	s->m = m;
+	fingerprint(c, ch, &k, s->conf_fp);
+	s->cref = conf_get(m, &k, s->conf_fp);
+	OPENSSL_cleanse(&k, sizeof(k));
+	if (!s->cref) {
+		free(s);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	snprintf(s->conn, sizeof(s->conn), "%s", c->name);
 	snprintf(s->child, sizeof(s->child), "%s", ch->name);
-	fingerprint(c, ch, &k, s->conf_fp);
-	ike_sa_init(&s->sa, &k, initiator, &rng);
-	OPENSSL_cleanse(&k, sizeof(k));
+	ike_sa_init(&s->sa, &s->cref->conf, initiator, &rng);
 	ev_timer_init(&s->rtx, rtx_cb, 1, 0);
 	ev_timer_init(&s->dpd, dpd_cb, 1, 0);
 	ev_timer_init(&s->ka, ka_cb, m->d->cfg->keepalive_s, m->d->cfg->keepalive_s);
@@ -692,7 +751,7 @@ static void sess_free(struct ike_sess *s)
 	m->n_sess--;
 	free(s->req);
 	ike_sa_free(&s->sa);
-	ike_cred_free(&s->cred);
+	conf_put(m, s->cref);
 	free(s);
 }
 
@@ -1021,7 +1080,7 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		if (before == IKE_ST_INIT_SENT && after == IKE_ST_AUTH_SENT) {
 			link_local(s, s->sa.spi_i);
 			/* NAT traversal: IKE_AUTH and ESP go to port 4500 (RFC 7296 2.23) */
-			if (!s->natt && (s->sa.nat_local || s->sa.nat_remote || s->sa.conf.force_encap)) {
+			if (!s->natt && (s->sa.nat_local || s->sa.nat_remote || s->sa.conf->force_encap)) {
 				s->natt = true;
 				s->lport = dp_udp_port(m->d->dp);
 				s->rport = ESP_UDP_PORT;

@@ -17,13 +17,20 @@ const char *ike_state_name(enum ike_state s)
 	return (unsigned)s < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
 }
 
-void ike_sa_init(struct ike_sa *sa, const struct ike_conf *conf, bool initiator, const struct ike_rng *rng)
+/* The decrypted chain of a message reassembled from fragments, while ike_process handles it. */
+static __thread struct ike_chain pre_in;
+
+static void drop_child(struct ike_child **c)
 {
-	memset(sa, 0, sizeof(*sa));
-	sa->conf = *conf;
-	sa->initiator = initiator;
-	sa->rng = *rng;
-	struct ike_conf *c = &sa->conf;
+	if (*c) {
+		OPENSSL_cleanse(*c, sizeof(**c));
+		free(*c);
+		*c = NULL;
+	}
+}
+
+void ike_conf_finish(struct ike_conf *c)
+{
 	if (!c->n_ike_props) {
 		struct ike_proposal *p = &c->ike_props[c->n_ike_props++];
 		p->protocol = IKE_PROTO_IKE;
@@ -46,9 +53,19 @@ void ike_sa_init(struct ike_sa *sa, const struct ike_conf *conf, bool initiator,
 		c->id_type = IKE_ID_DER_ASN1_DN;
 		c->id_len = ike_cred_own_id(c->cred, c->id, sizeof(c->id));
 	}
+}
+
+void ike_sa_init(struct ike_sa *sa, struct ike_conf *conf, bool initiator, const struct ike_rng *rng)
+{
+	memset(sa, 0, sizeof(*sa));
+	ike_conf_finish(conf);
+	sa->conf = conf;
+	sa->initiator = initiator;
+	sa->rng = *rng;
+	sa->suite = conf->ike, sa->prf = conf->prf;
 	/* the first key exchange uses the first group of the first proposal */
-	const struct ike_transform *g = ike_prop_get(&c->ike_props[0], IKE_TR_DH);
-	c->dh = g ? g->id : 0;
+	const struct ike_transform *g = ike_prop_get(&conf->ike_props[0], IKE_TR_DH);
+	sa->group = g ? g->id : 0;
 }
 
 /* Take the IKE SA's transforms from a chosen proposal. */
@@ -57,8 +74,8 @@ static void use_ike_choice(struct ike_sa *sa, const struct ike_proposal *p)
 	const struct ike_transform *e = ike_prop_get(p, IKE_TR_ENCR), *i = ike_prop_get(p, IKE_TR_INTEG),
 				   *f = ike_prop_get(p, IKE_TR_PRF);
 	sa->ike_chosen = *p;
-	sa->conf.ike = (struct ike_sk_suite){e ? e->id : 0, e ? e->key_bits : 0, i ? i->id : IKE_INTEG_NONE};
-	sa->conf.prf = f ? f->id : 0;
+	sa->suite = (struct ike_sk_suite){e ? e->id : 0, e ? e->key_bits : 0, i ? i->id : IKE_INTEG_NONE};
+	sa->prf = f ? f->id : 0;
 }
 
 void ike_sa_set_endpoints(struct ike_sa *sa, const struct bt_addr *local, uint16_t local_port,
@@ -77,6 +94,8 @@ void ike_sa_free(struct ike_sa *sa)
 	free(sa->info_req);
 	ike_dh_free(sa->ccs_dh);
 	free(sa->old_ike.last_resp);
+	drop_child(&sa->next_child);
+	drop_child(&sa->old_child);
 	if (sa->reasm) {
 		ike_frag_reasm_clear(sa->reasm);
 		free(sa->reasm);
@@ -86,6 +105,7 @@ void ike_sa_free(struct ike_sa *sa)
 }
 
 static int rnd(struct ike_sa *sa, void *buf, size_t len) { return sa->rng.fill(sa->rng.arg, buf, len); }
+
 
 static uint8_t *dup_bytes(const uint8_t *p, size_t n)
 {
@@ -108,8 +128,8 @@ struct proposal_list {
 	const struct ike_proposal *p;
 	unsigned n;
 };
-#define IKE_PROPS(sa) ((struct proposal_list){(sa)->conf.ike_props, (sa)->conf.n_ike_props})
-#define ESP_PROPS(sa) ((struct proposal_list){(sa)->conf.esp_props, (sa)->conf.n_esp_props})
+#define IKE_PROPS(sa) ((struct proposal_list){(sa)->conf->ike_props, (sa)->conf->n_ike_props})
+#define ESP_PROPS(sa) ((struct proposal_list){(sa)->conf->esp_props, (sa)->conf->n_esp_props})
 
 static void put_spi(struct ike_proposal *p, uint32_t spi)
 {
@@ -201,8 +221,8 @@ static int derive_ike(struct ike_sa *sa, const uint8_t *peer_ke, size_t peer_ke_
 	uint8_t g_ir[512];
 	size_t gl = sizeof(g_ir), el, il;
 	int rc = -1;
-	if (ike_sk_key_lens(&sa->conf.ike, &el, &il) == 0 && ike_dh_shared(sa->dh, peer_ke, peer_ke_len, g_ir, &gl) == 0)
-		rc = ike_derive(sa->conf.prf, il, el, sa->ni, sa->ni_len, sa->nr, sa->nr_len, sa->spi_i, sa->spi_r, g_ir,
+	if (ike_sk_key_lens(&sa->suite, &el, &il) == 0 && ike_dh_shared(sa->dh, peer_ke, peer_ke_len, g_ir, &gl) == 0)
+		rc = ike_derive(sa->prf, il, el, sa->ni, sa->ni_len, sa->nr, sa->nr_len, sa->spi_i, sa->spi_r, g_ir,
 				gl, &sa->keys);
 	OPENSSL_cleanse(g_ir, sizeof(g_ir));
 	ike_dh_free(sa->dh); /* the exponent is not needed again */
@@ -215,7 +235,7 @@ static int derive_child(struct ike_sa *sa)
 	struct ike_child *c = &sa->child;
 	if (ike_prop_esp_key_lens(&sa->esp_chosen, &c->encr_len, &c->integ_len) != 0)
 		return -1;
-	return ike_child_keymat(sa->conf.prf, sa->keys.sk_d, NULL, 0, sa->ni, sa->ni_len, sa->nr, sa->nr_len,
+	return ike_child_keymat(sa->prf, sa->keys.sk_d, NULL, 0, sa->ni, sa->ni_len, sa->nr, sa->nr_len,
 				c->encr_len, c->integ_len, c->ei, c->ai, c->er, c->ar);
 }
 
@@ -223,7 +243,7 @@ static int derive_child(struct ike_sa *sa)
  * the ID payload body. A new buffer (OPENSSL_clear_free) or NULL. */
 static uint8_t *auth_octets(struct ike_sa *sa, bool initiator, const uint8_t *id, size_t id_len, size_t *len)
 {
-	return ike_auth_octets(sa->conf.prf, initiator ? sa->init_i : sa->init_r,
+	return ike_auth_octets(sa->prf, initiator ? sa->init_i : sa->init_r,
 			       initiator ? sa->init_i_len : sa->init_r_len, initiator ? sa->nr : sa->ni,
 			       initiator ? sa->nr_len : sa->ni_len, initiator ? sa->keys.sk_pi : sa->keys.sk_pr, id,
 			       id_len, len);
@@ -234,7 +254,7 @@ static int auth_value(struct ike_sa *sa, bool initiator, const uint8_t *id, size
 {
 	size_t len;
 	uint8_t *octets = auth_octets(sa, initiator, id, id_len, &len);
-	int rc = octets ? ike_auth_psk_octets(sa->conf.prf, sa->conf.psk, sa->conf.psk_len, octets, len, out) : -1;
+	int rc = octets ? ike_auth_psk_octets(sa->prf, sa->conf->psk, sa->conf->psk_len, octets, len, out) : -1;
 	if (octets)
 		OPENSSL_clear_free(octets, len);
 	return rc;
@@ -245,10 +265,10 @@ static int auth_value(struct ike_sa *sa, bool initiator, const uint8_t *id, size
 static int own_auth(struct ike_sa *sa, const uint8_t *id, size_t id_len, uint8_t *method, uint8_t *out,
 		    size_t *out_len)
 {
-	const struct ike_cred *cred = sa->conf.cred;
-	if (sa->conf.auth != IKE_AUTHBY_PUBKEY) {
+	const struct ike_cred *cred = sa->conf->cred;
+	if (sa->conf->auth != IKE_AUTHBY_PUBKEY) {
 		*method = AUTH_SHARED_KEY;
-		*out_len = ike_prf_len(sa->conf.prf);
+		*out_len = ike_prf_len(sa->prf);
 		return auth_value(sa, sa->initiator, id, id_len, out);
 	}
 	size_t len;
@@ -266,19 +286,19 @@ static int own_auth(struct ike_sa *sa, const uint8_t *id, size_t id_len, uint8_t
 
 static size_t id_body(const struct ike_sa *sa, uint8_t *out)
 {
-	out[0] = sa->conf.id_type, out[1] = out[2] = out[3] = 0;
-	memcpy(out + 4, sa->conf.id, sa->conf.id_len);
-	return 4 + sa->conf.id_len;
+	out[0] = sa->conf->id_type, out[1] = out[2] = out[3] = 0;
+	memcpy(out + 4, sa->conf->id, sa->conf->id_len);
+	return 4 + sa->conf->id_len;
 }
 
 static bool peer_id_ok(const struct ike_sa *sa, const struct ike_id_payload *id)
 {
 	/* a DN as configured may use other string types than the peer's certificate (as charon, compare
 	 * names, not bytes) */
-	if (id->type == IKE_ID_DER_ASN1_DN && sa->conf.peer_id_type == IKE_ID_DER_ASN1_DN)
-		return ike_dn_eq(id->data, id->len, sa->conf.peer_id, sa->conf.peer_id_len);
-	return id->type == sa->conf.peer_id_type && id->len == sa->conf.peer_id_len &&
-	       !memcmp(id->data, sa->conf.peer_id, id->len);
+	if (id->type == IKE_ID_DER_ASN1_DN && sa->conf->peer_id_type == IKE_ID_DER_ASN1_DN)
+		return ike_dn_eq(id->data, id->len, sa->conf->peer_id, sa->conf->peer_id_len);
+	return id->type == sa->conf->peer_id_type && id->len == sa->conf->peer_id_len &&
+	       !memcmp(id->data, sa->conf->peer_id, id->len);
 }
 
 /* The peer signed: its first CERT must chain (with the others as intermediates) to a CA we trust as
@@ -287,7 +307,7 @@ static bool peer_id_ok(const struct ike_sa *sa, const struct ike_id_payload *id)
 static uint16_t verify_peer_cert(struct ike_sa *sa, const struct ike_chain *in, const struct ike_payload *idp,
 				 const struct ike_id_payload *id, const struct ike_auth_payload *au)
 {
-	const struct ike_cred *cred = sa->conf.cred;
+	const struct ike_cred *cred = sa->conf->cred;
 	const struct ike_payload *cp = ike_find(in, IKE_PL_CERT, 0);
 	STACK_OF(X509) *inter = sk_X509_new_null();
 	X509 *cert = NULL;
@@ -296,7 +316,7 @@ static uint16_t verify_peer_cert(struct ike_sa *sa, const struct ike_chain *in, 
 	char *why = sa->error_detail;
 	const size_t wl = sizeof(sa->error_detail);
 	uint16_t rc = IKE_N_AUTHENTICATION_FAILED;
-	if (sa->conf.peer_auth == IKE_AUTHBY_PSK || !cred) {
+	if (sa->conf->peer_auth == IKE_AUTHBY_PSK || !cred) {
 		snprintf(why, wl, "peer signed (AUTH method %u), a shared key is required", au->method);
 		goto out;
 	}
@@ -311,7 +331,7 @@ static uint16_t verify_peer_cert(struct ike_sa *sa, const struct ike_chain *in, 
 	}
 	if (ike_cert_verify_chain(cred, cert, inter, (time_t)sa->now, why, wl) != 0)
 		goto out;
-	if (!sa->conf.peer_id_any && !peer_id_ok(sa, id)) {
+	if (!sa->conf->peer_id_any && !peer_id_ok(sa, id)) {
 		snprintf(why, wl, "peer ID is not the configured one");
 		goto out;
 	}
@@ -355,8 +375,8 @@ static uint16_t verify_peer(struct ike_sa *sa, const struct ike_chain *in)
 	sa->peer_auth_method = au.method;
 	if (au.method != AUTH_SHARED_KEY)
 		return verify_peer_cert(sa, in, idp, &id, &au);
-	size_t pl = ike_prf_len(sa->conf.prf);
-	if (sa->conf.peer_auth == IKE_AUTHBY_PUBKEY || sa->conf.peer_id_any) {
+	size_t pl = ike_prf_len(sa->prf);
+	if (sa->conf->peer_auth == IKE_AUTHBY_PUBKEY || sa->conf->peer_id_any) {
 		snprintf(sa->error_detail, sizeof(sa->error_detail), "peer used a shared key, a signature is required");
 		return IKE_N_AUTHENTICATION_FAILED;
 	}
@@ -372,7 +392,7 @@ static uint16_t verify_peer(struct ike_sa *sa, const struct ike_chain *in)
  * verify (RFC 7427 4). */
 static bool uses_certs(const struct ike_sa *sa)
 {
-	return sa->conf.auth == IKE_AUTHBY_PUBKEY || sa->conf.peer_auth != IKE_AUTHBY_PSK;
+	return sa->conf->auth == IKE_AUTHBY_PUBKEY || sa->conf->peer_auth != IKE_AUTHBY_PSK;
 }
 
 static void put_sighash(struct ike_sa *sa, struct ike_builder *b)
@@ -388,8 +408,8 @@ static void put_certreq(struct ike_sa *sa, struct ike_builder *b)
 {
 	uint8_t req[1 + 64 * IKE_CERTREQ_HASH_LEN];
 	size_t rl;
-	if (sa->conf.peer_auth != IKE_AUTHBY_PSK && sa->conf.cred &&
-	    (rl = ike_certreq_build(sa->conf.cred, req, sizeof(req))))
+	if (sa->conf->peer_auth != IKE_AUTHBY_PSK && sa->conf->cred &&
+	    (rl = ike_certreq_build(sa->conf->cred, req, sizeof(req))))
 		ike_put_raw(b, IKE_PL_CERTREQ, req, rl);
 }
 
@@ -415,7 +435,7 @@ static void note_frag(struct ike_sa *sa, const struct ike_chain *c)
 	for (unsigned i = 0; ike_find(c, IKE_PL_NOTIFY, i); i++)
 		if (ike_parse_notify(ike_find(c, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK &&
 		    n.type == IKE_N_IKEV2_FRAGMENTATION_SUPPORTED)
-			sa->frag_peer = sa->conf.fragmentation;
+			sa->frag_peer = sa->conf->fragmentation;
 }
 
 static void put_natd(struct ike_sa *sa, struct ike_builder *b)
@@ -424,7 +444,7 @@ static void put_natd(struct ike_sa *sa, struct ike_builder *b)
 	if (!sa->local.family || !sa->remote.family)
 		return;
 	/* forcing ESP in UDP: a source hash no address can have makes the peer see a NAT in front of us */
-	if (sa->conf.force_encap ? rnd(sa, h, sizeof(h)) == 0
+	if (sa->conf->force_encap ? rnd(sa, h, sizeof(h)) == 0
 				 : ike_natd_hash(sa->spi_i, sa->spi_r, &sa->local, sa->local_port, h) == 0)
 		ike_put_notify(b, 0, NULL, 0, IKE_N_NAT_DETECTION_SOURCE_IP, h, sizeof(h));
 	if (ike_natd_hash(sa->spi_i, sa->spi_r, &sa->remote, sa->remote_port, h) == 0)
@@ -473,15 +493,15 @@ static size_t seal(struct ike_sa *sa, const struct ike_hdr *h, struct ike_builde
 		return 0; /* an empty chain is fine: a liveness check has no payloads */
 	const uint8_t *ke = sa->initiator ? sa->keys.sk_ei : sa->keys.sk_er;
 	const uint8_t *ka = sa->initiator ? sa->keys.sk_ai : sa->keys.sk_ar;
-	size_t len = ike_sk_seal(&sa->conf.ike, ke, ka, h, chain->first, chain->w.p, cl, out, cap);
-	if (!len || !sa->frag_peer || !sa->conf.fragmentation)
+	size_t len = ike_sk_seal(&sa->suite, ke, ka, h, chain->first, chain->w.p, cl, out, cap);
+	if (!len || !sa->frag_peer || !sa->conf->fragmentation)
 		return len;
 	/* too big for one datagram: RFC 7383 fragments, each sealed on its own */
-	size_t max = ike_frag_max_len(sa->conf.frag_mtu ? sa->conf.frag_mtu : 1280, sa->remote.family == AF_INET6, true);
+	size_t max = ike_frag_max_len(sa->conf->frag_mtu ? sa->conf->frag_mtu : 1280, sa->remote.family == AF_INET6, true);
 	if (len <= max)
 		return len;
 	size_t fl[IKE_FRAG_MAX], total = 0;
-	unsigned n = ike_frag_seal(&sa->conf.ike, ke, ka, h, chain->first, chain->w.p, cl, max, out, cap, fl, IKE_FRAG_MAX);
+	unsigned n = ike_frag_seal(&sa->suite, ke, ka, h, chain->first, chain->w.p, cl, max, out, cap, fl, IKE_FRAG_MAX);
 	for (unsigned i = 0; i < n; i++)
 		total += fl[i];
 	sa->frags_sent += n;
@@ -491,7 +511,7 @@ static size_t seal(struct ike_sa *sa, const struct ike_hdr *h, struct ike_builde
 /* Our CERT payloads: the end-entity certificate, then the intermediates we hold. */
 static void put_certs(struct ike_sa *sa, struct ike_builder *b)
 {
-	const struct ike_cred *cred = sa->conf.cred;
+	const struct ike_cred *cred = sa->conf->cred;
 	uint8_t *body = malloc(IKE_MSG_MAX);
 	size_t bl;
 	if (!body) {
@@ -523,10 +543,10 @@ static size_t auth_message(struct ike_sa *sa, const struct ike_sa_payload *esp, 
 		return 0;
 	struct ike_builder b;
 	ike_build_chain_begin(&b, chain, IKE_MSG_MAX);
-	ike_put_id(&b, sa->initiator ? IKE_PL_IDI : IKE_PL_IDR, sa->conf.id_type, sa->conf.id, sa->conf.id_len);
-	if (sa->conf.auth == IKE_AUTHBY_PUBKEY)
+	ike_put_id(&b, sa->initiator ? IKE_PL_IDI : IKE_PL_IDR, sa->conf->id_type, sa->conf->id, sa->conf->id_len);
+	if (sa->conf->auth == IKE_AUTHBY_PUBKEY)
 		put_certs(sa, &b);
-	if (sa->initiator && sa->conf.initial_contact)
+	if (sa->initiator && sa->conf->initial_contact)
 		ike_put_notify(&b, 0, NULL, 0, IKE_N_INITIAL_CONTACT, NULL, 0);
 	if (sa->initiator)
 		put_certreq(sa, &b);
@@ -565,7 +585,7 @@ size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap)
 		if (rnd(sa, &sa->spi_i, sizeof(sa->spi_i)))
 			return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	sa->ni_len = NONCE_LEN;
-	if (rnd(sa, sa->ni, sa->ni_len) || !(sa->dh = ike_dh_new(sa->conf.dh)) || ike_dh_public(sa->dh, pub, &pl))
+	if (rnd(sa, sa->ni, sa->ni_len) || !(sa->dh = ike_dh_new(sa->group)) || ike_dh_public(sa->dh, pub, &pl))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	struct proposal_list ours = IKE_PROPS(sa);
 	offer(&ours, 0, &sp);
@@ -575,10 +595,10 @@ size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap)
 	if (sa->cookie_len) /* RFC 7296 2.6: the cookie comes first */
 		ike_put_notify(&b, 0, NULL, 0, IKE_N_COOKIE, sa->cookie, sa->cookie_len);
 	ike_put_sa(&b, &sp);
-	ike_put_ke(&b, sa->conf.dh, pub, pl);
+	ike_put_ke(&b, sa->group, pub, pl);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->ni, sa->ni_len);
 	put_natd(sa, &b);
-	if (sa->conf.fragmentation && (sa->initiator || sa->frag_peer))
+	if (sa->conf->fragmentation && (sa->initiator || sa->frag_peer))
 		ike_put_notify(&b, 0, NULL, 0, IKE_N_IKEV2_FRAGMENTATION_SUPPORTED, NULL, 0);
 	put_sighash(sa, &b);
 	size_t len = ike_build_end(&b);
@@ -604,9 +624,9 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 	if (!choose(&sp, &ours, false, &chosen))
 		return init_error(sa, rh, IKE_N_NO_PROPOSAL_CHOSEN, NULL, 0, out, cap);
 	use_ike_choice(sa, &chosen);
-	sa->conf.dh = ike_prop_get(&chosen, IKE_TR_DH)->id;
-	if (ke.group != sa->conf.dh) {
-		uint8_t g[2] = {(uint8_t)(sa->conf.dh >> 8), (uint8_t)sa->conf.dh};
+	sa->group = ike_prop_get(&chosen, IKE_TR_DH)->id;
+	if (ke.group != sa->group) {
+		uint8_t g[2] = {(uint8_t)(sa->group >> 8), (uint8_t)sa->group};
 		return init_error(sa, rh, IKE_N_INVALID_KE_PAYLOAD, g, 2, out, cap);
 	}
 	sa->spi_i = rh->spi_i;
@@ -622,7 +642,7 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 		if (rnd(sa, &sa->spi_r, sizeof(sa->spi_r)))
 			return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	} while (!sa->spi_r);
-	if (rnd(sa, sa->nr, sa->nr_len) || !(sa->dh = ike_dh_new(sa->conf.dh)) || ike_dh_public(sa->dh, pub, &pl) ||
+	if (rnd(sa, sa->nr, sa->nr_len) || !(sa->dh = ike_dh_new(sa->group)) || ike_dh_public(sa->dh, pub, &pl) ||
 	    derive_ike(sa, ke.data, ke.len) != 0)
 		return init_error(sa, rh, IKE_N_INVALID_KE_PAYLOAD, NULL, 0, out, cap);
 	struct ike_sa_payload reply = {.n = 1};
@@ -631,11 +651,11 @@ static size_t on_init_request(struct ike_sa *sa, const uint8_t *msg, size_t len,
 	struct ike_hdr h = hdr(sa, IKE_SA_INIT, true, 0);
 	ike_build_begin(&b, out, cap, &h);
 	ike_put_sa(&b, &reply);
-	ike_put_ke(&b, sa->conf.dh, pub, pl);
+	ike_put_ke(&b, sa->group, pub, pl);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->nr, sa->nr_len);
 	put_certreq(sa, &b);
 	put_natd(sa, &b);
-	if (sa->conf.fragmentation && (sa->initiator || sa->frag_peer))
+	if (sa->conf->fragmentation && (sa->initiator || sa->frag_peer))
 		ike_put_notify(&b, 0, NULL, 0, IKE_N_IKEV2_FRAGMENTATION_SUPPORTED, NULL, 0);
 	put_sighash(sa, &b);
 	size_t olen = ike_build_end(&b);
@@ -664,12 +684,12 @@ static size_t restart(struct ike_sa *sa, const struct ike_notify_payload *n, uin
 			return 0;
 		uint16_t g = (uint16_t)(n->data[0] << 8 | n->data[1]);
 		bool ours = false;
-		for (unsigned i = 0; i < sa->conf.n_ike_props; i++)
-			for (unsigned t = 0; t < sa->conf.ike_props[i].n_tr; t++)
-				ours |= sa->conf.ike_props[i].tr[t].type == IKE_TR_DH && sa->conf.ike_props[i].tr[t].id == g;
-		if (!ours || g == sa->conf.dh)
+		for (unsigned i = 0; i < sa->conf->n_ike_props; i++)
+			for (unsigned t = 0; t < sa->conf->ike_props[i].n_tr; t++)
+				ours |= sa->conf->ike_props[i].tr[t].type == IKE_TR_DH && sa->conf->ike_props[i].tr[t].id == g;
+		if (!ours || g == sa->group)
 			return 0;
-		sa->conf.dh = g;
+		sa->group = g;
 	}
 	sa->restarts++;
 	free(sa->init_i);
@@ -701,8 +721,8 @@ static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len
 				 *np = ike_find(c, IKE_PL_NONCE, 0);
 	struct proposal_list ours = IKE_PROPS(sa);
 	if (!sap || !kep || !np || ike_parse_sa(sap, &sp) || !accepted(&sp, &ours, false) ||
-	    !ike_prop_get(&sp.prop[0], IKE_TR_DH) || ike_prop_get(&sp.prop[0], IKE_TR_DH)->id != sa->conf.dh ||
-	    ike_parse_ke(kep, &ke) || ke.group != sa->conf.dh || np->len < 16 || np->len > sizeof(sa->nr) || !rh->spi_r)
+	    !ike_prop_get(&sp.prop[0], IKE_TR_DH) || ike_prop_get(&sp.prop[0], IKE_TR_DH)->id != sa->group ||
+	    ike_parse_ke(kep, &ke) || ke.group != sa->group || np->len < 16 || np->len > sizeof(sa->nr) || !rh->spi_r)
 		return fail(sa, IKE_N_INVALID_SYNTAX);
 	use_ike_choice(sa, &sp.prop[0]);
 	sa->spi_r = rh->spi_r;
@@ -726,8 +746,8 @@ static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len
 	struct ike_sa_payload esp;
 	struct proposal_list eo = ESP_PROPS(sa);
 	offer(&eo, spi, &esp);
-	size_t olen = auth_message(sa, &esp, sa->conf.local_ts, sa->conf.n_local_ts, sa->conf.remote_ts,
-				   sa->conf.n_remote_ts, out, cap);
+	size_t olen = auth_message(sa, &esp, sa->conf->local_ts, sa->conf->n_local_ts, sa->conf->remote_ts,
+				   sa->conf->n_remote_ts, out, cap);
 	if (!olen)
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	sa->next_send_id = 1;
@@ -739,7 +759,7 @@ static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len
 static int open_sk(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c, struct ike_chain *in)
 {
 	if (sa->pre_in_valid) { /* reassembled from fragments, already checked and decrypted */
-		*in = sa->pre_in;
+		*in = pre_in;
 		return 0;
 	}
 	const struct ike_payload *sk = ike_find(c, IKE_PL_SK, 0);
@@ -748,7 +768,7 @@ static int open_sk(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike
 	size_t inner_len;
 	const uint8_t *ke = sa->initiator ? sa->keys.sk_er : sa->keys.sk_ei;
 	const uint8_t *ka = sa->initiator ? sa->keys.sk_ar : sa->keys.sk_ai;
-	if (!sk || ike_sk_open(&sa->conf.ike, ke, ka, msg, len, sk, &first, &inner, &inner_len) != 0)
+	if (!sk || ike_sk_open(&sa->suite, ke, ka, msg, len, sk, &first, &inner, &inner_len) != 0)
 		return -1;
 	return ike_parse_chain(first, inner, inner_len, in) == IKE_PERR_OK ? 0 : -1;
 }
@@ -803,8 +823,8 @@ static size_t on_auth_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 	sa->esp_chosen = *chosen;
 	struct ike_child *ch = &sa->child;
 	/* the initiator's TSi is its side, our remote side; TSr ours */
-	ch->n_ts_i = (uint8_t)narrow(tsi.ts, tsi.n, sa->conf.remote_ts, sa->conf.n_remote_ts, ch->ts_i);
-	ch->n_ts_r = (uint8_t)narrow(tsr.ts, tsr.n, sa->conf.local_ts, sa->conf.n_local_ts, ch->ts_r);
+	ch->n_ts_i = (uint8_t)narrow(tsi.ts, tsi.n, sa->conf->remote_ts, sa->conf->n_remote_ts, ch->ts_i);
+	ch->n_ts_r = (uint8_t)narrow(tsr.ts, tsr.n, sa->conf->local_ts, sa->conf->n_local_ts, ch->ts_r);
 	if (!ch->n_ts_i || !ch->n_ts_r)
 		return cache(sa, out, auth_error(sa, IKE_N_TS_UNACCEPTABLE, out, cap), 1);
 	ch->spi_i = spi32(chosen->spi);
@@ -843,8 +863,8 @@ static size_t on_auth_response(struct ike_sa *sa, uint8_t *msg, size_t len, cons
 	    sp.prop[0].spi_len != 4 || ike_parse_ts(ip, &tsi) || ike_parse_ts(rp, &tsr))
 		return fail(sa, IKE_N_INVALID_SYNTAX);
 	/* the responder may only narrow what we proposed */
-	if (!subset(tsi.ts, tsi.n, sa->conf.local_ts, sa->conf.n_local_ts) ||
-	    !subset(tsr.ts, tsr.n, sa->conf.remote_ts, sa->conf.n_remote_ts))
+	if (!subset(tsi.ts, tsi.n, sa->conf->local_ts, sa->conf->n_local_ts) ||
+	    !subset(tsr.ts, tsr.n, sa->conf->remote_ts, sa->conf->n_remote_ts))
 		return fail(sa, IKE_N_TS_UNACCEPTABLE);
 	struct ike_child *ch = &sa->child;
 	ch->spi_r = spi32(sp.prop[0].spi);
@@ -889,7 +909,7 @@ size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, si
 	} else if (what == IKE_INFO_DELETE_CHILD) {
 		put_child_delete(&b, our_child_spi(sa)); /* RFC 7296 3.11: the SPI the sender expects inbound */
 	} else if (what == IKE_INFO_DELETE_OLD_CHILD) {
-		put_child_delete(&b, sa->initiator ? sa->old_child.spi_i : sa->old_child.spi_r);
+		put_child_delete(&b, sa->initiator ? sa->old_child->spi_i : sa->old_child->spi_r);
 	}
 	struct ike_hdr h = hdr(sa, IKE_INFORMATIONAL, false, sa->next_send_id);
 	size_t len = seal(sa, &h, &b, out, cap);
@@ -922,10 +942,10 @@ static size_t on_info_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 		} else if (d.protocol == IKE_PROTO_ESP && sa->child_ready) {
 			for (unsigned k = 0; k < d.n_spi; k++) {
 				uint32_t spi = spi32(d.spis + 4 * k);
-				if (sa->old_present && spi == (sa->initiator ? sa->old_child.spi_r : sa->old_child.spi_i)) {
+				if (sa->old_present && spi == (sa->initiator ? sa->old_child->spi_r : sa->old_child->spi_i)) {
 					/* the peer closes the child it rekeyed */
-					put_child_delete(&b, sa->initiator ? sa->old_child.spi_i : sa->old_child.spi_r);
-					sa->old_present = false, sa->old_deleted = true;
+					put_child_delete(&b, sa->initiator ? sa->old_child->spi_i : sa->old_child->spi_r);
+					sa->old_present = false, sa->old_deleted = true, drop_child(&sa->old_child);
 				} else if (spi == peer_child_spi(sa)) {
 					put_child_delete(&b, our_child_spi(sa)); /* answer with our half */
 					sa->child_ready = false;
@@ -956,7 +976,7 @@ static size_t on_info_response(struct ike_sa *sa, uint8_t *msg, size_t len, cons
 	if (sa->info_what == IKE_INFO_DELETE_CHILD)
 		sa->child_ready = false;
 	else if (sa->info_what == IKE_INFO_DELETE_OLD_CHILD && sa->old_present)
-		sa->old_present = false, sa->old_deleted = true;
+		sa->old_present = false, sa->old_deleted = true, drop_child(&sa->old_child);
 	else if (sa->info_what == IKE_INFO_DELETE_IKE) {
 		sa->child_ready = false;
 		sa->state = IKE_ST_DELETED;
@@ -973,7 +993,7 @@ static int child_keys(struct ike_sa *sa, struct ike_child *ch, bool we_started, 
 {
 	uint8_t e1[IKE_KEY_MAX + 4], a1[IKE_KEY_MAX], e2[IKE_KEY_MAX + 4], a2[IKE_KEY_MAX];
 	if (ike_prop_esp_key_lens(&sa->esp_chosen, &ch->encr_len, &ch->integ_len) != 0 ||
-	    ike_child_keymat(sa->conf.prf, sa->keys.sk_d, g, gl, n_req, n_req_len, n_resp, n_resp_len, ch->encr_len,
+	    ike_child_keymat(sa->prf, sa->keys.sk_d, g, gl, n_req, n_req_len, n_resp, n_resp_len, ch->encr_len,
 			     ch->integ_len, e1, a1, e2, a2) != 0)
 		return -1;
 	/* e1/a1 protect exchange-initiator -> responder traffic */
@@ -1008,7 +1028,7 @@ size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap)
 		return 0;
 	sa->ccs_spi = spi | 0xc0000000u;
 	/* PFS when our first ESP proposal names a group */
-	const struct ike_transform *g = ike_prop_get(&sa->conf.esp_props[0], IKE_TR_DH);
+	const struct ike_transform *g = ike_prop_get(&sa->conf->esp_props[0], IKE_TR_DH);
 	ike_dh_free(sa->ccs_dh);
 	sa->ccs_dh = NULL;
 	if (g && g->id) {
@@ -1063,8 +1083,8 @@ static void swap_ctx(struct ike_sa *sa)
 	t.spi_i = sa->spi_i, sa->spi_i = o->spi_i, o->spi_i = t.spi_i;
 	t.spi_r = sa->spi_r, sa->spi_r = o->spi_r, o->spi_r = t.spi_r;
 	t.keys = sa->keys, sa->keys = o->keys, o->keys = t.keys;
-	t.ike = sa->conf.ike, sa->conf.ike = o->ike, o->ike = t.ike;
-	t.prf = sa->conf.prf, sa->conf.prf = o->prf, o->prf = t.prf;
+	t.ike = sa->suite, sa->suite = o->ike, o->ike = t.ike;
+	t.prf = sa->prf, sa->prf = o->prf, o->prf = t.prf;
 	t.next_send_id = sa->next_send_id, sa->next_send_id = o->next_send_id, o->next_send_id = t.next_send_id;
 	t.next_recv_id = sa->next_recv_id, sa->next_recv_id = o->next_recv_id, o->next_recv_id = t.next_recv_id;
 	t.last_resp = sa->last_resp, sa->last_resp = o->last_resp, o->last_resp = t.last_resp;
@@ -1098,15 +1118,17 @@ static void switch_ike(struct ike_sa *sa, bool new_initiator, uint64_t spi_i, ui
 	sa->keys = *k;
 	OPENSSL_cleanse(k, sizeof(*k));
 	use_ike_choice(sa, p);
-	sa->conf.dh = ike_prop_get(p, IKE_TR_DH)->id;
+	sa->group = ike_prop_get(p, IKE_TR_DH)->id;
 	sa->next_send_id = sa->next_recv_id = 0;
 	if (new_initiator != o->initiator) {
 		/* struct ike_child names sides after the IKE SA's initiator */
 		flip_child(&sa->child);
 		if (sa->old_present)
-			flip_child(&sa->old_child);
+			if (sa->old_child)
+			flip_child(sa->old_child);
 		if (sa->next_ready)
-			flip_child(&sa->next_child);
+			if (sa->next_child)
+			flip_child(sa->next_child);
 	}
 	sa->ike_rekeyed = true;
 	sa->ike_rekeys++;
@@ -1147,7 +1169,7 @@ size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 	if (rnd(sa, sa->ccs_nonce, sizeof(sa->ccs_nonce)))
 		return 0;
 	ike_dh_free(sa->ccs_dh);
-	if (!(sa->ccs_dh = ike_dh_new(sa->conf.dh)) || ike_dh_public(sa->ccs_dh, pub, &pl))
+	if (!(sa->ccs_dh = ike_dh_new(sa->group)) || ike_dh_public(sa->ccs_dh, pub, &pl))
 		return 0;
 	struct ike_sa_payload sp;
 	struct proposal_list ours = IKE_PROPS(sa);
@@ -1158,7 +1180,7 @@ size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 	ike_build_chain_begin(&b, chain, sizeof(chain));
 	ike_put_sa(&b, &sp);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->ccs_nonce, sizeof(sa->ccs_nonce));
-	ike_put_ke(&b, sa->conf.dh, pub, pl);
+	ike_put_ke(&b, sa->group, pub, pl);
 	struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, false, sa->next_send_id);
 	size_t len = seal(sa, &h, &b, out, cap);
 	if (!len)
@@ -1204,7 +1226,7 @@ static size_t on_ike_rekey_request(struct ike_sa *sa, const struct ike_hdr *rh, 
 		bad = rnd(sa, &spi, sizeof(spi));
 	const struct ike_transform *f = ike_prop_get(chosen, IKE_TR_PRF);
 	bad = bad || !f ||
-	      ike_derive_rekey(sa->conf.prf, sa->keys.sk_d, f->id, il, el, np->body, np->len, nr, sizeof(nr), peer_spi, spi,
+	      ike_derive_rekey(sa->prf, sa->keys.sk_d, f->id, il, el, np->body, np->len, nr, sizeof(nr), peer_spi, spi,
 			       gir, gl, &k);
 	ike_dh_free(dh);
 	OPENSSL_cleanse(gir, sizeof(gir));
@@ -1242,13 +1264,13 @@ static void on_ike_rekey_response(struct ike_sa *sa, const struct ike_chain *in,
 	if (!sap || !np || !kep || ike_parse_sa(sap, &sp) || !accepted(&sp, &ours, false) || sp.prop[0].spi_len != 8 ||
 	    !spi64(sp.prop[0].spi) || np->len < 16 || np->len > 256 || ike_parse_ke(kep, &ke) ||
 	    !ike_prop_get(&sp.prop[0], IKE_TR_DH) || ke.group != ike_prop_get(&sp.prop[0], IKE_TR_DH)->id ||
-	    ke.group != sa->conf.dh || ike_keys_for(&sp.prop[0], &el, &il)) {
+	    ke.group != sa->group || ike_keys_for(&sp.prop[0], &el, &il)) {
 		sa->ccs_error = IKE_N_INVALID_SYNTAX;
 		return;
 	}
 	const struct ike_transform *f = ike_prop_get(&sp.prop[0], IKE_TR_PRF);
 	if (ike_dh_shared(dh, ke.data, ke.len, gir, &gl) ||
-	    ike_derive_rekey(sa->conf.prf, sa->keys.sk_d, f->id, il, el, sa->ccs_nonce, sizeof(sa->ccs_nonce), np->body,
+	    ike_derive_rekey(sa->prf, sa->keys.sk_d, f->id, il, el, sa->ccs_nonce, sizeof(sa->ccs_nonce), np->body,
 			     np->len, sa->ccs_ike_spi, spi64(sp.prop[0].spi), gir, gl, &k)) {
 		OPENSSL_cleanse(gir, sizeof(gir));
 		sa->ccs_error = IKE_N_INVALID_KE_PAYLOAD;
@@ -1271,9 +1293,9 @@ size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 	wbuf_u8(&b.w, 0);
 	wbuf_u16(&b.w, 0);
 	struct ike_hdr h = hdr(sa, IKE_INFORMATIONAL, false, sa->next_send_id);
-	struct ike_sk_suite cur = sa->conf.ike;
+	struct ike_sk_suite cur = sa->suite;
 	size_t len = seal(sa, &h, &b, out, cap);
-	sa->conf.ike = cur;
+	sa->suite = cur;
 	if (len)
 		sa->old_ike.delete_pending = true, sa->old_ike.delete_id = sa->next_send_id;
 	swap_ctx(sa);
@@ -1341,12 +1363,16 @@ out:
 
 void ike_child_promote(struct ike_sa *sa)
 {
-	if (!sa->next_ready)
+	if (!sa->next_ready || !sa->next_child)
 		return;
-	sa->old_child = sa->child;
-	sa->old_present = true;
-	sa->child = sa->next_child;
-	OPENSSL_cleanse(&sa->next_child, sizeof(sa->next_child));
+	if (!sa->old_child)
+		sa->old_child = malloc(sizeof(*sa->old_child));
+	if (sa->old_child) {
+		*sa->old_child = sa->child;
+		sa->old_present = true;
+	}
+	sa->child = *sa->next_child;
+	drop_child(&sa->next_child);
 	sa->next_ready = false;
 	sa->child_rekeys++;
 }
@@ -1415,12 +1441,16 @@ static size_t on_ccs_request(struct ike_sa *sa, uint8_t *msg, size_t len, const 
 			return ccs_error(sa, rh->msg_id, IKE_N_INVALID_KE_PAYLOAD, out, cap);
 		}
 	}
-	struct ike_child *nc = &sa->next_child;
+	if (!sa->next_child && !(sa->next_child = malloc(sizeof(*sa->next_child)))) {
+		ike_dh_free(dh);
+		return ccs_error(sa, rh->msg_id, IKE_N_TEMPORARY_FAILURE, out, cap);
+	}
+	struct ike_child *nc = sa->next_child;
 	memset(nc, 0, sizeof(*nc));
 	/* the peer's TSi is its side */
 	struct bt_ts pi[BT_TS_MAX], mi[BT_TS_MAX];
-	unsigned npi = narrow(tsi.ts, tsi.n, sa->conf.remote_ts, sa->conf.n_remote_ts, pi);
-	unsigned nmi = narrow(tsr.ts, tsr.n, sa->conf.local_ts, sa->conf.n_local_ts, mi);
+	unsigned npi = narrow(tsi.ts, tsi.n, sa->conf->remote_ts, sa->conf->n_remote_ts, pi);
+	unsigned nmi = narrow(tsr.ts, tsr.n, sa->conf->local_ts, sa->conf->n_local_ts, mi);
 	uint32_t spi;
 	struct ike_proposal saved = sa->esp_chosen;
 	sa->esp_chosen = *chosen;
@@ -1517,7 +1547,11 @@ static size_t on_ccs_response(struct ike_sa *sa, uint8_t *msg, size_t len, const
 		}
 	}
 	ike_dh_free(dh);
-	struct ike_child *nc = &sa->next_child;
+	if (!sa->next_child && !(sa->next_child = malloc(sizeof(*sa->next_child)))) {
+		sa->ccs_error = IKE_N_TEMPORARY_FAILURE;
+		return 0;
+	}
+	struct ike_child *nc = sa->next_child;
 	memset(nc, 0, sizeof(*nc));
 	struct ike_proposal saved = sa->esp_chosen;
 	sa->esp_chosen = sp.prop[0];
@@ -1591,7 +1625,7 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 		enum ike_frag_drop why;
 		const uint8_t *ke = sa->initiator ? sa->keys.sk_er : sa->keys.sk_ei;
 		const uint8_t *ka = sa->initiator ? sa->keys.sk_ar : sa->keys.sk_ai;
-		enum ike_frag_result fr = ike_frag_reasm_feed(sa->reasm, &sa->conf.ike, ke, ka, msg, len, sa->now * 1000, &first,
+		enum ike_frag_result fr = ike_frag_reasm_feed(sa->reasm, &sa->suite, ke, ka, msg, len, sa->now * 1000, &first,
 							      &inner, &inner_len, &why);
 		if (fr == IKE_FRAG_DROPPED)
 			sa->frag_drops++;
@@ -1599,7 +1633,7 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 			sa->frags_received++;
 		if (fr != IKE_FRAG_COMPLETE)
 			return 0;
-		if (ike_parse_chain(first, inner, inner_len, &sa->pre_in) != IKE_PERR_OK)
+		if (ike_parse_chain(first, inner, inner_len, &pre_in) != IKE_PERR_OK)
 			return 0;
 		sa->pre_in_valid = true;
 	}

@@ -90,7 +90,9 @@ struct ike_sa {
 	enum ike_state state;
 	bool initiator;
 	uint64_t spi_i, spi_r;
-	struct ike_conf conf;
+	struct ike_conf *conf;       /* borrowed: outlives the SA (shared by SAs of one connection) */
+	struct ike_sk_suite suite;   /* the IKE SA's transforms as negotiated */
+	uint16_t prf, group;
 	struct ike_dh *dh;
 	uint8_t ni[64], nr[64];
 	size_t ni_len, nr_len;
@@ -143,7 +145,7 @@ struct ike_sa {
 	uint32_t ccs_spi;            /* our inbound SPI in it */
 	struct ike_dh *ccs_dh;       /* PFS */
 	uint16_t ccs_error;          /* the notify that refused our last request, 0 = none */
-	struct ike_child next_child, old_child;
+	struct ike_child *next_child, *old_child; /* allocated while a rekey is under way */
 	bool next_ready, old_present, old_deleted;
 	uint64_t child_rekeys;
 	/* IKE SA rekey (RFC 7296 2.18): the new SA takes over at once (SPIs, keys, message IDs from 0;
@@ -166,14 +168,17 @@ struct ike_sa {
 	 * split by the length in each header); received fragments are reassembled here. */
 	bool frag_peer;
 	struct ike_frag_reasm *reasm;
-	struct ike_chain pre_in;     /* the reassembled, decrypted chain of the message being handled */
-	bool pre_in_valid;
+	bool pre_in_valid;           /* the message being handled was reassembled (ike_exchange.c keeps it) */
 	uint64_t frags_sent, frags_received, frag_drops;
 	uint64_t ike_rekeys;
 	struct ike_rng rng;
 };
 
-void ike_sa_init(struct ike_sa *sa, const struct ike_conf *conf, bool initiator, const struct ike_rng *rng);
+/* Complete a configuration: one proposal from the single suites when none are listed, our
+ * certificate's subject as our ID when none is set. Idempotent; ike_sa_init calls it. */
+void ike_conf_finish(struct ike_conf *conf);
+/* conf is borrowed, not copied: it must outlive the SA and not change while the SA uses it. */
+void ike_sa_init(struct ike_sa *sa, struct ike_conf *conf, bool initiator, const struct ike_rng *rng);
 void ike_sa_free(struct ike_sa *sa); /* zeroes keys, frees buffers and peer_cert (not sa itself) */
 /* The outer addresses and ports the exchange runs between (for NAT detection). */
 void ike_sa_set_endpoints(struct ike_sa *sa, const struct bt_addr *local, uint16_t local_port,

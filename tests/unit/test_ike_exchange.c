@@ -50,7 +50,7 @@ struct pair {
 	size_t l1, l2, l3, l4;
 };
 
-static void run(struct pair *p, const struct ike_conf *ci, const struct ike_conf *cr)
+static void run(struct pair *p, struct ike_conf *ci, struct ike_conf *cr)
 {
 	p->si = 0x1234567, p->sr = 0x7654321;
 	struct ike_rng ri = {xorshift, &p->si}, rr = {xorshift, &p->sr};
@@ -399,7 +399,7 @@ static void test_invalid_ke_retry(void **state)
 	assert_true(p.l3 > 0);
 	assert_int_equal(p.i.state, IKE_ST_INIT_SENT);
 	assert_int_equal(p.i.spi_i, spi);
-	assert_int_equal(p.i.conf.dh, IKE_DH_ECP256);
+	assert_int_equal(p.i.group, IKE_DH_ECP256);
 	assert_int_equal(p.i.restarts, 1);
 	ike_sa_init(&p.r, &cr, false, &rr);
 	p.l2 = ike_process(&p.r, p.m3, p.l3, p.m2, sizeof(p.m2));
@@ -488,15 +488,15 @@ static void rekey_from(struct pair *p, bool by_initiator)
 	assert_int_equal(ike_process(a, resp, lr, again, sizeof(again)), 0);
 	assert_true(a->next_ready);
 	assert_int_equal(a->ccs_error, 0);
-	assert_int_equal(a->next_child.spi_i, b->next_child.spi_i);
-	assert_int_equal(a->next_child.spi_r, b->next_child.spi_r);
-	assert_int_not_equal(a->next_child.spi_i, old_in_i);
-	assert_int_not_equal(a->next_child.spi_r, old_in_r);
-	assert_int_equal(a->next_child.encr_len, p->i.child.encr_len);
-	assert_memory_equal(a->next_child.ei, b->next_child.ei, a->next_child.encr_len);
-	assert_memory_equal(a->next_child.er, b->next_child.er, a->next_child.encr_len);
-	assert_memory_not_equal(a->next_child.ei, old_key, a->next_child.encr_len);
-	assert_int_equal(a->next_child.n_ts_i, b->next_child.n_ts_i);
+	assert_int_equal(a->next_child->spi_i, b->next_child->spi_i);
+	assert_int_equal(a->next_child->spi_r, b->next_child->spi_r);
+	assert_int_not_equal(a->next_child->spi_i, old_in_i);
+	assert_int_not_equal(a->next_child->spi_r, old_in_r);
+	assert_int_equal(a->next_child->encr_len, p->i.child.encr_len);
+	assert_memory_equal(a->next_child->ei, b->next_child->ei, a->next_child->encr_len);
+	assert_memory_equal(a->next_child->er, b->next_child->er, a->next_child->encr_len);
+	assert_memory_not_equal(a->next_child->ei, old_key, a->next_child->encr_len);
+	assert_int_equal(a->next_child->n_ts_i, b->next_child->n_ts_i);
 	ike_child_promote(a);
 	ike_child_promote(b);
 	assert_true(a->old_present && b->old_present);
@@ -628,8 +628,8 @@ static void test_ike_rekey(void **state)
 	size_t lr = ike_process(&p.r, req, lq, resp, sizeof(resp));
 	ike_process(&p.i, resp, lr, x, sizeof(x));
 	assert_true(p.i.next_ready && p.r.next_ready);
-	assert_memory_equal(p.i.next_child.ei, p.r.next_child.ei, p.i.next_child.encr_len);
-	assert_int_equal(p.i.next_child.spi_i, p.r.next_child.spi_i);
+	assert_memory_equal(p.i.next_child->ei, p.r.next_child->ei, p.i.next_child->encr_len);
+	assert_int_equal(p.i.next_child->spi_i, p.r.next_child->spi_i);
 	done(&p);
 }
 

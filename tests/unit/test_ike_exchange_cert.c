@@ -103,7 +103,7 @@ struct pair {
 	size_t l1, l2, l3, l4;
 };
 
-static void begin(struct pair *p, const struct ike_conf *ci, const struct ike_conf *cr, uint64_t now)
+static void begin(struct pair *p, struct ike_conf *ci, struct ike_conf *cr, uint64_t now)
 {
 	p->si = 0x1234567, p->sr = 0x7654321;
 	struct ike_rng ri = {xorshift, &p->si}, rr = {xorshift, &p->sr};
@@ -124,7 +124,7 @@ static void finish(struct pair *p)
 		assert_int_equal(ike_process(&p->i, p->m4, p->l4, p->m1, sizeof(p->m1)), 0);
 }
 
-static void run(struct pair *p, const struct ike_conf *ci, const struct ike_conf *cr, uint64_t now)
+static void run(struct pair *p, struct ike_conf *ci, struct ike_conf *cr, uint64_t now)
 {
 	begin(p, ci, cr, now);
 	finish(p);
@@ -189,8 +189,8 @@ static void test_rsa_dn(void **state)
 	conf(&ci, true, &rsa), conf(&cr, false, &rsa);
 	ci.initial_contact = true;
 	begin(&p, &ci, &cr, NOW);
-	assert_int_equal(p.i.conf.id_type, IKE_ID_DER_ASN1_DN);
-	assert_int_equal(p.i.conf.id_len, dl);
+	assert_int_equal(p.i.conf->id_type, IKE_ID_DER_ASN1_DN);
+	assert_int_equal(p.i.conf->id_len, dl);
 	assert_true(has(p.m1, p.l1, IKE_PL_NOTIFY, IKE_N_SIGNATURE_HASH_ALGORITHMS));
 	assert_false(has(p.m1, p.l1, IKE_PL_CERTREQ, 0));
 	assert_true(has(p.m2, p.l2, IKE_PL_NOTIFY, IKE_N_SIGNATURE_HASH_ALGORITHMS));
