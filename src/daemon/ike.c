@@ -1056,6 +1056,7 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		}
 	}
 	enum ike_state before = s->sa.state;
+	uint16_t group_before = s->sa.group;
 	bool info_pending = s->sa.info_pending, child_was = s->sa.child_ready, ccs_pending = s->sa.ccs_pending;
 	bool ike_rekeying = ccs_pending && s->sa.ccs_ike, old_deleting = s->sa.old_ike.delete_pending;
 	s->sa.now = (uint64_t)time(NULL); /* certificates are checked as of now */
@@ -1089,7 +1090,10 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 			return;
 		}
 		if (before == IKE_ST_INIT_SENT && after == IKE_ST_INIT_SENT && out) {
-			bt_info("IKE %s: IKE_SA_INIT again (%s)", s->conn, s->sa.cookie_len ? "COOKIE" : "INVALID_KE_PAYLOAD");
+			if (s->sa.group != group_before)
+				bt_info("IKE %s: IKE_SA_INIT again (INVALID_KE_PAYLOAD: group %u)", s->conn, s->sa.group);
+			else
+				bt_info("IKE %s: IKE_SA_INIT again (COOKIE)", s->conn);
 			send_request(s, m->out, out);
 			return;
 		}

@@ -584,8 +584,14 @@ size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap)
 	while (!sa->spi_i) /* kept when IKE_SA_INIT restarts */
 		if (rnd(sa, &sa->spi_i, sizeof(sa->spi_i)))
 			return fail(sa, IKE_N_TEMPORARY_FAILURE);
-	sa->ni_len = NONCE_LEN;
-	if (rnd(sa, sa->ni, sa->ni_len) || !(sa->dh = ike_dh_new(sa->group)) || ike_dh_public(sa->dh, pub, &pl))
+	/* a restart keeps the nonce (RFC 7296 2.6: "all other payloads unchanged", and the cookie is
+	 * bound to it) and, unless the group changed, the key share */
+	if (!sa->ni_len) {
+		sa->ni_len = NONCE_LEN;
+		if (rnd(sa, sa->ni, sa->ni_len))
+			return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	}
+	if ((!sa->dh && !(sa->dh = ike_dh_new(sa->group))) || ike_dh_public(sa->dh, pub, &pl))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	struct proposal_list ours = IKE_PROPS(sa);
 	offer(&ours, 0, &sp);
@@ -694,8 +700,10 @@ static size_t restart(struct ike_sa *sa, const struct ike_notify_payload *n, uin
 	sa->restarts++;
 	free(sa->init_i);
 	sa->init_i = NULL;
-	ike_dh_free(sa->dh);
-	sa->dh = NULL;
+	if (n->type == IKE_N_INVALID_KE_PAYLOAD) {
+		ike_dh_free(sa->dh);
+		sa->dh = NULL;
+	}
 	sa->state = IKE_ST_IDLE;
 	return ike_start(sa, out, cap);
 }

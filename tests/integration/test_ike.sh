@@ -79,6 +79,18 @@ check "traffic for the trap policy brought the tunnel up" ike_up g1 5
 check "ping" ping_ok h1 10.2.0.2
 check "the acquire was counted" test "$(st g1 "s['ike']['acquires']")" -ge 1
 
+echo "== the responder demands COOKIEs (cookie_threshold = 0) and wants ecp256 (INVALID_KE_PAYLOAD)"
+tb_stop g1; tb_stop g2
+IKE_PROPOSALS=aes128gcm16-prfsha256-ecp256 IKE_BATON_EXTRA="    cookie_threshold = 0" ike_conf g2 "$TB_DIR/g2.conf"
+IKE_PROPOSALS=aes128gcm16-prfsha256-x25519-ecp256 ike_conf g1 "$TB_DIR/g1.conf"
+tb_start g2 "$TB_DIR/g2.conf" && tb_start g1 "$TB_DIR/g1.conf" || die "gateways did not start"
+tb_ctl g1 initiate gw >/dev/null
+check "up after a COOKIE round and a group change" ike_up g1 5
+check "g2 sent COOKIEs and kept no state for them ($(st g2 "s['ike']['cookies_sent']") sent)" test "$(st g2 "s['ike']['cookies_sent']")" -ge 1
+check "g1 started over for the COOKIE and for INVALID_KE_PAYLOAD" bash -c "grep -q 'IKE_SA_INIT again (COOKIE)' '$TB_DIR/g1.log' && grep -q 'IKE_SA_INIT again (INVALID_KE_PAYLOAD: group 19)' '$TB_DIR/g1.log'"
+check "the SA uses ecp256" test "$(ike_sa g1 "s['proposal']")" = aes128gcm16-prfsha256-ecp256
+check "ping" ping_ok h1 10.2.0.2
+
 echo "== a wrong PSK: AUTHENTICATION_FAILED, nothing installed"
 tb_stop g1; tb_stop g2
 ike_conf g2 "$TB_DIR/g2.conf"; PSK=not-the-same-key ike_conf g1 "$TB_DIR/g1.conf"
@@ -137,11 +149,12 @@ fi
 for p in "${PEER_PIDS[@]:-}"; do [ -n "$p" ] && tb_kill "$p"; done; PEER_PIDS=()
 tb_stop g1
 
-echo "== strongSwan 5.9.8 (initiator) -> baton (responder)"
-IKE_PROPOSALS=aes128-sha256-ecp256 PSK=baton-bench-only-psk ike_conf g2 "$TB_DIR/g2.conf"
+echo "== strongSwan 5.9.8 (initiator) -> baton (responder, demanding COOKIEs)"
+IKE_BATON_EXTRA="    cookie_threshold = 0" IKE_PROPOSALS=aes128-sha256-ecp256 PSK=baton-bench-only-psk ike_conf g2 "$TB_DIR/g2.conf"
 if tb_start g2 "$TB_DIR/g2.conf" && ss_start g1 aes128gcm16; then
     check "swanctl --initiate succeeds against baton" tb_nsx g1 swanctl --initiate --child net --timeout 20 --uri "unix://$TB_DIR/ss-g1/charon.vici"
     check "baton lists the IKE SA as responder" test "$(ike_sa g2 "s['state'] + ' ' + s['role']")" = "established responder"
+    check "charon answered baton's COOKIE" test "$(st g2 "s['ike']['cookies_sent']")" -ge 1
     check "ping h1 -> h2 (kernel-libipsec -> baton)" tb_wait 5 ping_ok h1 10.2.0.2 1
     check "512 KiB h1 -> h2 over TCP intact" xfer h1 10.2.0.2 524288
     check "256 KiB h2 -> h1 over TCP intact" xfer h2 10.1.0.2 262144 5002

@@ -439,8 +439,13 @@ static void test_cookie_and_init_retransmit(void **state)
 	ike_build_begin(&b, p.m2, sizeof(p.m2), &rh);
 	ike_put_notify(&b, 0, NULL, 0, IKE_N_COOKIE, cookie, sizeof(cookie));
 	p.l2 = ike_build_end(&b);
+	uint8_t ni[64];
+	memcpy(ni, p.i.ni, sizeof(ni));
 	p.l3 = ike_process(&p.i, p.m2, p.l2, p.m3, sizeof(p.m3));
 	assert_true(p.l3 > 0);
+	/* RFC 7296 2.6: the same request with the cookie in front: the nonce (the cookie's input) kept */
+	assert_memory_equal(p.i.ni, ni, sizeof(ni));
+	assert_int_equal(p.l3, p.l1 + 8 + sizeof(cookie));
 	assert_int_equal(ike_parse(p.m3, p.l3, &h, &c), IKE_PERR_OK);
 	struct ike_notify_payload n;
 	assert_int_equal(c.pl[0].type, IKE_PL_NOTIFY);
