@@ -247,6 +247,14 @@ static void print_ike_sas(json_t *a)
 				printf(", certificate %s", str(o, "peer_cert"));
 			printf(")\n");
 		}
+		if (json_object_get(o, "ike_rekey_in_s") || json_object_get(o, "child_rekey_in_s")) {
+			printf("  rekeys: %lld IKE, %lld Child", num(o, "ike_rekeys"), num(o, "child_rekeys"));
+			if (json_object_get(o, "ike_rekey_in_s"))
+				printf("; IKE rekey in %.0fs", json_real_value(json_object_get(o, "ike_rekey_in_s")));
+			if (json_object_get(o, "child_rekey_in_s"))
+				printf("; Child rekey in %.0fs", json_real_value(json_object_get(o, "child_rekey_in_s")));
+			printf("\n");
+		}
 		json_t *ch = json_object_get(o, "child_sa");
 		if (ch) {
 			printf("  child: %s, in %s, out %s, ", str(ch, "proposal"), str(ch, "spi_in"), str(ch, "spi_out"));

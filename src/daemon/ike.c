@@ -1504,6 +1504,10 @@ json_t *ike_mgr_list(struct daemon *d)
 		json_object_set_new(o, "child_rekeys", json_integer((json_int_t)s->rekeys));
 		json_object_set_new(o, "ike_rekeys", json_integer((json_int_t)s->sa.ike_rekeys));
 		json_object_set_new(o, "fragmentation", json_boolean(s->sa.frag_peer));
+		if (ev_is_active(&s->irekey))
+			json_object_set_new(o, "ike_rekey_in_s", json_real(ev_timer_remaining(m->d->loop, &s->irekey)));
+		if (ev_is_active(&s->rekey))
+			json_object_set_new(o, "child_rekey_in_s", json_real(ev_timer_remaining(m->d->loop, &s->rekey)));
 		json_object_set_new(o, "fragments_sent", json_integer((json_int_t)s->sa.frags_sent));
 		json_object_set_new(o, "fragments_received", json_integer((json_int_t)s->sa.frags_received));
 		if (s->established)

@@ -28,6 +28,7 @@ connections {
         encap = ${IKE_ENCAP:-yes}
         proposals = ${IKE_PROPOSALS:-aes128gcm16-prfsha256-x25519}
         dpd_delay = ${DPD:-0}
+${IKE_CONN_EXTRA:-}
         local {
             auth = psk
             id = ${IKE_LOCAL_ID:-$la}
@@ -43,6 +44,7 @@ connections {
                 esp_proposals = ${ESP_PROPOSALS:-aes128gcm16}
                 start_action = $start
                 dpd_action = ${DPD_ACTION:-clear}
+${IKE_CHILD_EXTRA:-}
             }
         }
     }

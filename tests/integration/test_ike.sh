@@ -71,6 +71,26 @@ check "... on both ends, with the Child SAs" tb_wait 5 test_zero g2
 no_ping() { ! tb_nsx h1 ping -c 1 -W 1 -q 10.2.0.2; }
 check "... and no traffic passes any more" no_ping
 
+echo "== rekey_time: Child SAs every 2 s, the IKE SA every 3 s, on their own; reloads"
+IKE_CHILD_EXTRA="                rekey_time = 2s" IKE_CONN_EXTRA="        rekey_time = 3s" START=start start_both || die "gateways did not start"
+check "start_action = start brought it up" ike_up g1 5
+check "list-sas shows when the next rekeys are due" tb_wait 2 bash -c "$BATONCTL -s $TB_DIR/g1.sock list-sas 2>/dev/null | grep -q 'IKE rekey in'"
+tb_nsx h1 ping -c 350 -i 0.02 -W 1 -q 10.2.0.2 >"$TB_DIR/timed-ping.out" 2>&1
+counts=$(ike_sa g1 "s['child_rekeys'], s['ike_rekeys']"); counts2=$(ike_sa g2 "s['child_rekeys'], s['ike_rekeys']")
+check "after 7 s: Child and IKE rekeys happened by themselves (g1: $counts, g2: $counts2 child/IKE)" \
+    test "$(ike_sa g1 "s['child_rekeys'] >= 2 and s['ike_rekeys'] >= 1")" = True
+check "no ping lost meanwhile ($(grep -o '[0-9]*% packet loss' "$TB_DIR/timed-ping.out"))" grep -q " 0% packet loss" "$TB_DIR/timed-ping.out"
+spi0=$(ike_sa g1 "s['spi_i']")
+sed -i 's/^connections {/connections {\n    other {\n        local_addrs = 172.16.0.1\n        remote_addrs = 192.0.2.1\n        proposals = aes128gcm16-prfsha256-x25519\n        children {\n            c {\n                local_ts = 10.9.0.0\/24\n                remote_ts = 10.8.0.0\/24\n                esp_proposals = aes128gcm16\n            }\n        }\n    }/' "$TB_DIR/g1.conf"
+sed -i 's/^secrets {/secrets {\n    ike-other {\n        id = 192.0.2.1\n        secret = another-secret\n    }/' "$TB_DIR/g1.conf"
+check "a reload that adds an unrelated connection is accepted" tb_ctl g1 load
+check "... and keeps the IKE SA" test "$(ike_sa g1 "s['spi_i'] + s['state']")" = "${spi0}established"
+sed -i 's/proposals = aes128gcm16-prfsha256-x25519$/proposals = aes256gcm16-prfsha384-x25519/' "$TB_DIR/g1.conf"
+check "a reload that changes the connection's proposals is accepted" tb_ctl g1 load
+check "... and closes the SA it no longer allows (on both ends)" tb_wait 5 test_zero g2
+check "start_action = start tries again with the new proposal, which g2 refuses (NO_PROPOSAL_CHOSEN)" \
+    tb_wait 5 grep -q "negotiation failed: notify 14 (NO_PROPOSAL_CHOSEN)" "$TB_DIR/g1.log"
+
 echo "== start_action = trap: the first packet starts the negotiation"
 START=trap start_both || die "gateways did not start"
 check "no IKE SA before traffic" test "$(ike_sa g1 "len(s)")" = 0
