@@ -19,7 +19,8 @@
 #include "daemon/cfgtree.h"
 #include "esp/esp_wire.h"
 
-#define CONFIG_MAX_SIZE (1 << 20)
+/* 10,000 IKE connections take about 2.5 MB (bench/setup.sh) */
+#define CONFIG_MAX_SIZE (64 << 20)
 
 struct ctx {
 	int line_hint; /* the section being read, for errors about defaults */
@@ -1054,14 +1055,37 @@ int config_load(const char *path, struct bt_config **out, char *err, size_t errl
 		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
-	char *buf = malloc(CONFIG_MAX_SIZE + 1);
-	if (!buf) {
-		fclose(f);
-		snprintf(err, errlen, "%s: out of memory", path);
-		return -1;
-	}
-	size_t n = fread(buf, 1, CONFIG_MAX_SIZE + 1, f);
-	bool bad = ferror(f);
+	/* the buffer grows with the file, up to one byte past the limit (config_parse refuses that) */
+	size_t cap = 0, n = 0;
+	char *buf = NULL;
+	bool bad = false;
+	do {
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 65536;
+			if (nc > CONFIG_MAX_SIZE + 1)
+				nc = CONFIG_MAX_SIZE + 1;
+			char *nb = malloc(nc);
+			if (!nb) {
+				if (buf)
+					OPENSSL_cleanse(buf, n);
+				free(buf);
+				fclose(f);
+				snprintf(err, errlen, "%s: out of memory", path);
+				return -1;
+			}
+			if (buf) {
+				memcpy(nb, buf, n);
+				OPENSSL_cleanse(buf, n);
+			}
+			free(buf);
+			buf = nb, cap = nc;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (!r)
+			break;
+	} while (n < CONFIG_MAX_SIZE + 1);
+	bad = ferror(f);
 	fclose(f);
 	if (bad) {
 		free(buf);
