@@ -65,20 +65,50 @@ static void free_new(struct sa_vec *v)
 	free(v->v);
 }
 
-/* Hit counters for a new SPD, carried over by policy name. */
+/* The old counters' indices sorted by name, then by index: a binary search finds a name's last one. */
+static const struct policy_hits *hits_base;
+
+static int cmp_hit(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int r = strcmp(hits_base[x].name, hits_base[y].name);
+	return r ? r : (x > y) - (x < y);
+}
+
+/* Hit counters for a new SPD, carried over by policy name (from the last old entry of that name).
+ * O(n log n): the SPD is rebuilt whenever IKE Child SAs come or go, with one policy each. */
 static struct policy_hits *prepare_hits(struct daemon *d, struct spd *spd)
 {
-	struct policy_hits *hits = calloc(spd_count(spd) ? spd_count(spd) : 1, sizeof(*hits));
-	if (!hits)
+	unsigned n = spd_count(spd);
+	struct policy_hits *hits = calloc(n ? n : 1, sizeof(*hits));
+	size_t *idx = d->n_hits ? malloc(d->n_hits * sizeof(*idx)) : NULL;
+	if (!hits || (d->n_hits && !idx)) {
+		free(hits);
+		free(idx);
 		return NULL;
-	for (unsigned i = 0; i < spd_count(spd); i++) {
+	}
+	for (size_t k = 0; k < d->n_hits; k++)
+		idx[k] = k;
+	hits_base = d->hits; /* control thread only */
+	if (d->n_hits)
+		qsort(idx, d->n_hits, sizeof(*idx), cmp_hit);
+	for (unsigned i = 0; i < n; i++) {
 		struct spd_policy *p = (struct spd_policy *)spd_get(spd, i);
 		snprintf(hits[i].name, sizeof(hits[i].name), "%s", p->name);
-		for (size_t k = 0; k < d->n_hits; k++)
-			if (!strcmp(d->hits[k].name, p->name))
-				atomic_store(&hits[i].hits, atomic_load(&d->hits[k].hits));
+		/* upper bound of the name among the old counters; the entry before it is the last match */
+		size_t lo = 0, hi = d->n_hits;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (strcmp(d->hits[idx[mid]].name, p->name) <= 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo > 0 && !strcmp(d->hits[idx[lo - 1]].name, p->name))
+			atomic_store(&hits[i].hits, atomic_load(&d->hits[idx[lo - 1]].hits));
 		p->hits = &hits[i].hits;
 	}
+	free(idx);
 	return hits;
 }
 

@@ -1193,8 +1193,14 @@ struct spd *config_build_spd_with(const struct bt_config *cfg, const struct spd_
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	/* append everything, then one stable sort: O(n log n) for the n policies of n IKE Child SAs */
+	size_t total = n_extra + cfg->n_policies;
+	for (size_t i = 0; i < cfg->n_conns; i++)
+		total += cfg->conns[i].n_children;
+	if (spd_reserve(spd, total) != 0)
+		goto nomem;
 	for (size_t i = 0; i < n_extra; i++)
-		if (spd_add(spd, &extra[i]) != 0)
+		if (spd_append(spd, &extra[i]) != 0)
 			goto nomem;
 	for (size_t i = 0; i < cfg->n_conns; i++)
 		for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
@@ -1208,12 +1214,14 @@ struct spd *config_build_spd_with(const struct bt_config *cfg, const struct spd_
 			memcpy(p.local, ch->local_ts, sizeof(p.local));
 			memcpy(p.remote, ch->remote_ts, sizeof(p.remote));
 			p.n_local = ch->n_local_ts, p.n_remote = ch->n_remote_ts;
-			if (spd_add(spd, &p) != 0)
+			if (spd_append(spd, &p) != 0)
 				goto nomem;
 		}
 	for (size_t i = 0; i < cfg->n_policies; i++)
-		if (spd_add(spd, &cfg->policies[i].pol) != 0)
+		if (spd_append(spd, &cfg->policies[i].pol) != 0)
 			goto nomem;
+	if (spd_sort(spd) != 0)
+		goto nomem;
 	return spd;
 nomem:
 	spd_free(spd);

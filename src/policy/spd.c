@@ -1,6 +1,7 @@
 /* spd.c — the ordered policy list. Small and immutable once published: a sorted array. */
 #include "policy/spd.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,15 +20,73 @@ void spd_free(struct spd *spd)
 	free(spd);
 }
 
+int spd_reserve(struct spd *spd, size_t n)
+{
+	if (n <= spd->cap)
+		return 0;
+	if (n > UINT_MAX / 2)
+		return -1;
+	struct spd_policy *p = realloc(spd->pol, n * sizeof(*p));
+	if (!p)
+		return -1;
+	spd->pol = p, spd->cap = (unsigned)n;
+	return 0;
+}
+
+static int grow(struct spd *spd)
+{
+	return spd->n < spd->cap ? 0 : spd_reserve(spd, spd->cap ? (size_t)spd->cap * 2 : 8);
+}
+
+int spd_append(struct spd *spd, const struct spd_policy *pol)
+{
+	if (grow(spd))
+		return -1;
+	spd->pol[spd->n++] = *pol;
+	return 0;
+}
+
+static const struct spd_policy *sort_base;
+
+static int cmp_prio(const void *a, const void *b)
+{
+	unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+	uint32_t px = sort_base[x].priority, py = sort_base[y].priority;
+	if (px != py)
+		return px < py ? -1 : 1;
+	return (x > y) - (x < y); /* stable */
+}
+
+int spd_sort(struct spd *spd)
+{
+	unsigned n = spd->n, i;
+	for (i = 1; i < n && spd->pol[i - 1].priority <= spd->pol[i].priority; i++)
+		;
+	if (i >= n)
+		return 0; /* already in order: the usual case, one priority for all */
+	unsigned *idx = malloc(n * sizeof(*idx));
+	struct spd_policy *v = malloc(n * sizeof(*v));
+	if (!idx || !v) {
+		free(idx);
+		free(v);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		idx[i] = i;
+	sort_base = spd->pol; /* built on one thread, before it is published */
+	qsort(idx, n, sizeof(*idx), cmp_prio);
+	for (i = 0; i < n; i++)
+		v[i] = spd->pol[idx[i]];
+	free(idx);
+	free(spd->pol);
+	spd->pol = v, spd->cap = n;
+	return 0;
+}
+
 int spd_add(struct spd *spd, const struct spd_policy *pol)
 {
-	if (spd->n == spd->cap) {
-		unsigned cap = spd->cap ? spd->cap * 2 : 8;
-		struct spd_policy *p = realloc(spd->pol, cap * sizeof(*p));
-		if (!p)
-			return -1;
-		spd->pol = p, spd->cap = cap;
-	}
+	if (grow(spd))
+		return -1;
 	unsigned i = spd->n;
 	while (i > 0 && spd->pol[i - 1].priority > pol->priority) /* stable: after equal priorities */
 		i--;

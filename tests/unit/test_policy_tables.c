@@ -240,12 +240,34 @@ static void test_spd(void **state)
 	spd_free(spd);
 }
 
+/* spd_append + spd_sort orders like spd_add: by priority, ties in the order added */
+static void test_spd_sort(void **state)
+{
+	struct spd *a = spd_new(), *b = spd_new();
+	struct spd_policy p = {0};
+	assert_int_equal(spd_reserve(b, 3000), 0);
+	for (unsigned i = 0; i < 3000; i++) {
+		p.priority = (i * 7919u) % 13, p.reqid = i;
+		assert_int_equal(spd_add(a, &p), 0);
+		assert_int_equal(spd_append(b, &p), 0);
+	}
+	assert_int_equal(spd_sort(b), 0);
+	assert_int_equal(spd_count(b), 3000);
+	for (unsigned i = 0; i < 3000; i++)
+		assert_int_equal(spd_get(a, i)->reqid, spd_get(b, i)->reqid);
+	assert_int_equal(spd_sort(b), 0); /* in order already */
+	assert_int_equal(spd_get(b, 0)->reqid, spd_get(a, 0)->reqid);
+	spd_free(a);
+	spd_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ts_parse),  cmocka_unit_test(test_flow),
 		cmocka_unit_test(test_sad_basic), cmocka_unit_test(test_sad_many),
 		cmocka_unit_test(test_sad_concurrent), cmocka_unit_test(test_spd),
+		cmocka_unit_test(test_spd_sort),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
