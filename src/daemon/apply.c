@@ -124,8 +124,7 @@ int daemon_rebuild_spd(struct daemon *d, const struct bt_config *cfg, char *err,
 {
 	struct spd_policy *dyn = NULL;
 	size_t n_dyn = ike_mgr_policies(d, &dyn);
-	struct spd *spd = config_build_spd_with(cfg, dyn, n_dyn, err, errlen);
-	free(dyn);
+	struct spd *spd = config_build_spd_take(cfg, dyn, n_dyn, err, errlen);
 	if (!spd)
 		return -1;
 	struct policy_hits *hits = prepare_hits(d, spd);
@@ -158,8 +157,7 @@ int daemon_apply(struct daemon *d, struct bt_config *cfg, unsigned counts[3], ch
 		}
 	struct spd_policy *dyn = NULL;
 	size_t n_dyn = ike_mgr_policies(d, &dyn);
-	struct spd *spd = config_build_spd_with(cfg, dyn, n_dyn, err, errlen);
-	free(dyn);
+	struct spd *spd = config_build_spd_take(cfg, dyn, n_dyn, err, errlen);
 	if (!spd)
 		goto out;
 	struct policy_hits *hits = prepare_hits(d, spd);

@@ -1188,20 +1188,33 @@ struct spd *config_build_spd(const struct bt_config *cfg, char *err, size_t errl
 struct spd *config_build_spd_with(const struct bt_config *cfg, const struct spd_policy *extra, size_t n_extra,
 				  char *err, size_t errlen)
 {
-	struct spd *spd = spd_new();
-	if (!spd) {
+	struct spd_policy *copy = n_extra ? malloc(n_extra * sizeof(*copy)) : NULL;
+	if (n_extra && !copy) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	/* append everything, then one stable sort: O(n log n) for the n policies of n IKE Child SAs */
+	if (n_extra)
+		memcpy(copy, extra, n_extra * sizeof(*copy));
+	return config_build_spd_take(cfg, copy, n_extra, err, errlen);
+}
+
+struct spd *config_build_spd_take(const struct bt_config *cfg, struct spd_policy *extra, size_t n_extra,
+				  char *err, size_t errlen)
+{
+	struct spd *spd = spd_new();
+	if (!spd) {
+		free(extra);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	/* the extra policies are the SPD's first ones without a copy; the configured ones are
+	 * appended, then one stable sort: O(n log n) for the n policies of n IKE Child SAs */
+	spd_adopt(spd, extra, n_extra);
 	size_t total = n_extra + cfg->n_policies;
 	for (size_t i = 0; i < cfg->n_conns; i++)
 		total += cfg->conns[i].n_children;
 	if (spd_reserve(spd, total) != 0)
 		goto nomem;
-	for (size_t i = 0; i < n_extra; i++)
-		if (spd_append(spd, &extra[i]) != 0)
-			goto nomem;
 	for (size_t i = 0; i < cfg->n_conns; i++)
 		for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
 			const struct cfg_child *ch = &cfg->conns[i].children[j];

@@ -142,6 +142,9 @@ struct spd *config_build_spd(const struct bt_config *cfg, char *err, size_t errl
  * priority. */
 struct spd *config_build_spd_with(const struct bt_config *cfg, const struct spd_policy *extra, size_t n_extra,
 				  char *err, size_t errlen);
+/* The same, taking over extra (malloc'd, n_extra policies; freed on failure): no copy of them. */
+struct spd *config_build_spd_take(const struct bt_config *cfg, struct spd_policy *extra, size_t n_extra,
+				  char *err, size_t errlen);
 /* Parse an IKE identity as strongSwan writes it: an IP address, "@fqdn" or a name with a dot,
  * "user@domain", "@#hex" (key id), a DN "C=CH, O=baton, CN=gw", or "%any". Returns 0 or -1. */
 int config_parse_id(const char *s, struct cfg_end *end, char *err, size_t errlen);

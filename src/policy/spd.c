@@ -33,6 +33,12 @@ int spd_reserve(struct spd *spd, size_t n)
 	return 0;
 }
 
+void spd_adopt(struct spd *spd, struct spd_policy *pol, size_t n)
+{
+	free(spd->pol);
+	spd->pol = pol, spd->n = spd->cap = (unsigned)n;
+}
+
 static int grow(struct spd *spd)
 {
 	return spd->n < spd->cap ? 0 : spd_reserve(spd, spd->cap ? (size_t)spd->cap * 2 : 8);

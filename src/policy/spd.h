@@ -36,6 +36,9 @@ void spd_free(struct spd *spd);
 int spd_add(struct spd *spd, const struct spd_policy *pol);
 /* Room for n policies in all (one allocation instead of doubling). 0 or -1 (ENOMEM). */
 int spd_reserve(struct spd *spd, size_t n);
+/* Take over a malloc'd array of n policies as the whole content (any earlier content is freed);
+ * spd_sort before the SPD is used unless the array is in order. n < 2^31. */
+void spd_adopt(struct spd *spd, struct spd_policy *pol, size_t n);
 /* Copy the policy in at the end, unordered; spd_sort before the SPD is used. 0 or -1 (ENOMEM). */
 int spd_append(struct spd *spd, const struct spd_policy *pol);
 /* Order by priority, stable (ties keep the order they were added in): O(n log n), nothing to do
