@@ -65,50 +65,51 @@ static void free_new(struct sa_vec *v)
 	free(v->v);
 }
 
-/* The old counters' indices sorted by name, then by index: a binary search finds a name's last one. */
-static const struct policy_hits *hits_base;
-
-static int cmp_hit(const void *a, const void *b)
+static uint64_t name_hash(const char *s)
 {
-	size_t x = *(const size_t *)a, y = *(const size_t *)b;
-	int r = strcmp(hits_base[x].name, hits_base[y].name);
-	return r ? r : (x > y) - (x < y);
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	return h;
 }
 
 /* Hit counters for a new SPD, carried over by policy name (from the last old entry of that name).
- * O(n log n): the SPD is rebuilt whenever IKE Child SAs come or go, with one policy each. */
+ * O(n) with a hash table of the old names: the SPD is rebuilt whenever IKE Child SAs come or go. */
 static struct policy_hits *prepare_hits(struct daemon *d, struct spd *spd)
 {
 	unsigned n = spd_count(spd);
+	size_t cap = 16;
+	while (cap < 2 * d->n_hits)
+		cap *= 2;
 	struct policy_hits *hits = calloc(n ? n : 1, sizeof(*hits));
-	size_t *idx = d->n_hits ? malloc(d->n_hits * sizeof(*idx)) : NULL;
-	if (!hits || (d->n_hits && !idx)) {
+	size_t *tab = d->n_hits ? malloc(cap * sizeof(*tab)) : NULL; /* index + 1, 0 = empty */
+	if (!hits || (d->n_hits && !tab)) {
 		free(hits);
-		free(idx);
+		free(tab);
 		return NULL;
 	}
-	for (size_t k = 0; k < d->n_hits; k++)
-		idx[k] = k;
-	hits_base = d->hits; /* control thread only */
-	if (d->n_hits)
-		qsort(idx, d->n_hits, sizeof(*idx), cmp_hit);
+	if (tab) {
+		memset(tab, 0, cap * sizeof(*tab));
+		for (size_t k = 0; k < d->n_hits; k++) {
+			size_t h = name_hash(d->hits[k].name) & (cap - 1);
+			while (tab[h] && strcmp(d->hits[tab[h] - 1].name, d->hits[k].name))
+				h = (h + 1) & (cap - 1);
+			tab[h] = k + 1; /* a later entry of the same name replaces an earlier one */
+		}
+	}
 	for (unsigned i = 0; i < n; i++) {
 		struct spd_policy *p = (struct spd_policy *)spd_get(spd, i);
 		snprintf(hits[i].name, sizeof(hits[i].name), "%s", p->name);
-		/* upper bound of the name among the old counters; the entry before it is the last match */
-		size_t lo = 0, hi = d->n_hits;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (strcmp(d->hits[idx[mid]].name, p->name) <= 0)
-				lo = mid + 1;
-			else
-				hi = mid;
+		if (tab) {
+			size_t h = name_hash(hits[i].name) & (cap - 1);
+			while (tab[h] && strcmp(d->hits[tab[h] - 1].name, hits[i].name))
+				h = (h + 1) & (cap - 1);
+			if (tab[h])
+				atomic_store(&hits[i].hits, atomic_load(&d->hits[tab[h] - 1].hits));
 		}
-		if (lo > 0 && !strcmp(d->hits[idx[lo - 1]].name, p->name))
-			atomic_store(&hits[i].hits, atomic_load(&d->hits[idx[lo - 1]].hits));
 		p->hits = &hits[i].hits;
 	}
-	free(idx);
+	free(tab);
 	return hits;
 }
 
