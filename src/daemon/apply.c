@@ -99,7 +99,8 @@ static struct policy_hits *prepare_hits(struct daemon *d, struct spd *spd)
 	}
 	for (unsigned i = 0; i < n; i++) {
 		struct spd_policy *p = (struct spd_policy *)spd_get(spd, i);
-		snprintf(hits[i].name, sizeof(hits[i].name), "%s", p->name);
+		size_t l = strnlen(p->name, sizeof(hits[i].name) - 1);
+		memcpy(hits[i].name, p->name, l); /* calloc'd: NUL-terminated */
 		if (tab) {
 			size_t h = name_hash(hits[i].name) & (cap - 1);
 			while (tab[h] && strcmp(d->hits[tab[h] - 1].name, hits[i].name))

@@ -1212,7 +1212,8 @@ struct spd *config_build_spd_take(const struct bt_config *cfg, struct spd_policy
 	spd_adopt(spd, extra, n_extra);
 	size_t total = n_extra + cfg->n_policies;
 	for (size_t i = 0; i < cfg->n_conns; i++)
-		total += cfg->conns[i].n_children;
+		for (size_t j = 0; j < cfg->conns[i].n_children; j++)
+			total += !cfg->conns[i].ike || cfg->conns[i].children[j].start_action == CFG_START_TRAP;
 	if (spd_reserve(spd, total) != 0)
 		goto nomem;
 	for (size_t i = 0; i < cfg->n_conns; i++)
