@@ -182,7 +182,8 @@ echo "IKE tunnel setup g1 → g2, $(date -u +%Y-%m-%d), $(nproc) cores, $K excha
 echo "baton: batond $("$BATOND" -V 2>/dev/null | head -1) (log_level info; completions read from its log, see setup_drive.py bdrive)"
 echo "strongSwan 5.9.8 kernel-libipsec, $([ "$SS_TUNED" = 1 ] && echo "IKE_SA table 16384x16" || echo "default IKE_SA table"); both daemons restarted per N"
 echo "(latency: initiate request to Child SA up; CPU: utime+stime of the daemon per tunnel, i = initiator g1, r = responder g2;"
-echo " memory: RSS growth per tunnel; drv: the driver's own CPU in % of one core; load: swanctl --load-all, not in the total)"
+echo " memory: RSS growth per tunnel; drv: the driver's own CPU in % of one core; load: swanctl --load-all,"
+echo " for baton both batonds started with their configurations; not in the total)"
 printf "%-10s %6s %7s %8s %8s %7s %7s %7s %7s %7s %7s %7s %4s %6s %s\n" impl N status "total s" "tun/s" "med ms" \
   "p90 ms" "max ms" "CPUi ms" "CPUr ms" "KiB i" "KiB r" drv "load s" "SAs i/r"
 row() {
@@ -206,10 +207,10 @@ echo "baton / strongSwan (target: rate ≥ 3x at every N, not falling with N; �
 for n in ${NS//,/ }; do
   if [ "${R[baton,$n,status]:-}" = ok ] && [ "${R[ss,$n,status]:-}" = ok ]; then
     python3 -c 'import sys
-n, br, sr, bm, sm = sys.argv[1:]
+n, br, sr, bl, sl, bm, sm = sys.argv[1:]
 print("N=%-6s rate %.2fx   median latency strongSwan/baton %.2fx   KiB/tunnel (i) %s vs %s" % (n, float(br) / float(sr),
-      float(sm) / float(bm) if float(bm) else 0, bm, sm))' "$n" "${R[baton,$n,rate]}" "${R[ss,$n,rate]}" \
-      "${R[baton,$n,mem_i]}" "${R[ss,$n,mem_i]}" 2>/dev/null || echo "N=$n n/a"
+      float(sl) / float(bl) if float(bl) else 0, bm, sm))' "$n" "${R[baton,$n,rate]}" "${R[ss,$n,rate]}" \
+      "${R[baton,$n,med]}" "${R[ss,$n,med]}" "${R[baton,$n,mem_i]}" "${R[ss,$n,mem_i]}" 2>/dev/null || echo "N=$n n/a"
   else
     echo "N=$n n/a (baton ${R[baton,$n,status]:-n/a}, strongSwan ${R[ss,$n,status]:-n/a})"
   fi
