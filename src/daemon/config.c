@@ -1018,6 +1018,36 @@ static void defaults(struct bt_config *cfg, const char *name)
 	cfg->cookie_threshold = 10;
 }
 
+/* cfg->spd_static: each child's outbound PROTECT policy (an IKE child's only if it traps: the
+ * others' exist per negotiated SA), then the explicit policies. 0 or -1 (ENOMEM). */
+static int build_spd_static(struct bt_config *cfg)
+{
+	size_t total = cfg->n_policies;
+	for (size_t i = 0; i < cfg->n_conns; i++)
+		for (size_t j = 0; j < cfg->conns[i].n_children; j++)
+			total += !cfg->conns[i].ike || cfg->conns[i].children[j].start_action == CFG_START_TRAP;
+	struct spd_policy *v = calloc(total ? total : 1, sizeof(*v));
+	if (!v)
+		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < cfg->n_conns; i++)
+		for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
+			const struct cfg_child *ch = &cfg->conns[i].children[j];
+			if (cfg->conns[i].ike && ch->start_action != CFG_START_TRAP)
+				continue;
+			struct spd_policy *p = &v[n++];
+			p->dir = SPD_DIR_OUT, p->action = SPD_PROTECT, p->reqid = ch->reqid, p->priority = ch->priority;
+			snprintf(p->name, sizeof(p->name), "%.31s/%.31s", cfg->conns[i].name, ch->name);
+			memcpy(p->local, ch->local_ts, sizeof(p->local));
+			memcpy(p->remote, ch->remote_ts, sizeof(p->remote));
+			p->n_local = ch->n_local_ts, p->n_remote = ch->n_remote_ts;
+		}
+	for (size_t i = 0; i < cfg->n_policies; i++)
+		v[n++] = cfg->policies[i].pol;
+	cfg->spd_static = v, cfg->n_spd_static = n;
+	return 0;
+}
+
 int config_parse(const char *text, size_t len, const char *name, struct bt_config **out, char *err,
 		 size_t errlen)
 {
@@ -1039,6 +1069,10 @@ int config_parse(const char *text, size_t len, const char *name, struct bt_confi
 	defaults(cfg, name);
 	int rc = interpret(&c, root, cfg);
 	cfgtree_free(root);
+	if (!rc && build_spd_static(cfg) != 0) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		rc = -1;
+	}
 	if (rc) {
 		config_free(cfg);
 		return -1;
@@ -1112,6 +1146,7 @@ void config_free(struct bt_config *cfg)
 		OPENSSL_cleanse(cfg->conns, cfg->n_conns * sizeof(*cfg->conns));
 	free(cfg->conns);
 	free(cfg->policies);
+	free(cfg->spd_static);
 	if (cfg->secrets)
 		OPENSSL_cleanse(cfg->secrets, cfg->n_secrets * sizeof(*cfg->secrets));
 	free(cfg->secrets);
@@ -1210,29 +1245,10 @@ struct spd *config_build_spd_take(const struct bt_config *cfg, struct spd_policy
 	/* the extra policies are the SPD's first ones without a copy; the configured ones are
 	 * appended, then one stable sort: O(n log n) for the n policies of n IKE Child SAs */
 	spd_adopt(spd, extra, n_extra);
-	size_t total = n_extra + cfg->n_policies;
-	for (size_t i = 0; i < cfg->n_conns; i++)
-		for (size_t j = 0; j < cfg->conns[i].n_children; j++)
-			total += !cfg->conns[i].ike || cfg->conns[i].children[j].start_action == CFG_START_TRAP;
-	if (spd_reserve(spd, total) != 0)
+	if (spd_reserve(spd, n_extra + cfg->n_spd_static) != 0)
 		goto nomem;
-	for (size_t i = 0; i < cfg->n_conns; i++)
-		for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
-			const struct cfg_child *ch = &cfg->conns[i].children[j];
-			/* an IKE child's policy exists per negotiated SA; the configured one only traps */
-			if (cfg->conns[i].ike && ch->start_action != CFG_START_TRAP)
-				continue;
-			struct spd_policy p = {.dir = SPD_DIR_OUT, .action = SPD_PROTECT, .reqid = ch->reqid,
-					       .priority = ch->priority};
-			snprintf(p.name, sizeof(p.name), "%.31s/%.31s", cfg->conns[i].name, ch->name);
-			memcpy(p.local, ch->local_ts, sizeof(p.local));
-			memcpy(p.remote, ch->remote_ts, sizeof(p.remote));
-			p.n_local = ch->n_local_ts, p.n_remote = ch->n_remote_ts;
-			if (spd_append(spd, &p) != 0)
-				goto nomem;
-		}
-	for (size_t i = 0; i < cfg->n_policies; i++)
-		if (spd_append(spd, &cfg->policies[i].pol) != 0)
+	for (size_t i = 0; i < cfg->n_spd_static; i++)
+		if (spd_append(spd, &cfg->spd_static[i]) != 0)
 			goto nomem;
 	if (spd_sort(spd) != 0)
 		goto nomem;

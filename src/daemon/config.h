@@ -120,6 +120,10 @@ struct bt_config {
 	uint32_t retransmit_tries;     /* default 5 */
 	uint32_t retransmit_base_milli; /* backoff factor x1000, default 1800 */
 	uint32_t cookie_threshold;     /* half-open IKE SAs before COOKIEs are demanded, default 10 */
+	/* the SPD's configured policies (children with static keys or trap IKE children, then the
+	 * policies section), built once at parse: an SPD rebuild need not walk every connection */
+	struct spd_policy *spd_static;
+	size_t n_spd_static;
 };
 
 /* Parse the file at path. Returns 0 and a new config in *out, or -1 with "file:line: message" in
