@@ -116,19 +116,23 @@ static void build_index(struct spd *spd)
 	spd->mask = cap - 1;
 	memset(spd->head, 0xff, cap * sizeof(unsigned)); /* NONE */
 	spd->n_rest = 0;
-	/* backwards, each pushed on the front of its chain: chains end up in SPD order */
+	/* one pass, backwards: each indexed policy pushed on the front of its chain (chains end up in
+	 * SPD order), the others collected in reverse, then put in order */
 	for (unsigned i = n; i-- > 0;) {
 		const struct spd_policy *p = &spd->pol[i];
 		spd->next[i] = NONE;
-		if (!one_addr(p))
+		if (!one_addr(p)) {
+			spd->rest[spd->n_rest++] = i;
 			continue;
+		}
 		unsigned *h = &spd->head[addr_hash(p->dir, &p->remote[0].lo) & spd->mask];
 		spd->next[i] = *h;
 		*h = i;
 	}
-	for (unsigned i = 0; i < n; i++)
-		if (!one_addr(&spd->pol[i]))
-			spd->rest[spd->n_rest++] = i;
+	for (unsigned a = 0, b = spd->n_rest; a + 1 < b; a++, b--) {
+		unsigned t = spd->rest[a];
+		spd->rest[a] = spd->rest[b - 1], spd->rest[b - 1] = t;
+	}
 	spd->indexed = true;
 }
 
