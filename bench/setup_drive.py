@@ -5,6 +5,10 @@ initiations in flight, each timed from its initiate request to its child-updown 
 
   setup_drive.py conf initiator|responder N FILE
   setup_drive.py drive --uri SOCK --peer-uri SOCK --n N --inflight K --pids PID,PID --timeout S --out JSON
+
+and the baton side (batond's JSON-lines control socket, docs/control.md):
+  setup_drive.py bconf initiator|responder N FILE
+  setup_drive.py bdrive --sock SOCK --peer-sock SOCK --log G1LOG --n N --inflight K --pids PID,PID --timeout S --out JSON
 """
 import argparse
 import json
@@ -319,6 +323,191 @@ def drive(a):
     return 0 if res["ok"] else 1
 
 
+# --- baton ---------------------------------------------------------------------------------------
+
+B_CHILD = "c"
+
+
+def b_ts_pair(i):
+    """Tunnel i (1-based): 10.1.X.Y/32 <-> 10.2.X.Y/32 with X.Y = i (i < 65536): one Child SA each,
+    distinct selectors (batond has no kernel route to satisfy, so no port trick is needed)."""
+    return "10.1.%d.%d/32" % (i >> 8, i & 255), "10.2.%d.%d/32" % (i >> 8, i & 255)
+
+
+def write_bconf(role, n, path):
+    la, ra = ("172.16.0.1", "172.16.0.2") if role == "initiator" else ("172.16.0.2", "172.16.0.1")
+    # retransmit_timeout 4 s: charon's default (retransmit_timeout = 4.0) in the strongSwan run.
+    # cookie_threshold: K half-open SAs from one address must not be answered with COOKIEs (the
+    # strongSwan responder is configured the same way).
+    out = ["baton {\n    tun = bt0\n    log_level = info\n    retransmit_timeout = 4\n    retransmit_tries = 5\n"
+           "    cookie_threshold = 100000\n}\nconnections {\n"]
+    conn = """    %s {
+        local_addrs = %s
+        remote_addrs = %s
+        encap = yes
+        proposals = %s
+        local {
+            auth = psk
+            id = %s
+        }
+        remote {
+            auth = psk
+            id = %s
+        }
+        children {
+            %s {
+                local_ts = %s
+                remote_ts = %s
+                esp_proposals = %s
+            }
+        }
+    }
+"""
+    if role == "initiator":
+        for i in range(1, n + 1):
+            lts, rts = b_ts_pair(i)
+            out.append(conn % ("t%d" % i, la, ra, IKE_PROPOSAL, la, ra, B_CHILD, lts, rts, ESP_PROPOSAL))
+    else:
+        # one connection for all: the engine narrows it to the /32s each initiator proposes
+        out.append(conn % ("acc", la, ra, IKE_PROPOSAL, la, ra, "net", "10.2.0.0/16", "10.1.0.0/16", ESP_PROPOSAL))
+    out.append("}\nsecrets {\n    ike-bench {\n        id = 172.16.0.1\n        id-2 = 172.16.0.2\n")
+    out.append('        secret = "%s"\n    }\n}\n' % PSK)
+    with open(path, "w") as f:
+        f.write("".join(out))
+
+
+class Ctl:
+    """batond's control socket: one JSON object per line each way."""
+
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(path)
+        self.buf = b""
+
+    def call(self, req, timeout=120):
+        self.s.sendall(json.dumps(req).encode() + b"\n")
+        end = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([self.s], [], [], left)[0]:
+                raise TimeoutError("batond: no reply to %s" % req.get("cmd"))
+            data = self.s.recv(1 << 20)
+            if not data:
+                raise EOFError("batond closed the control socket")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+
+def b_count(path):
+    """(IKE SAs established with a Child SA installed, ESP SAs / 2) of one batond, and its setup_ms by name."""
+    c = Ctl(path)
+    r = c.call({"cmd": "list-sas"})
+    c.s.close()
+    ike = [s for s in r.get("ike_sas", []) if s.get("state") == "established" and "child_sa" in s]
+    return (len(ike), len(r.get("sas", [])) // 2), {s["name"]: s.get("setup_ms") for s in ike}
+
+
+def bdrive(a):
+    """Initiate t1..tN on the g1 batond with at most K outstanding. batond's initiate is asynchronous;
+    completions are learnt from its log (info level: "IKE tN/c: Child SA up", written unbuffered to
+    stderr, which tb_start redirects to a file), read as it grows: nothing is added to batond and
+    nothing is polled on its control thread. A tunnel's latency is from the initiate request to the
+    moment its line is read (the file is polled every 0.5 ms, so that bounds the added delay)."""
+    pids = [int(p) for p in a.pids.split(",")]
+    res = {"n": a.n, "inflight": a.inflight, "ok": False}
+    ctl = Ctl(a.sock)
+    log = open(a.log, "rb")
+    log.seek(0, os.SEEK_END)
+    pend = b""
+    before = [proc_cpu_rss(p) for p in pids]
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    names = ["t%d" % i for i in range(a.n, 0, -1)]
+    started = {}
+    lat = []
+    failed = {}
+    step = max(1, a.n // 10)
+    t0 = time.monotonic()
+    deadline = t0 + a.timeout
+    up_tag, fail_tags = (" Child SA up", (" negotiation failed", "giving up", "could not be installed"))
+    replies = []  # names whose initiate reply is still due, in order (requests are pipelined)
+    while (names or started) and time.monotonic() < deadline:
+        out = []
+        while names and len(started) < a.inflight:
+            name = names.pop()
+            started[name] = time.monotonic()
+            replies.append(name)
+            out.append(b'{"cmd":"initiate","name":"%s"}\n' % name.encode())
+        if out:
+            ctl.s.sendall(b"".join(out))
+        if replies and select.select([ctl.s], [], [], 0)[0]:
+            data = ctl.s.recv(1 << 20)
+            if not data:
+                raise EOFError("batond closed the control socket")
+            ctl.buf += data
+            while b"\n" in ctl.buf:
+                line, ctl.buf = ctl.buf.split(b"\n", 1)
+                name = replies.pop(0)
+                r = json.loads(line)
+                if not r.get("ok") and name in started:
+                    del started[name]
+                    failed[name] = r.get("error", "initiate refused")
+        data = log.read()
+        if not data:
+            select.select([ctl.s] if replies else [], [], [], 0.0005)
+            continue
+        now = time.monotonic()
+        pend += data
+        lines = pend.split(b"\n")
+        pend = lines.pop()
+        for ln in lines:
+            ln = ln.decode(errors="replace")
+            i = ln.find(" IKE t")
+            if i < 0:
+                continue
+            name = ln[i + 5:].split(":", 1)[0].split("/", 1)[0]
+            if name not in started:
+                continue
+            if up_tag in ln:
+                lat.append(now - started.pop(name))
+                if len(lat) % step == 0 or len(lat) == a.n:
+                    el = now - t0
+                    print("  baton n=%d: %d/%d up, %.2f s, %.0f/s" % (a.n, len(lat), a.n, el, len(lat) / el),
+                          file=sys.stderr, flush=True)
+            elif any(t in ln for t in fail_tags):
+                started.pop(name)
+                failed[name] = ln[i + 1:]
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    after = [proc_cpu_rss(p) for p in pids]
+    ctl.s.close()
+    lat.sort()
+    res.update({
+        "established": len(lat), "failed": len(failed) + len(started) + len(names),
+        "failures": dict(list(failed.items())[:5]), "timed_out": bool(started or names),
+        "wall_s": wall, "rate": len(lat) / wall if wall > 0 else 0,
+        "lat_med_ms": 1e3 * pct(lat, 50) if lat else None, "lat_p90_ms": 1e3 * pct(lat, 90) if lat else None,
+        "lat_max_ms": 1e3 * lat[-1] if lat else None,
+        "cpu_ms_per_tunnel": [1e3 * (aft[0] - bef[0]) / a.n for bef, aft in zip(before, after)],
+        "kib_per_tunnel": [(aft[1] - bef[1]) / a.n for bef, aft in zip(before, after)],
+        "rss_kib_before": [b[1] for b in before], "rss_kib_after": [x[1] for x in after],
+        "driver_cpu_s": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
+    })
+    try:
+        ci, setup = b_count(a.sock)
+        cr, _ = b_count(a.peer_sock)
+        res["sas_initiator"], res["sas_responder"] = ci, cr
+        d = sorted(v for v in setup.values() if v is not None)
+        if d:
+            res["daemon_setup_ms"] = {"med": pct(d, 50), "p90": pct(d, 90), "max": d[-1]}
+    except (OSError, TimeoutError, EOFError, ValueError) as e:
+        res["sas_error"] = str(e)
+    res["ok"] = (len(lat) == a.n and res.get("sas_initiator") == (a.n, a.n) and res.get("sas_responder") == (a.n, a.n))
+    with open(a.out, "w") as f:
+        json.dump(res, f)
+    return 0 if res["ok"] else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -334,7 +523,25 @@ def main():
     d.add_argument("--pids", required=True)
     d.add_argument("--timeout", type=float, default=300)
     d.add_argument("--out", required=True)
+    c = sub.add_parser("bconf")
+    c.add_argument("role", choices=["initiator", "responder"])
+    c.add_argument("n", type=int)
+    c.add_argument("file")
+    d = sub.add_parser("bdrive")
+    d.add_argument("--sock", required=True)
+    d.add_argument("--peer-sock", required=True)
+    d.add_argument("--log", required=True)
+    d.add_argument("--n", type=int, required=True)
+    d.add_argument("--inflight", type=int, default=32)
+    d.add_argument("--pids", required=True)
+    d.add_argument("--timeout", type=float, default=300)
+    d.add_argument("--out", required=True)
     a = ap.parse_args()
+    if a.cmd == "bconf":
+        write_bconf(a.role, a.n, a.file)
+        return 0
+    if a.cmd == "bdrive":
+        return bdrive(a)
     if a.cmd == "conf":
         write_conf(a.role, a.n, a.file)
         return 0

@@ -65,20 +65,52 @@ static void free_new(struct sa_vec *v)
 	free(v->v);
 }
 
-/* Hit counters for a new SPD, carried over by policy name. */
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	return h;
+}
+
+/* Hit counters for a new SPD, carried over by policy name (from the last old entry of that name).
+ * O(n) with a hash table of the old names: the SPD is rebuilt whenever IKE Child SAs come or go. */
 static struct policy_hits *prepare_hits(struct daemon *d, struct spd *spd)
 {
-	struct policy_hits *hits = calloc(spd_count(spd) ? spd_count(spd) : 1, sizeof(*hits));
-	if (!hits)
+	unsigned n = spd_count(spd);
+	size_t cap = 16;
+	while (cap < 2 * d->n_hits)
+		cap *= 2;
+	struct policy_hits *hits = calloc(n ? n : 1, sizeof(*hits));
+	size_t *tab = d->n_hits ? malloc(cap * sizeof(*tab)) : NULL; /* index + 1, 0 = empty */
+	if (!hits || (d->n_hits && !tab)) {
+		free(hits);
+		free(tab);
 		return NULL;
-	for (unsigned i = 0; i < spd_count(spd); i++) {
+	}
+	if (tab) {
+		memset(tab, 0, cap * sizeof(*tab));
+		for (size_t k = 0; k < d->n_hits; k++) {
+			size_t h = name_hash(d->hits[k].name) & (cap - 1);
+			while (tab[h] && strcmp(d->hits[tab[h] - 1].name, d->hits[k].name))
+				h = (h + 1) & (cap - 1);
+			tab[h] = k + 1; /* a later entry of the same name replaces an earlier one */
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
 		struct spd_policy *p = (struct spd_policy *)spd_get(spd, i);
-		snprintf(hits[i].name, sizeof(hits[i].name), "%s", p->name);
-		for (size_t k = 0; k < d->n_hits; k++)
-			if (!strcmp(d->hits[k].name, p->name))
-				atomic_store(&hits[i].hits, atomic_load(&d->hits[k].hits));
+		size_t l = strnlen(p->name, sizeof(hits[i].name) - 1);
+		memcpy(hits[i].name, p->name, l); /* calloc'd: NUL-terminated */
+		if (tab) {
+			size_t h = name_hash(hits[i].name) & (cap - 1);
+			while (tab[h] && strcmp(d->hits[tab[h] - 1].name, hits[i].name))
+				h = (h + 1) & (cap - 1);
+			if (tab[h])
+				atomic_store(&hits[i].hits, atomic_load(&d->hits[tab[h] - 1].hits));
+		}
 		p->hits = &hits[i].hits;
 	}
+	free(tab);
 	return hits;
 }
 
@@ -94,8 +126,7 @@ int daemon_rebuild_spd(struct daemon *d, const struct bt_config *cfg, char *err,
 {
 	struct spd_policy *dyn = NULL;
 	size_t n_dyn = ike_mgr_policies(d, &dyn);
-	struct spd *spd = config_build_spd_with(cfg, dyn, n_dyn, err, errlen);
-	free(dyn);
+	struct spd *spd = config_build_spd_take(cfg, dyn, n_dyn, err, errlen);
 	if (!spd)
 		return -1;
 	struct policy_hits *hits = prepare_hits(d, spd);
@@ -128,8 +159,7 @@ int daemon_apply(struct daemon *d, struct bt_config *cfg, unsigned counts[3], ch
 		}
 	struct spd_policy *dyn = NULL;
 	size_t n_dyn = ike_mgr_policies(d, &dyn);
-	struct spd *spd = config_build_spd_with(cfg, dyn, n_dyn, err, errlen);
-	free(dyn);
+	struct spd *spd = config_build_spd_take(cfg, dyn, n_dyn, err, errlen);
 	if (!spd)
 		goto out;
 	struct policy_hits *hits = prepare_hits(d, spd);

@@ -21,7 +21,8 @@
 #include "daemon/cfgtree.h"
 #include "esp/esp_wire.h"
 
-#define CONFIG_MAX_SIZE (1 << 20)
+/* 10,000 IKE connections take about 2.5 MB (bench/setup.sh) */
+#define CONFIG_MAX_SIZE (64 << 20)
 
 struct ctx {
 	int line_hint; /* the section being read, for errors about defaults */
@@ -1210,6 +1211,36 @@ static void defaults(struct bt_config *cfg, const char *name)
 	cfg->keepalive_s = 20;
 }
 
+/* cfg->spd_static: each child's outbound PROTECT policy (an IKE child's only if it traps: the
+ * others' exist per negotiated SA), then the explicit policies. 0 or -1 (ENOMEM). */
+static int build_spd_static(struct bt_config *cfg)
+{
+	size_t total = cfg->n_policies;
+	for (size_t i = 0; i < cfg->n_conns; i++)
+		for (size_t j = 0; j < cfg->conns[i].n_children; j++)
+			total += !cfg->conns[i].ike || cfg->conns[i].children[j].start_action == CFG_START_TRAP;
+	struct spd_policy *v = calloc(total ? total : 1, sizeof(*v));
+	if (!v)
+		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < cfg->n_conns; i++)
+		for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
+			const struct cfg_child *ch = &cfg->conns[i].children[j];
+			if (cfg->conns[i].ike && ch->start_action != CFG_START_TRAP)
+				continue;
+			struct spd_policy *p = &v[n++];
+			p->dir = SPD_DIR_OUT, p->action = SPD_PROTECT, p->reqid = ch->reqid, p->priority = ch->priority;
+			snprintf(p->name, sizeof(p->name), "%.31s/%.31s", cfg->conns[i].name, ch->name);
+			memcpy(p->local, ch->local_ts, sizeof(p->local));
+			memcpy(p->remote, ch->remote_ts, sizeof(p->remote));
+			p->n_local = ch->n_local_ts, p->n_remote = ch->n_remote_ts;
+		}
+	for (size_t i = 0; i < cfg->n_policies; i++)
+		v[n++] = cfg->policies[i].pol;
+	cfg->spd_static = v, cfg->n_spd_static = n;
+	return 0;
+}
+
 int config_parse(const char *text, size_t len, const char *name, struct bt_config **out, char *err,
 		 size_t errlen)
 {
@@ -1236,6 +1267,10 @@ int config_parse(const char *text, size_t len, const char *name, struct bt_confi
 	defaults(cfg, name);
 	int rc = interpret(&c, root, cfg);
 	cfgtree_free(root);
+	if (!rc && build_spd_static(cfg) != 0) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		rc = -1;
+	}
 	if (rc) {
 		config_free(cfg);
 		return -1;
@@ -1252,14 +1287,37 @@ int config_load(const char *path, struct bt_config **out, char *err, size_t errl
 		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
-	char *buf = malloc(CONFIG_MAX_SIZE + 1);
-	if (!buf) {
-		fclose(f);
-		snprintf(err, errlen, "%s: out of memory", path);
-		return -1;
-	}
-	size_t n = fread(buf, 1, CONFIG_MAX_SIZE + 1, f);
-	bool bad = ferror(f);
+	/* the buffer grows with the file, up to one byte past the limit (config_parse refuses that) */
+	size_t cap = 0, n = 0;
+	char *buf = NULL;
+	bool bad = false;
+	do {
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 65536;
+			if (nc > CONFIG_MAX_SIZE + 1)
+				nc = CONFIG_MAX_SIZE + 1;
+			char *nb = malloc(nc);
+			if (!nb) {
+				if (buf)
+					OPENSSL_cleanse(buf, n);
+				free(buf);
+				fclose(f);
+				snprintf(err, errlen, "%s: out of memory", path);
+				return -1;
+			}
+			if (buf) {
+				memcpy(nb, buf, n);
+				OPENSSL_cleanse(buf, n);
+			}
+			free(buf);
+			buf = nb, cap = nc;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (!r)
+			break;
+	} while (n < CONFIG_MAX_SIZE + 1);
+	bad = ferror(f);
 	fclose(f);
 	if (bad) {
 		free(buf);
@@ -1292,6 +1350,7 @@ void config_free(struct bt_config *cfg)
 	free(cfg->policies);
 	for (size_t i = 0; cfg->secrets && i < cfg->n_secrets; i++)
 		EVP_PKEY_free(cfg->secrets[i].pkey);
+	free(cfg->spd_static);
 	if (cfg->secrets)
 		OPENSSL_cleanse(cfg->secrets, cfg->n_secrets * sizeof(*cfg->secrets));
 	free(cfg->secrets);
@@ -1368,32 +1427,35 @@ struct spd *config_build_spd(const struct bt_config *cfg, char *err, size_t errl
 struct spd *config_build_spd_with(const struct bt_config *cfg, const struct spd_policy *extra, size_t n_extra,
 				  char *err, size_t errlen)
 {
-	struct spd *spd = spd_new();
-	if (!spd) {
+	struct spd_policy *copy = n_extra ? malloc(n_extra * sizeof(*copy)) : NULL;
+	if (n_extra && !copy) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	for (size_t i = 0; i < n_extra; i++)
-		if (spd_add(spd, &extra[i]) != 0)
+	if (n_extra)
+		memcpy(copy, extra, n_extra * sizeof(*copy));
+	return config_build_spd_take(cfg, copy, n_extra, err, errlen);
+}
+
+struct spd *config_build_spd_take(const struct bt_config *cfg, struct spd_policy *extra, size_t n_extra,
+				  char *err, size_t errlen)
+{
+	struct spd *spd = spd_new();
+	if (!spd) {
+		free(extra);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	/* the extra policies are the SPD's first ones without a copy; the configured ones are
+	 * appended, then one stable sort: O(n log n) for the n policies of n IKE Child SAs */
+	spd_adopt(spd, extra, n_extra);
+	if (spd_reserve(spd, n_extra + cfg->n_spd_static) != 0)
+		goto nomem;
+	for (size_t i = 0; i < cfg->n_spd_static; i++)
+		if (spd_append(spd, &cfg->spd_static[i]) != 0)
 			goto nomem;
-	for (size_t i = 0; i < cfg->n_conns; i++)
-		for (size_t j = 0; j < cfg->conns[i].n_children; j++) {
-			const struct cfg_child *ch = &cfg->conns[i].children[j];
-			/* an IKE child's policy exists per negotiated SA; the configured one only traps */
-			if (cfg->conns[i].ike && ch->start_action != CFG_START_TRAP)
-				continue;
-			struct spd_policy p = {.dir = SPD_DIR_OUT, .action = SPD_PROTECT, .reqid = ch->reqid,
-					       .priority = ch->priority};
-			snprintf(p.name, sizeof(p.name), "%.31s/%.31s", cfg->conns[i].name, ch->name);
-			memcpy(p.local, ch->local_ts, sizeof(p.local));
-			memcpy(p.remote, ch->remote_ts, sizeof(p.remote));
-			p.n_local = ch->n_local_ts, p.n_remote = ch->n_remote_ts;
-			if (spd_add(spd, &p) != 0)
-				goto nomem;
-		}
-	for (size_t i = 0; i < cfg->n_policies; i++)
-		if (spd_add(spd, &cfg->policies[i].pol) != 0)
-			goto nomem;
+	if (spd_sort(spd) != 0)
+		goto nomem;
 	return spd;
 nomem:
 	spd_free(spd);

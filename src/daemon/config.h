@@ -141,6 +141,10 @@ struct bt_config {
 	uint32_t cookie_threshold;     /* half-open IKE SAs before COOKIEs are demanded, default 10 */
 	uint32_t fragment_size;        /* IKE fragments fit datagrams of this size, default 1280 */
 	uint32_t keepalive_s;          /* NAT keepalive interval behind a NAT, default 20 */
+	/* the SPD's configured policies (children with static keys or trap IKE children, then the
+	 * policies section), built once at parse: an SPD rebuild need not walk every connection */
+	struct spd_policy *spd_static;
+	size_t n_spd_static;
 };
 
 /* Parse the file at path. Returns 0 and a new config in *out, or -1 with "file:line: message" in
@@ -162,6 +166,9 @@ struct spd *config_build_spd(const struct bt_config *cfg, char *err, size_t errl
 /* The same, with extra policies (negotiated Child SAs) placed before the configured ones of equal
  * priority. */
 struct spd *config_build_spd_with(const struct bt_config *cfg, const struct spd_policy *extra, size_t n_extra,
+				  char *err, size_t errlen);
+/* The same, taking over extra (malloc'd, n_extra policies; freed on failure): no copy of them. */
+struct spd *config_build_spd_take(const struct bt_config *cfg, struct spd_policy *extra, size_t n_extra,
 				  char *err, size_t errlen);
 /* Parse an IKE identity as strongSwan writes it: an IP address, "@fqdn" or a name with a dot,
  * "user@domain", "@#hex" (key id), a DN "C=CH, O=baton, CN=gw", or "%any". Returns 0 or -1. */

@@ -30,9 +30,24 @@ struct spd;
 
 struct spd *spd_new(void);
 void spd_free(struct spd *spd);
-/* Copy the policy in; keeps the list sorted by priority (stable). Returns 0 or -1 (ENOMEM). */
+/* Copy the policy in; keeps the list sorted by priority (stable). Returns 0 or -1 (ENOMEM).
+ * O(1) when priorities come in non-decreasing order, O(n) otherwise: for many policies use
+ * spd_append and one spd_sort. */
 int spd_add(struct spd *spd, const struct spd_policy *pol);
-/* First matching policy for a flow in a direction. For SPD_DIR_OUT, src is matched against local
+/* Room for n policies in all (one allocation instead of doubling). 0 or -1 (ENOMEM). */
+int spd_reserve(struct spd *spd, size_t n);
+/* Take over a malloc'd array of n policies as the whole content (any earlier content is freed);
+ * spd_sort before the SPD is used unless the array is in order. n < 2^31. */
+void spd_adopt(struct spd *spd, struct spd_policy *pol, size_t n);
+/* Copy the policy in at the end, unordered; spd_sort before the SPD is used. 0 or -1 (ENOMEM). */
+int spd_append(struct spd *spd, const struct spd_policy *pol);
+/* Order by priority, stable (ties keep the order they were added in): O(n log n), nothing to move
+ * if already in order; then index the SPD for spd_lookup (policies whose remote selector is one
+ * address are found by hash). Adding a policy afterwards drops the index (lookups scan again).
+ * 0 or -1 (ENOMEM; the SPD is unchanged). */
+int spd_sort(struct spd *spd);
+/* First matching policy for a flow in a direction (a scan, or after spd_sort the index: O(1) for
+ * one-address remote selectors plus the other policies ahead of the match). For SPD_DIR_OUT, src is matched against local
  * and dst against remote; for SPD_DIR_IN the other way round. NULL if none matches. */
 const struct spd_policy *spd_lookup(const struct spd *spd, enum spd_dir dir, const struct bt_flow *f);
 unsigned spd_count(const struct spd *spd);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -240,12 +241,85 @@ static void test_spd(void **state)
 	spd_free(spd);
 }
 
+/* spd_append + spd_sort orders like spd_add: by priority, ties in the order added */
+static void test_spd_sort(void **state)
+{
+	struct spd *a = spd_new(), *b = spd_new();
+	struct spd_policy p = {0};
+	assert_int_equal(spd_reserve(b, 3000), 0);
+	for (unsigned i = 0; i < 3000; i++) {
+		p.priority = (i * 7919u) % 13, p.reqid = i;
+		assert_int_equal(spd_add(a, &p), 0);
+		assert_int_equal(spd_append(b, &p), 0);
+	}
+	assert_int_equal(spd_sort(b), 0);
+	assert_int_equal(spd_count(b), 3000);
+	for (unsigned i = 0; i < 3000; i++)
+		assert_int_equal(spd_get(a, i)->reqid, spd_get(b, i)->reqid);
+	assert_int_equal(spd_sort(b), 0); /* in order already */
+	assert_int_equal(spd_get(b, 0)->reqid, spd_get(a, 0)->reqid);
+	spd_free(a);
+	spd_free(b);
+}
+
+/* the index of a sorted SPD finds what a plain scan finds: host and subnet selectors, mixed
+ * priorities and directions, ports */
+static void test_spd_index(void **state)
+{
+	struct spd *lin = spd_new(), *idx = spd_new();
+	struct spd_policy p = {0};
+	char err[64], buf[64];
+	unsigned seed = 12345, found = 0, subnet = 0;
+	for (unsigned i = 0; i < 2000; i++) {
+		seed = seed * 1103515245u + 12345u;
+		unsigned r = seed >> 8;
+		memset(&p, 0, sizeof(p));
+		p.dir = r & 1 ? SPD_DIR_IN : SPD_DIR_OUT;
+		p.priority = (r >> 1) % 3 ? 100 : (r >> 3) % 200;
+		p.reqid = i, p.n_local = p.n_remote = 1;
+		snprintf(buf, sizeof(buf), "10.1.%u.%u/32", (r >> 4) % 8, (r >> 7) % 16);
+		bt_ts_parse((r >> 11) % 5 ? buf : "10.1.0.0/16", &p.local[0], err, sizeof(err));
+		if ((r >> 14) % 7 == 0)
+			snprintf(buf, sizeof(buf), "10.2.%u.0/24", (r >> 17) % 8);
+		else if ((r >> 14) % 7 == 1)
+			snprintf(buf, sizeof(buf), "10.2.%u.%u/32[udp/%u]", (r >> 17) % 8, (r >> 20) % 16, 50 + (r >> 24) % 4);
+		else
+			snprintf(buf, sizeof(buf), "10.2.%u.%u/32", (r >> 17) % 8, (r >> 20) % 16);
+		assert_int_equal(bt_ts_parse(buf, &p.remote[0], err, sizeof(err)), 0);
+		assert_int_equal(spd_add(lin, &p), 0);
+		assert_int_equal(spd_append(idx, &p), 0);
+	}
+	assert_int_equal(spd_sort(idx), 0);
+	for (unsigned k = 0; k < 20000; k++) {
+		seed = seed * 1103515245u + 12345u;
+		unsigned r = seed >> 8;
+		struct bt_flow f = {.proto = r & 1 ? 17 : 6, .sport = 1000, .dport = 50 + (r >> 1) % 5};
+		snprintf(buf, sizeof(buf), "10.1.%u.%u", (r >> 4) % 9, (r >> 8) % 17);
+		bt_addr_parse(buf, &f.src);
+		snprintf(buf, sizeof(buf), "10.2.%u.%u", (r >> 13) % 9, (r >> 17) % 17);
+		bt_addr_parse(buf, &f.dst);
+		enum spd_dir dir = (r >> 22) & 1 ? SPD_DIR_IN : SPD_DIR_OUT;
+		if (dir == SPD_DIR_IN) { /* inbound: remote is the source */
+			struct bt_addr t = f.src;
+			f.src = f.dst, f.dst = t;
+		}
+		const struct spd_policy *a = spd_lookup(lin, dir, &f), *b = spd_lookup(idx, dir, &f);
+		assert_int_equal(a ? (int)a->reqid : -1, b ? (int)b->reqid : -1);
+		found += a != NULL;
+		subnet += a && !bt_addr_eq(&a->remote[0].lo, &a->remote[0].hi);
+	}
+	assert_true(found > 5000 && subnet > 100); /* both kinds of policy are found */
+	spd_free(lin);
+	spd_free(idx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ts_parse),  cmocka_unit_test(test_flow),
 		cmocka_unit_test(test_sad_basic), cmocka_unit_test(test_sad_many),
 		cmocka_unit_test(test_sad_concurrent), cmocka_unit_test(test_spd),
+		cmocka_unit_test(test_spd_sort), cmocka_unit_test(test_spd_index),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
