@@ -40,7 +40,7 @@ struct rx_item {
 };
 
 struct ike_sess {
-	struct ike_sess *next_local, *next_peer, *next_old, *next_all, **prev_all;
+	struct ike_sess *next_local, *next_peer, *next_old, *next_all, **prev_all, *next_conn, **prev_conn;
 	struct ike_mgr *m;
 	char conn[BT_NAME_MAX], child[BT_NAME_MAX];
 	uint8_t conf_fp[32];         /* what the configuration said, to notice changes on reload */
@@ -83,13 +83,15 @@ struct conf_ref {
 struct ike_mgr {
 	struct conf_ref *confs[CONF_BUCKETS];
 	struct daemon *d;
-	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *by_old[SESS_BUCKETS], *all;
+	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *by_old[SESS_BUCKETS], *by_conn[SESS_BUCKETS], *all;
 	size_t n_sess, n_half_open;
 	int fd4, fd6;
 	ev_io io4, io6;
 	ev_async async;
 	ev_prepare prep;
 	bool spd_dirty;
+	double spd_next;             /* no SPD rebuild before this time */
+	ev_timer spd_w;
 	pthread_mutex_t qlock;
 	struct rx_item *qhead, **qtail;
 	size_t qlen;
@@ -182,8 +184,49 @@ static struct ike_sess *find_peer(struct ike_mgr *m, uint64_t spi_i, const struc
 	return NULL;
 }
 
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	while (*s)
+		h = (h ^ (uint8_t)*s++) * 1099511628211ull;
+	return h;
+}
+
+/* Connections by name: an open-addressing index of the configuration in force, rebuilt when it
+ * changes (ike_mgr_reconfigured); 10,000 connections make a linear search the hot spot. */
+static struct {
+	const struct bt_config *cfg;
+	uint32_t *slot; /* index + 1, 0 = empty */
+	size_t mask;
+} conn_index;
+
+static void index_conns(const struct bt_config *cfg)
+{
+	size_t cap = 16;
+	while (cap < 2 * cfg->n_conns)
+		cap *= 2;
+	free(conn_index.slot);
+	conn_index.cfg = NULL;
+	if (!(conn_index.slot = calloc(cap, sizeof(*conn_index.slot))))
+		return; /* linear lookups then */
+	conn_index.mask = cap - 1;
+	for (size_t i = 0; i < cfg->n_conns; i++) {
+		size_t k = name_hash(cfg->conns[i].name) & conn_index.mask;
+		while (conn_index.slot[k])
+			k = (k + 1) & conn_index.mask;
+		conn_index.slot[k] = (uint32_t)i + 1;
+	}
+	conn_index.cfg = cfg;
+}
+
 static const struct cfg_conn *conn_by_name(const struct bt_config *cfg, const char *name)
 {
+	if (conn_index.cfg == cfg) {
+		for (size_t k = name_hash(name) & conn_index.mask; conn_index.slot[k]; k = (k + 1) & conn_index.mask)
+			if (!strcmp(cfg->conns[conn_index.slot[k] - 1].name, name))
+				return &cfg->conns[conn_index.slot[k] - 1];
+		return NULL;
+	}
 	for (size_t i = 0; i < cfg->n_conns; i++)
 		if (!strcmp(cfg->conns[i].name, name))
 			return &cfg->conns[i];
@@ -535,11 +578,10 @@ fail:
 static void install_next(struct ike_sess *s, bool we_started)
 {
 	struct ike_mgr *m = s->m;
-	struct esp_sa *sa[2];
+	struct esp_sa *sa[2] = {NULL, NULL};
 	if (!s->installed || !s->sa.next_child || build_sas(s, s->sa.next_child, sa) != 0 || dp_sa_add(m->d->dp, sa[0]) != 0) {
 		bt_err("IKE %s: cannot install the rekeyed Child SA", s->conn);
-		if (sa[0] && !s->installed)
-			free_sa(sa[0]);
+		free_sa(sa[0]); /* not taken by the SAD */
 		free_sa(sa[1]);
 		ike_child_promote(&s->sa); /* keep the engine consistent; the SA will be deleted */
 		return;
@@ -721,6 +763,11 @@ static struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, co
 	ev_timer_init(&s->irekey, irekey_cb, 1, 0);
 	s->rtx.data = s->dpd.data = s->ka.data = s->rekey.data = s->irekey.data = s;
 	s->started = now_s(m);
+	struct ike_sess **cb = &m->by_conn[name_hash(s->conn) % SESS_BUCKETS];
+	s->next_conn = *cb, s->prev_conn = cb;
+	if (*cb)
+		(*cb)->prev_conn = &s->next_conn;
+	*cb = s;
 	s->next_all = m->all, s->prev_all = &m->all;
 	if (m->all)
 		m->all->prev_all = &s->next_all;
@@ -746,6 +793,9 @@ static void sess_free(struct ike_sess *s)
 	*s->prev_all = s->next_all;
 	if (s->next_all)
 		s->next_all->prev_all = s->prev_all;
+	*s->prev_conn = s->next_conn;
+	if (s->next_conn)
+		s->next_conn->prev_conn = s->prev_conn;
 	if (s->half_open)
 		m->n_half_open--;
 	m->n_sess--;
@@ -877,7 +927,7 @@ int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char
 			 child ? child : "");
 		return -1;
 	}
-	for (struct ike_sess *s = m->all; s; s = s->next_all)
+	for (struct ike_sess *s = m->by_conn[name_hash(conn) % SESS_BUCKETS]; s; s = s->next_conn)
 		if (!strcmp(s->conn, conn) && !strcmp(s->child, ch->name) && !s->closing &&
 		    s->sa.state != IKE_ST_FAILED && s->sa.state != IKE_ST_DELETED) {
 			snprintf(err, errlen, "%s/%s is already %s", conn, ch->name,
@@ -917,7 +967,7 @@ int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char
 int ike_mgr_rekey(struct daemon *d, const char *conn, bool ike, char *err, size_t errlen)
 {
 	int n = 0;
-	for (struct ike_sess *s = d->ike->all; s; s = s->next_all)
+	for (struct ike_sess *s = d->ike->by_conn[name_hash(conn) % SESS_BUCKETS]; s; s = s->next_conn)
 		if (!strcmp(s->conn, conn) && s->sa.state == IKE_ST_ESTABLISHED && (s->installed || ike) && !s->closing) {
 			ike ? start_ike_rekey(s) : start_rekey(s);
 			n++;
@@ -933,8 +983,8 @@ int ike_mgr_terminate(struct daemon *d, const char *conn, char *err, size_t errl
 {
 	struct ike_mgr *m = d->ike;
 	unsigned n = 0;
-	for (struct ike_sess *s = m->all, *next; s; s = next) {
-		next = s->next_all;
+	for (struct ike_sess *s = m->by_conn[name_hash(conn) % SESS_BUCKETS], *next; s; s = next) {
+		next = s->next_conn;
 		if (strcmp(s->conn, conn) || s->closing)
 			continue;
 		n++;
@@ -1317,11 +1367,29 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	struct ike_mgr *m = w->data;
 	if (!m->spd_dirty)
 		return;
+	/* a rebuild costs O(policies): at most a third of the time goes to rebuilding, so with
+	 * thousands of tunnels coming up each rebuild takes many of them (a new SA waits a few ms) */
+	ev_now_update(loop);
+	double now = ev_now(loop);
+	if (now < m->spd_next) {
+		if (!ev_is_active(&m->spd_w)) {
+			ev_timer_set(&m->spd_w, m->spd_next - now, 0);
+			ev_timer_start(loop, &m->spd_w);
+		}
+		return;
+	}
 	char err[160];
 	if (daemon_rebuild_spd(m->d, m->d->cfg, err, sizeof(err)) == 0)
 		m->spd_dirty = false;
 	else
 		bt_err("IKE: cannot rebuild the SPD: %s", err);
+	ev_now_update(loop);
+	m->spd_next = ev_now(loop) + 2 * (ev_now(loop) - now);
+}
+
+static void spd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	/* nothing to do: the prepare watcher runs before the loop blocks again */
 }
 
 size_t ike_mgr_policies(struct daemon *d, struct spd_policy **out)
@@ -1385,6 +1453,8 @@ int ike_mgr_start(struct daemon *d, char *err, size_t errlen)
 	ev_async_init(&m->async, async_cb);
 	m->async.data = m;
 	ev_async_start(d->loop, &m->async);
+	ev_timer_init(&m->spd_w, spd_timer_cb, 0, 0);
+	m->spd_w.data = m;
 	ev_prepare_init(&m->prep, prepare_cb);
 	m->prep.data = m;
 	ev_prepare_start(d->loop, &m->prep);
@@ -1399,6 +1469,7 @@ void ike_mgr_reconfigured(struct daemon *d)
 {
 	struct ike_mgr *m = d->ike;
 	char err[160];
+	index_conns(d->cfg);
 	if (!m)
 		return;
 	for (struct ike_sess *s = m->all, *next; s; s = next) {
@@ -1451,6 +1522,9 @@ void ike_mgr_stop(struct daemon *d)
 	dp_synchronize(d->dp);
 	ev_async_stop(d->loop, &m->async);
 	ev_prepare_stop(d->loop, &m->prep);
+	ev_timer_stop(d->loop, &m->spd_w);
+	free(conn_index.slot);
+	conn_index.slot = NULL, conn_index.cfg = NULL;
 	if (m->fd4 >= 0) {
 		ev_io_stop(d->loop, &m->io4);
 		close(m->fd4);
