@@ -102,6 +102,9 @@ void esp_sa_clear(struct esp_sa *sa)
 	}
 	sa->xf = NULL;
 	sa->n_lanes = 0;
+	free(sa->replay.bitmap);
+	sa->replay.bitmap = NULL;
+	sa->replay.size = 0;
 	OPENSSL_cleanse(sa->enc_key, sizeof(sa->enc_key));
 	OPENSSL_cleanse(sa->integ_key, sizeof(sa->integ_key));
 }
@@ -111,9 +114,14 @@ int esp_sa_set_replay_window(struct esp_sa *sa, uint32_t size)
 	size = (size + 63) / 64 * 64;
 	if (size > ESP_REPLAY_MAX)
 		return -1;
+	/* as large as the window: an outbound SA or a window of 128 costs nothing or 16 bytes */
+	uint64_t *b = size ? calloc(size / 64, sizeof(*b)) : NULL;
+	if (size && !b)
+		return -1;
+	free(sa->replay.bitmap);
+	sa->replay.bitmap = b;
 	sa->replay.size = size;
 	sa->replay.top = 0;
-	memset(sa->replay.bitmap, 0, sizeof(sa->replay.bitmap));
 	return 0;
 }
 
@@ -127,10 +135,12 @@ void esp_sa_set_replay_state(struct esp_sa *sa, uint64_t top, const uint64_t *bi
 	if (sa->xf)
 		pthread_spin_lock(&sa->replay.lock);
 	sa->replay.top = top;
-	memset(sa->replay.bitmap, 0, sizeof(sa->replay.bitmap));
-	if (words > sa->replay.size / 64)
-		words = sa->replay.size / 64;
-	memcpy(sa->replay.bitmap, bitmap, words * 8u);
+	if (sa->replay.bitmap) {
+		memset(sa->replay.bitmap, 0, sa->replay.size / 8);
+		if (words > sa->replay.size / 64)
+			words = sa->replay.size / 64;
+		memcpy(sa->replay.bitmap, bitmap, words * 8u);
+	}
 	if (sa->xf)
 		pthread_spin_unlock(&sa->replay.lock);
 }

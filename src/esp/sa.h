@@ -91,7 +91,8 @@ struct esp_replay {
 	pthread_spinlock_t lock;
 	uint32_t size;   /* window in packets, multiple of 64, 0 = replay check off */
 	uint64_t top;    /* highest authenticated sequence number (64-bit, ESN-aware) */
-	uint64_t bitmap[ESP_REPLAY_MAX / 64]; /* bit (top - seq) set = seen; ring indexed by seq */
+	uint64_t *bitmap; /* size / 64 words, bit (seq % size) set = seen; owned (esp_sa_set_replay_window,
+			   * freed by esp_sa_clear); NULL when size is 0 */
 };
 
 struct esp_xform; /* per-lane OpenSSL state, crypto.c */

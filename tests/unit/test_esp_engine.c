@@ -309,7 +309,8 @@ static void test_replay_window(void **state)
 
 static void test_esn_inference(void **state)
 {
-	struct esp_replay r = {.size = 128};
+	uint64_t words[2] = {0};
+	struct esp_replay r = {.size = 128, .bitmap = words};
 	pthread_spin_init(&r.lock, 0);
 	r.top = 0x00000001fffffff0ull;
 	assert_int_equal(replay_infer(&r, 0xfffffff5, true), 0x00000001fffffff5ull);
