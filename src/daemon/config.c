@@ -343,6 +343,14 @@ static int section_baton(struct ctx *c, struct cnode *sec, struct bt_config *cfg
 			return fail(c, n->line, "retransmit_base: expected a factor between 1 and 10, got '%s'", n->value);
 		cfg->retransmit_base_milli = (uint32_t)(b * 1000 + 0.5);
 	}
+	if ((n = get(sec, "half_open_timeout"))) {
+		uint64_t t;
+		if (parse_time(c, n, &t))
+			return -1;
+		if (t < 1 || t > 3600)
+			return fail(c, n->line, "half_open_timeout: expected 1s to 1h");
+		cfg->half_open_timeout_s = (uint32_t)t;
+	}
 	if ((n = get(sec, "fragment_size"))) {
 		if (parse_uint(c, n, 65535, &v))
 			return -1;
@@ -1208,6 +1216,7 @@ static void defaults(struct bt_config *cfg, const char *name)
 	cfg->retransmit_base_milli = 1800;
 	cfg->cookie_threshold = 10;
 	cfg->fragment_size = 1280;
+	cfg->half_open_timeout_s = 30;
 	cfg->keepalive_s = 20;
 }
 

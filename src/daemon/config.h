@@ -140,6 +140,7 @@ struct bt_config {
 	uint32_t retransmit_base_milli; /* backoff factor x1000, default 1800 */
 	uint32_t cookie_threshold;     /* half-open IKE SAs before COOKIEs are demanded, default 10 */
 	uint32_t fragment_size;        /* IKE fragments fit datagrams of this size, default 1280 */
+	uint32_t half_open_timeout_s;  /* a responder's IKE SA without IKE_AUTH is dropped after this, default 30 */
 	uint32_t keepalive_s;          /* NAT keepalive interval behind a NAT, default 20 */
 	/* the SPD's configured policies (children with static keys or trap IKE children, then the
 	 * policies section), built once at parse: an SPD rebuild need not walk every connection */

@@ -867,6 +867,15 @@ static void rtx_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct ike_sess *s = w->data;
 	struct ike_mgr *m = s->m;
+	if (!s->req && s->half_open && s->sa.state == IKE_ST_INIT_DONE) {
+		/* IKE_SA_INIT answered, no IKE_AUTH: a half-open SA does not live on */
+		char a[64];
+		m->st.half_open_expired++;
+		bt_info("IKE %s: half-open IKE SA from %s expired (no IKE_AUTH)", s->conn,
+			bt_addr_str(&s->remote, a, sizeof(a)));
+		sess_free(s);
+		return;
+	}
 	if (!s->req)
 		return;
 	if (++s->tries > m->d->cfg->retransmit_tries) {
@@ -1153,6 +1162,8 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		if (!s->sa.initiator && before == IKE_ST_IDLE && after == IKE_ST_INIT_DONE) {
 			link_local(s, s->sa.spi_r);
 			link_peer(s);
+			ev_timer_set(&s->rtx, (double)m->d->cfg->half_open_timeout_s, 0);
+			ev_timer_start(m->d->loop, &s->rtx);
 		}
 	}
 	if (after == IKE_ST_FAILED) {
@@ -1630,6 +1641,7 @@ json_t *ike_mgr_stats(struct daemon *d)
 	json_object_set_new(o, "child_rekeys", json_integer((json_int_t)t->child_rekeys));
 	json_object_set_new(o, "rekey_failed", json_integer((json_int_t)t->rekey_failed));
 	json_object_set_new(o, "ike_rekeys", json_integer((json_int_t)t->ike_rekeys));
+	json_object_set_new(o, "half_open_expired", json_integer((json_int_t)t->half_open_expired));
 	return o;
 }
 

@@ -123,6 +123,30 @@ check "the responder refuses the AUTH" tb_wait 5 grep -q "AUTHENTICATION_FAILED"
 check "the initiator reports the failure" tb_wait 5 grep -q "negotiation failed" "$TB_DIR/g1.log"
 check "no SAs on either end" test "$(sa_count g1) $(sa_count g2)" = "0 0"
 
+echo "== a flood of IKE_SA_INIT requests: COOKIEs past the threshold, half-open SAs expire"
+tb_stop g1; tb_stop g2
+IKE_PROPOSALS=aes128-sha256-ecp256 IKE_BATON_EXTRA="    half_open_timeout = 2s
+    cookie_threshold = 10" ike_conf g2 "$TB_DIR/g2.conf"
+tb_start g2 "$TB_DIR/g2.conf" || die "g2 did not start"
+flood() {
+    tb_nsx g1 python3 - "${BATON_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/unit/data/strongswan-ike-sa-init-request.bin" <<'PY'
+import os, socket, sys
+msg = bytearray(open(sys.argv[1], "rb").read())
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("172.16.0.1", 0))
+for k in range(50):
+    msg[0:8] = os.urandom(8)              # a new initiator SPI each time
+    s.sendto(bytes(msg), ("172.16.0.2", 500))
+PY
+}
+half_open() { st g2 "s['ike']['half_open']"; }
+flood
+check "50 requests: at most cookie_threshold half-open SAs ($(half_open)), the rest got COOKIEs ($(st g2 "s['ike']['cookies_sent']"))" \
+    tb_wait 3 test "$(half_open)" -le 10 -a "$(st g2 "s['ike']['cookies_sent']")" -ge 40
+expired() { test "$(half_open)" = 0 -a "$(st g2 "s['ike']['ike_sas']")" = 0; }
+check "after half_open_timeout they are gone" tb_wait 6 expired
+check "... each counted ($(st g2 "s['ike']['half_open_expired']") expired)" test "$(st g2 "s['ike']['half_open_expired']")" = 10
+
 echo "== DPD: the peer vanishes"
 DPD=1 IKE_RTX=1 start_both || die "gateways did not start"
 tb_ctl g1 initiate gw >/dev/null
