@@ -19,7 +19,7 @@ struct policy_hits {
 struct ike_stats {
 	uint64_t rx, tx, tx_errors, retransmits, timeouts, initiated, established, failed, acquires, cookies_sent,
 		dpd_sent, drop_malformed, drop_unknown_spi, drop_no_conn, drop_ignored, drop_queue, child_rekeys,
-		rekey_failed, ike_rekeys, half_open_expired;
+		rekey_failed, ike_rekeys, half_open_expired, initial_contact_drops;
 };
 struct ike_mgr;
 

@@ -46,6 +46,7 @@ struct ike_sess {
 	uint8_t conf_fp[32];         /* what the configuration said, to notice changes on reload */
 	struct ike_sa sa;
 	struct conf_ref *cref;       /* the configuration the engine borrows (sa.conf), shared */
+	struct bt_addr contact;      /* counted in the manager's contacts (initiator), family 0 = not */
 	uint64_t local_key;          /* our SPI, once known (0: not in the local table) */
 	uint64_t old_key;            /* our SPI of the rekeyed IKE SA until its delete completes */
 	bool in_peer_table;
@@ -80,7 +81,15 @@ struct conf_ref {
 
 #define CONF_BUCKETS 4096
 
+/* IKE SAs we initiated per peer address, for INITIAL_CONTACT. */
+struct contact {
+	struct bt_addr a;
+	uint32_t n;
+};
+#define CONTACTS 16384
+
 struct ike_mgr {
+	struct contact contacts[CONTACTS];
 	struct conf_ref *confs[CONF_BUCKETS];
 	struct daemon *d;
 	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *by_old[SESS_BUCKETS], *by_conn[SESS_BUCKETS], *all;
@@ -685,6 +694,28 @@ static void rtx_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void dpd_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void ka_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
+/* The count of our IKE SAs with peer a, changed by delta. Open addressing; a slot is never freed
+ * (its count drops to 0), and a full table answers 1 (no INITIAL_CONTACT: the safe side). */
+static uint32_t contacts(struct ike_mgr *m, const struct bt_addr *a, int delta)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < bt_addr_len(a); i++)
+		h = (h ^ a->b[i]) * 1099511628211ull;
+	for (size_t k = 0, i = h % CONTACTS; k < CONTACTS; k++, i = (i + 1) % CONTACTS) {
+		struct contact *c = &m->contacts[i];
+		if (!c->a.family) {
+			if (delta <= 0)
+				return 0;
+			c->a = *a;
+		}
+		if (bt_addr_eq(&c->a, a)) {
+			c->n = delta < 0 && !c->n ? 0 : c->n + (uint32_t)delta;
+			return c->n;
+		}
+	}
+	return 1;
+}
+
 static size_t conf_bucket(const uint8_t fp[32])
 {
 	return ((size_t)fp[0] << 8 | fp[1]) % CONF_BUCKETS;
@@ -798,6 +829,8 @@ static void sess_free(struct ike_sess *s)
 		s->next_conn->prev_conn = s->prev_conn;
 	if (s->half_open)
 		m->n_half_open--;
+	if (s->contact.family)
+		contacts(m, &s->contact, -1);
 	m->n_sess--;
 	free(s->req);
 	ike_sa_free(&s->sa);
@@ -832,6 +865,20 @@ static void established(struct ike_sess *s)
 		ei[2 * el] = er[2 * el] = ai[2 * il] = ar[2 * il] = 0;
 		bt_log(BT_LOG_PRIVATE, "ikev2_decryption_table: %016llx,%016llx,%s,%s,%s,%s", (unsigned long long)s->sa.spi_i,
 			   (unsigned long long)s->sa.spi_r, ei, er, ai, ar);
+	}
+	if (!s->sa.initiator && s->sa.peer_initial_contact) {
+		/* the peer starts afresh (RFC 7296 2.4): what we kept of its earlier IKE SAs is stale */
+		for (struct ike_sess *t = m->by_conn[name_hash(s->conn) % SESS_BUCKETS], *next; t; t = next) {
+			next = t->next_conn;
+			if (t == s || strcmp(t->conn, s->conn) || t->sa.initiator || t->sa.peer_id_len != s->sa.peer_id_len ||
+			    t->sa.peer_id_type != s->sa.peer_id_type ||
+			    memcmp(t->sa.peer_id, s->sa.peer_id, s->sa.peer_id_len))
+				continue;
+			bt_info("IKE %s: INITIAL_CONTACT from the peer: dropping its earlier IKE SA %016llx_i", s->conn,
+				(unsigned long long)t->sa.spi_i);
+			m->st.initial_contact_drops++;
+			sess_free(t);
+		}
 	}
 	if (s->sa.child_ready && install(s) != 0)
 		bt_err("IKE %s: the Child SA could not be installed", s->conn);
@@ -956,6 +1003,11 @@ int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char
 		return -1;
 	s->local = c->local_addrs[0].addr;
 	s->remote = rh->addr;
+	/* INITIAL_CONTACT when we hold no other IKE SA with this peer, on any connection: the peer
+	 * may then drop what it kept of us (as charon decides it) */
+	s->sa.initial_contact = contacts(m, &rh->addr, 0) == 0;
+	contacts(m, &rh->addr, +1);
+	s->contact = rh->addr;
 	s->lport = d->cfg->ike_port ? d->cfg->ike_port : dp_udp_port(d->dp);
 	s->rport = d->cfg->ike_port ? 500 : ESP_UDP_PORT;
 	s->natt = !d->cfg->ike_port;
@@ -1642,6 +1694,7 @@ json_t *ike_mgr_stats(struct daemon *d)
 	json_object_set_new(o, "rekey_failed", json_integer((json_int_t)t->rekey_failed));
 	json_object_set_new(o, "ike_rekeys", json_integer((json_int_t)t->ike_rekeys));
 	json_object_set_new(o, "half_open_expired", json_integer((json_int_t)t->half_open_expired));
+	json_object_set_new(o, "initial_contact_drops", json_integer((json_int_t)t->initial_contact_drops));
 	return o;
 }
 

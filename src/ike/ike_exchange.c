@@ -546,7 +546,7 @@ static size_t auth_message(struct ike_sa *sa, const struct ike_sa_payload *esp, 
 	ike_put_id(&b, sa->initiator ? IKE_PL_IDI : IKE_PL_IDR, sa->conf->id_type, sa->conf->id, sa->conf->id_len);
 	if (sa->conf->auth == IKE_AUTHBY_PUBKEY)
 		put_certs(sa, &b);
-	if (sa->initiator && sa->conf->initial_contact)
+	if (sa->initiator && (sa->conf->initial_contact || sa->initial_contact))
 		ike_put_notify(&b, 0, NULL, 0, IKE_N_INITIAL_CONTACT, NULL, 0);
 	if (sa->initiator)
 		put_certreq(sa, &b);

@@ -122,6 +122,7 @@ struct ike_sa {
 	uint32_t peer_sighash;       /* its SIGNATURE_HASH_ALGORITHMS as a mask (bit n = hash ID n), 0 = none */
 	bool peer_certreq;           /* it sent a CERTREQ */
 	bool peer_initial_contact;   /* responder: its IKE_AUTH carried INITIAL_CONTACT (drop old SAs with it) */
+	bool initial_contact;        /* initiator: send INITIAL_CONTACT (or conf->initial_contact) */
 	/* outer endpoints as this side sees them (set by the caller), and what NAT detection found */
 	struct bt_addr local, remote;
 	uint16_t local_port, remote_port;

@@ -123,6 +123,20 @@ check "the responder refuses the AUTH" tb_wait 5 grep -q "AUTHENTICATION_FAILED"
 check "the initiator reports the failure" tb_wait 5 grep -q "negotiation failed" "$TB_DIR/g1.log"
 check "no SAs on either end" test "$(sa_count g1) $(sa_count g2)" = "0 0"
 
+echo "== the initiator restarts: INITIAL_CONTACT makes the responder drop the stale IKE SA"
+start_both || die "gateways did not start"
+tb_ctl g1 initiate gw >/dev/null
+check "up" ike_up g1 5
+old=$(ike_sa g2 "s['spi_i']")
+kill -KILL "${TB_DAEMON[g1]}"; tb_stop g1
+tb_start g1 "$TB_DIR/g1.conf" || die "g1 did not restart"
+tb_ctl g1 initiate gw >/dev/null
+check "a new IKE SA" ike_up g1 5
+one_sa() { test "$(tb_ctl g2 --json list-sas | python3 -c "import json,sys; print(len(json.load(sys.stdin)['ike_sas']))")" = 1; }
+check "g2 holds only the new IKE SA (the stale one dropped on INITIAL_CONTACT)" tb_wait 3 one_sa
+check "... which is not the old one, and the drop was counted" test "$(ike_sa g2 "s['spi_i']")" != "$old" -a "$(st g2 "s['ike']['initial_contact_drops']")" = 1
+check "traffic flows" ping_ok h1 10.2.0.2
+
 echo "== a flood of IKE_SA_INIT requests: COOKIEs past the threshold, half-open SAs expire"
 tb_stop g1; tb_stop g2
 IKE_PROPOSALS=aes128-sha256-ecp256 IKE_BATON_EXTRA="    half_open_timeout = 2s
