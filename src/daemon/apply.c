@@ -26,8 +26,8 @@ static bool sa_same(const struct esp_sa *a, const struct esp_sa *b)
 	       a->remote_port == b->remote_port && a->n_peers == b->n_peers &&
 	       !memcmp(a->peers, b->peers, a->n_peers * sizeof(a->peers[0])) &&
 	       a->n_local_ts == b->n_local_ts && a->n_remote_ts == b->n_remote_ts &&
-	       !memcmp(a->local_ts, b->local_ts, sizeof(a->local_ts)) &&
-	       !memcmp(a->remote_ts, b->remote_ts, sizeof(a->remote_ts)) && a->enc == b->enc &&
+	       !memcmp(a->local_ts, b->local_ts, a->n_local_ts * sizeof(a->local_ts[0])) &&
+	       !memcmp(a->remote_ts, b->remote_ts, a->n_remote_ts * sizeof(a->remote_ts[0])) && a->enc == b->enc &&
 	       a->integ == b->integ && a->enc_key_len == b->enc_key_len &&
 	       !memcmp(a->enc_key, b->enc_key, a->enc_key_len) && a->integ_key_len == b->integ_key_len &&
 	       !memcmp(a->integ_key, b->integ_key, a->integ_key_len) && a->esn == b->esn &&

@@ -1406,9 +1406,12 @@ int config_child_sas(const struct bt_config *cfg, const struct cfg_conn *conn,
 		sa->remote_port = conn->remote_port;
 		sa->n_peers = conn->n_remote_addrs;
 		memcpy(sa->peers, conn->remote_addrs, conn->n_remote_addrs * sizeof(sa->peers[0]));
-		memcpy(sa->local_ts, child->local_ts, sizeof(sa->local_ts));
-		memcpy(sa->remote_ts, child->remote_ts, sizeof(sa->remote_ts));
-		sa->n_local_ts = child->n_local_ts, sa->n_remote_ts = child->n_remote_ts;
+		if (esp_sa_set_ts(sa, child->local_ts, child->n_local_ts, child->remote_ts, child->n_remote_ts)) {
+			snprintf(err, errlen, "out of memory");
+			esp_sa_clear(sas[0]), esp_sa_clear(sas[1]);
+			free(sas[0]), free(sas[1]);
+			return -1;
+		}
 		sa->enc = child->enc, sa->integ = child->integ, sa->esn = child->esn;
 		memcpy(sa->enc_key, k->enc_key, k->enc_key_len);
 		sa->enc_key_len = k->enc_key_len;

@@ -489,10 +489,8 @@ static int build_sas(struct ike_sess *s, const struct ike_child *k, struct esp_s
 		x->local_port = dp_udp_port(m->d->dp);
 		x->remote_port = s->natt ? s->rport : ESP_UDP_PORT;
 		const struct bt_ts *lts = ini ? k->ts_i : k->ts_r, *rts = ini ? k->ts_r : k->ts_i;
-		x->n_local_ts = ini ? k->n_ts_i : k->n_ts_r;
-		x->n_remote_ts = ini ? k->n_ts_r : k->n_ts_i;
-		memcpy(x->local_ts, lts, x->n_local_ts * sizeof(*lts));
-		memcpy(x->remote_ts, rts, x->n_remote_ts * sizeof(*rts));
+		if (esp_sa_set_ts(x, lts, ini ? k->n_ts_i : k->n_ts_r, rts, ini ? k->n_ts_r : k->n_ts_i))
+			goto fail;
 		if (esp_algs(&s->sa.esp_chosen, x))
 			goto fail;
 		x->enc_key_len = (uint8_t)k->encr_len;

@@ -105,8 +105,27 @@ void esp_sa_clear(struct esp_sa *sa)
 	free(sa->replay.bitmap);
 	sa->replay.bitmap = NULL;
 	sa->replay.size = 0;
+	free(sa->local_ts); /* remote_ts lies in the same allocation */
+	sa->local_ts = sa->remote_ts = NULL;
+	sa->n_local_ts = sa->n_remote_ts = 0;
 	OPENSSL_cleanse(sa->enc_key, sizeof(sa->enc_key));
 	OPENSSL_cleanse(sa->integ_key, sizeof(sa->integ_key));
+}
+
+int esp_sa_set_ts(struct esp_sa *sa, const struct bt_ts *local, unsigned n_local, const struct bt_ts *remote,
+		  unsigned n_remote)
+{
+	if (n_local > BT_TS_MAX || n_remote > BT_TS_MAX)
+		return -1;
+	struct bt_ts *v = malloc((n_local + n_remote ? n_local + n_remote : 1) * sizeof(*v));
+	if (!v)
+		return -1;
+	memcpy(v, local, n_local * sizeof(*v));
+	memcpy(v + n_local, remote, n_remote * sizeof(*v));
+	free(sa->local_ts);
+	sa->local_ts = v, sa->remote_ts = v + n_local;
+	sa->n_local_ts = (uint8_t)n_local, sa->n_remote_ts = (uint8_t)n_remote;
+	return 0;
 }
 
 int esp_sa_set_replay_window(struct esp_sa *sa, uint32_t size)

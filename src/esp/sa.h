@@ -113,7 +113,7 @@ struct esp_sa {
 	uint8_t n_peers; /* 0 = only `remote` */
 
 	/* traffic selectors, from this node's point of view */
-	struct bt_ts local_ts[BT_TS_MAX], remote_ts[BT_TS_MAX];
+	struct bt_ts *local_ts, *remote_ts; /* n_local_ts + n_remote_ts entries, owned (esp_sa_set_ts) */
 	uint8_t n_local_ts, n_remote_ts;
 
 	/* transforms and keys (AEAD/CTR keys include the 4-byte salt/nonce at the end) */
@@ -149,6 +149,9 @@ struct esp_sa {
 int esp_sa_init(struct esp_sa *sa, unsigned n_lanes, char *err, size_t errlen);
 /* Free crypto state and zero every secret. Does not free sa itself. */
 void esp_sa_clear(struct esp_sa *sa);
+/* Set the SA's selectors (copied into one allocation of exactly their size). Returns 0 or -1. */
+int esp_sa_set_ts(struct esp_sa *sa, const struct bt_ts *local, unsigned n_local, const struct bt_ts *remote,
+		  unsigned n_remote);
 /* Set the replay window size (rounded up to 64; 0 disables); resets the window. */
 int esp_sa_set_replay_window(struct esp_sa *sa, uint32_t size);
 /* Context transfer needs both: jump the outbound sequence number / restore the replay state. */

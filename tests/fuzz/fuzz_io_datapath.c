@@ -28,10 +28,11 @@ static struct esp_sa *mk(uint32_t spi, uint32_t reqid, enum esp_dir dir, enum es
 	sa->enc_key_len = (uint8_t)ekl;
 	memset(sa->enc_key, 0x5a, ekl);
 	/* selectors: anything, both families */
-	bt_ts_parse("0.0.0.0/0", &sa->local_ts[0], err, sizeof(err));
-	bt_ts_parse("::/0", &sa->local_ts[1], err, sizeof(err));
-	sa->remote_ts[0] = sa->local_ts[0], sa->remote_ts[1] = sa->local_ts[1];
-	sa->n_local_ts = sa->n_remote_ts = 2;
+	struct bt_ts any[2];
+	bt_ts_parse("0.0.0.0/0", &any[0], err, sizeof(err));
+	bt_ts_parse("::/0", &any[1], err, sizeof(err));
+	if (esp_sa_set_ts(sa, any, 2, any, 2))
+		abort();
 	esp_sa_set_replay_window(sa, dir == ESP_DIR_IN ? 64 : 0);
 	if (esp_sa_init(sa, 1, err, sizeof(err)))
 		abort();

@@ -27,9 +27,10 @@ static struct esp_sa *mk(uint32_t spi, uint32_t reqid, enum esp_dir dir, const c
 	sa->enc_key_len = (uint8_t)ekl, sa->integ_key_len = (uint8_t)ikl;
 	memset(sa->enc_key, 1, ekl);
 	memset(sa->integ_key, 2, ikl);
-	bt_ts_parse("10.1.0.0/24", &sa->local_ts[0], err, sizeof(err));
-	bt_ts_parse(ts_remote, &sa->remote_ts[0], err, sizeof(err));
-	sa->n_local_ts = sa->n_remote_ts = 1;
+	struct bt_ts l, r;
+	bt_ts_parse("10.1.0.0/24", &l, err, sizeof(err));
+	bt_ts_parse(ts_remote, &r, err, sizeof(err));
+	assert_int_equal(esp_sa_set_ts(sa, &l, 1, &r, 1), 0);
 	esp_sa_set_replay_window(sa, dir == ESP_DIR_IN ? 64 : 0);
 	assert_int_equal(esp_sa_init(sa, 1, err, sizeof(err)), 0);
 	return sa;
