@@ -81,12 +81,23 @@ uint32_t esp_peek_spi(const uint8_t *data, size_t len)
 	return len >= sizeof(struct esp_hdr) ? get32(data) : 0;
 }
 
+/* This lane's crypto state, built on its first packet (only this lane touches the slot). */
+static struct esp_xform *lane_xform(struct esp_sa *sa, unsigned lane)
+{
+	struct esp_xform **slot = &sa->xf[lane % sa->n_lanes];
+	if (!*slot)
+		*slot = xform_new(sa, NULL, 0);
+	return *slot;
+}
+
 enum esp_drop esp_encap(struct esp_sa *sa, unsigned lane, struct pkt *p, uint8_t nh)
 {
 	struct xform_info xi;
-	struct esp_xform *xf = sa->xf[lane % sa->n_lanes];
+	struct esp_xform *xf = lane_xform(sa, lane);
 	xform_info(sa->enc, sa->integ, &xi);
 
+	if (!xf)
+		return drop(sa, ESP_DROP_NOMEM);
 	if (expired(sa))
 		return drop(sa, ESP_DROP_EXPIRED);
 	size_t plen = p->len;
@@ -139,9 +150,11 @@ enum esp_drop esp_encap(struct esp_sa *sa, unsigned lane, struct pkt *p, uint8_t
 enum esp_drop esp_decap(struct esp_sa *sa, unsigned lane, struct pkt *p, uint8_t *nh)
 {
 	struct xform_info xi;
-	struct esp_xform *xf = sa->xf[lane % sa->n_lanes];
+	struct esp_xform *xf = lane_xform(sa, lane);
 	xform_info(sa->enc, sa->integ, &xi);
 
+	if (!xf)
+		return drop(sa, ESP_DROP_NOMEM);
 	if (expired(sa))
 		return drop(sa, ESP_DROP_EXPIRED);
 	uint8_t *h = pkt_data(p);

@@ -20,6 +20,7 @@ const char *esp_drop_name(enum esp_drop d)
 		[ESP_DROP_PEER] = "peer",       [ESP_DROP_SEQ_EXHAUSTED] = "seq_exhausted",
 		[ESP_DROP_EXPIRED] = "expired", [ESP_DROP_DISCARD] = "discard",
 		[ESP_DROP_NOBUF] = "nobuf",     [ESP_DROP_IO] = "io",
+		[ESP_DROP_NOMEM] = "nomem",
 	};
 	return (unsigned)d < ESP_DROP_MAX ? names[d] : "?";
 }
@@ -82,12 +83,9 @@ int esp_sa_init(struct esp_sa *sa, unsigned n_lanes, char *err, size_t errlen)
 		return -1;
 	}
 	sa->n_lanes = n_lanes;
-	for (unsigned i = 0; i < n_lanes; i++) {
-		sa->xf[i] = xform_new(sa, err, errlen);
-		if (!sa->xf[i]) {
-			esp_sa_clear(sa);
-			return -1;
-		}
+	if (xform_check(sa, err, errlen) != 0) {
+		esp_sa_clear(sa);
+		return -1;
 	}
 	return 0;
 }

@@ -58,6 +58,7 @@ enum esp_drop {
 	ESP_DROP_DISCARD,       /* a DISCARD policy matched */
 	ESP_DROP_NOBUF,         /* no room in the buffer (MTU) */
 	ESP_DROP_IO,            /* send failed */
+	ESP_DROP_NOMEM,         /* a lane's crypto state could not be built on its first packet */
 	ESP_DROP_MAX
 };
 const char *esp_drop_name(enum esp_drop d);
@@ -139,7 +140,8 @@ struct esp_sa {
 	_Atomic uint32_t events;
 	struct esp_counters ctr;
 
-	/* runtime crypto state, one per data-path lane (worker); built by esp_sa_init */
+	/* runtime crypto state, one slot per data-path lane (worker), built by that lane on its first
+	 * packet for the SA (an idle SA costs no OpenSSL contexts; a slot is only touched by its lane) */
 	struct esp_xform **xf;
 	unsigned n_lanes;
 };

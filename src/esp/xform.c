@@ -148,6 +148,21 @@ fail:
 	return NULL;
 }
 
+int xform_check(const struct esp_sa *sa, char *err, size_t errlen)
+{
+	unsigned klen;
+	if (sa->enc != ESP_ENC_NULL &&
+	    !cipher_for(sa->enc, sa->enc_key_len - (enc_has_salt(sa->enc) ? 4 : 0))) {
+		snprintf(err, errlen, "no %s cipher for a %u-byte key", esp_enc_name(sa->enc, 0), sa->enc_key_len);
+		return -1;
+	}
+	if (sa->integ != ESP_INTEG_NONE && !digest_name(sa->integ, &klen)) {
+		snprintf(err, errlen, "no digest for %s", esp_integ_name(sa->integ));
+		return -1;
+	}
+	return 0;
+}
+
 void xform_free(struct esp_xform *xf)
 {
 	if (!xf)

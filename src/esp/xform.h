@@ -31,6 +31,8 @@ int xform_key_lens(enum esp_enc_alg enc, unsigned enc_bits, enum esp_integ_alg i
 		   unsigned *enc_len, unsigned *integ_len);
 struct esp_xform *xform_new(const struct esp_sa *sa, char *err, size_t errlen);
 void xform_free(struct esp_xform *xf);
+/* Can xform_new build this SA's state (cipher and digest known to OpenSSL)? 0 or -1 with err. */
+int xform_check(const struct esp_sa *sa, char *err, size_t errlen);
 
 /* Fill the wire IV for a packet with sequence number seq. */
 int xform_make_iv(struct esp_xform *xf, const struct esp_sa *sa, uint64_t seq, uint8_t *iv,
