@@ -62,7 +62,9 @@ struct ike_sess {
 	uint32_t old_spi_in;         /* the rekeyed child's inbound SA, until its delete completes */
 	struct esp_sa *next_out;     /* rekey responder: the new outbound SA, used once the old child is gone */
 	uint64_t rekeys;
-	struct spd_policy pol;
+	struct bt_ts *pol_ts;        /* the Child SA's outbound policy: pol_nl local then pol_nr remote */
+	uint8_t pol_nl, pol_nr;
+	uint32_t pol_prio;
 	double started, established;
 	uint64_t last_in_packets;
 	bool half_open, closing;
@@ -558,13 +560,18 @@ static int install(struct ike_sess *s)
 		goto fail;
 	}
 	sa[1] = NULL;
-	struct spd_policy *p = &s->pol;
-	memset(p, 0, sizeof(*p));
-	snprintf(p->name, sizeof(p->name), "%.15s/%.15s", s->conn, s->child);
-	p->priority = ch->priority, p->dir = SPD_DIR_OUT, p->action = SPD_PROTECT, p->reqid = s->reqid;
-	p->n_local = ini ? k->n_ts_i : k->n_ts_r, p->n_remote = ini ? k->n_ts_r : k->n_ts_i;
-	memcpy(p->local, ini ? k->ts_i : k->ts_r, p->n_local * sizeof(p->local[0]));
-	memcpy(p->remote, ini ? k->ts_r : k->ts_i, p->n_remote * sizeof(p->remote[0]));
+	/* the policy is kept compact here and expanded into the SPD when it is rebuilt */
+	s->pol_nl = ini ? k->n_ts_i : k->n_ts_r, s->pol_nr = ini ? k->n_ts_r : k->n_ts_i;
+	s->pol_prio = ch->priority;
+	free(s->pol_ts);
+	s->pol_ts = malloc(((size_t)s->pol_nl + s->pol_nr + 1) * sizeof(*s->pol_ts));
+	if (!s->pol_ts) {
+		dp_sa_del(m->d->dp, s->spi_in, ESP_DIR_IN);
+		dp_sa_del(m->d->dp, s->spi_out, ESP_DIR_OUT);
+		return -1;
+	}
+	memcpy(s->pol_ts, ini ? k->ts_i : k->ts_r, s->pol_nl * sizeof(*s->pol_ts));
+	memcpy(s->pol_ts + s->pol_nl, ini ? k->ts_r : k->ts_i, s->pol_nr * sizeof(*s->pol_ts));
 	s->installed = true;
 	m->spd_dirty = true;
 	char a[64], b[64], prop[96];
@@ -831,6 +838,7 @@ static void sess_free(struct ike_sess *s)
 		contacts(m, &s->contact, -1);
 	m->n_sess--;
 	free(s->req);
+	free(s->pol_ts);
 	ike_sa_free(&s->sa);
 	conf_put(m, s->cref);
 	free(s);
@@ -1463,9 +1471,22 @@ size_t ike_mgr_policies(struct daemon *d, struct spd_policy **out)
 	struct spd_policy *v = malloc(m->n_sess * sizeof(*v));
 	if (!v)
 		return 0;
-	for (struct ike_sess *s = m->all; s; s = s->next_all)
-		if (s->installed)
-			v[n++] = s->pol;
+	for (struct ike_sess *s = m->all; s; s = s->next_all) {
+		if (!s->installed)
+			continue;
+		struct spd_policy *p = &v[n++];
+		memset(p, 0, sizeof(*p));
+		/* "conn/child", each cut at 15 (as the SA names): no snprintf per policy per rebuild */
+		size_t a = strnlen(s->conn, 15), b = strnlen(s->child, 15);
+		memcpy(p->name, s->conn, a);
+		p->name[a] = '/';
+		memcpy(p->name + a + 1, s->child, b);
+		p->name[a + 1 + b] = 0;
+		p->priority = s->pol_prio, p->dir = SPD_DIR_OUT, p->action = SPD_PROTECT, p->reqid = s->reqid;
+		p->n_local = s->pol_nl, p->n_remote = s->pol_nr;
+		memcpy(p->local, s->pol_ts, s->pol_nl * sizeof(p->local[0]));
+		memcpy(p->remote, s->pol_ts + s->pol_nl, s->pol_nr * sizeof(p->remote[0]));
+	}
 	*out = v;
 	return n;
 }
@@ -1665,8 +1686,8 @@ json_t *ike_mgr_list(struct daemon *d)
 			snprintf(out, sizeof(out), "%08x", s->spi_out);
 			json_object_set_new(o, "child_sa",
 					    json_pack("{s:s,s:s,s:s,s:o,s:o}", "spi_in", in, "spi_out", out, "proposal",
-						      eprop, "local_ts", ts_list(s->pol.local, s->pol.n_local), "remote_ts",
-						      ts_list(s->pol.remote, s->pol.n_remote)));
+						      eprop, "local_ts", ts_list(s->pol_ts, s->pol_nl), "remote_ts",
+						      ts_list(s->pol_ts + s->pol_nl, s->pol_nr)));
 		}
 		json_array_append_new(a, o);
 	}
