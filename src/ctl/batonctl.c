@@ -239,7 +239,11 @@ static void print_ike_sas(json_t *a)
 		printf("%s/%s: IKE %s, %s, %s[%lld] -> %s[%lld]%s%s, %s_i %s_r, %s\n", str(o, "name"), str(o, "child"),
 		       str(o, "state"), str(o, "role"), str(o, "local"), num(o, "local_port"), str(o, "remote"),
 		       num(o, "remote_port"), json_is_true(json_object_get(o, "nat_local")) ? ", behind NAT" : "",
-		       json_is_true(json_object_get(o, "nat_remote")) ? ", peer behind NAT" : "", str(o, "spi_i"),
+		       json_is_true(json_object_get(o, "nat_remote"))
+			       ? (json_is_true(json_object_get(o, "encap_forced")) ? ", peer behind NAT or forcing UDP encapsulation"
+										: ", peer behind NAT")
+			       : "",
+		       str(o, "spi_i"),
 		       str(o, "spi_r"), str(o, "proposal"));
 		if (json_object_get(o, "peer_id")) {
 			printf("  peer: %s (%s", str(o, "peer_id"), str(o, "peer_auth"));

@@ -859,7 +859,8 @@ static void established(struct ike_sess *s)
 	bt_info("IKE %s: IKE SA %016llx_i %016llx_r established with %s (%s, %s) in %.1f ms%s", s->conn,
 		(unsigned long long)s->sa.spi_i, (unsigned long long)s->sa.spi_r,
 		bt_addr_str(&s->remote, a, sizeof(a)), s->sa.initiator ? "initiator" : "responder", prop,
-		(s->established - s->started) * 1000, s->sa.nat_local ? ", behind a NAT" : s->sa.nat_remote ? ", peer behind a NAT" : "");
+		(s->established - s->started) * 1000,
+		s->sa.nat_local ? ", behind a NAT" : s->sa.nat_remote ? ", peer behind a NAT (or forcing UDP encapsulation)" : "");
 	if (bt_log_get_level() >= BT_LOG_PRIVATE) {
 		/* for tshark's ikev2_decryption_table (log_level = private only) */
 		char ei[2 * (IKE_KEY_MAX + 4) + 1], er[sizeof(ei)], ai[2 * IKE_KEY_MAX + 1], ar[sizeof(ai)];
@@ -1660,6 +1661,7 @@ json_t *ike_mgr_list(struct daemon *d)
 		json_object_set_new(o, "child_rekeys", json_integer((json_int_t)s->rekeys));
 		json_object_set_new(o, "ike_rekeys", json_integer((json_int_t)s->sa.ike_rekeys));
 		json_object_set_new(o, "fragmentation", json_boolean(s->sa.frag_peer));
+		json_object_set_new(o, "encap_forced", json_boolean(s->sa.conf->force_encap));
 		if (ev_is_active(&s->irekey))
 			json_object_set_new(o, "ike_rekey_in_s", json_real(ev_timer_remaining(m->d->loop, &s->irekey)));
 		if (ev_is_active(&s->rekey))
