@@ -1245,13 +1245,15 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	if (ccs_pending && !s->sa.ccs_pending) {
 		request_done(s); /* our CREATE_CHILD_SA was answered */
 		if (s->sa.ccs_error) {
-			bt_warn("IKE %s/%s: the peer refused the rekey (notify %u)%s", s->conn, s->child, s->sa.ccs_error,
-				s->sa.ccs_error == IKE_N_TEMPORARY_FAILURE ? ": trying again shortly" : "");
+			bool again = s->sa.ccs_error == IKE_N_TEMPORARY_FAILURE || s->sa.ccs_error == IKE_N_INVALID_KE_PAYLOAD;
+			bt_warn("IKE %s/%s: the peer refused the %s rekey (notify %u)%s", s->conn, s->child,
+				s->sa.ccs_ike ? "IKE SA" : "Child SA", s->sa.ccs_error, again ? ": trying again shortly" : "");
 			m->st.rekey_failed++;
-			if (s->sa.ccs_error == IKE_N_TEMPORARY_FAILURE) {
-				ev_timer_stop(m->d->loop, &s->rekey);
-				ev_timer_set(&s->rekey, 0.2 + (double)(rand() % 800) / 1000.0, 0);
-				ev_timer_start(m->d->loop, &s->rekey);
+			if (again) {
+				ev_timer *t = s->sa.ccs_ike ? &s->irekey : &s->rekey;
+				ev_timer_stop(m->d->loop, t);
+				ev_timer_set(t, 0.2 + (double)(rand() % 800) / 1000.0, 0);
+				ev_timer_start(m->d->loop, t);
 			}
 		}
 	}

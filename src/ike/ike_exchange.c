@@ -1035,13 +1035,14 @@ size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap)
 	if (rnd(sa, &spi, sizeof(spi)) || rnd(sa, sa->ccs_nonce, sizeof(sa->ccs_nonce)))
 		return 0;
 	sa->ccs_spi = spi | 0xc0000000u;
-	/* PFS when our first ESP proposal names a group */
+	/* PFS when our first ESP proposal names a group (or the one the peer asked for) */
 	const struct ike_transform *g = ike_prop_get(&sa->conf->esp_props[0], IKE_TR_DH);
+	uint16_t group = sa->ccs_group ? sa->ccs_group : g ? g->id : 0;
 	ike_dh_free(sa->ccs_dh);
 	sa->ccs_dh = NULL;
-	if (g && g->id) {
+	if (group) {
 		pl = sizeof(pub);
-		if (!(sa->ccs_dh = ike_dh_new(g->id)) || ike_dh_public(sa->ccs_dh, pub, &pl))
+		if (!(sa->ccs_dh = ike_dh_new(group)) || ike_dh_public(sa->ccs_dh, pub, &pl))
 			return 0;
 	}
 	struct ike_sa_payload esp;
@@ -1059,7 +1060,7 @@ size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap)
 	ike_put_sa(&b, &esp);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->ccs_nonce, sizeof(sa->ccs_nonce));
 	if (sa->ccs_dh)
-		ike_put_ke(&b, g->id, pub, pl);
+		ike_put_ke(&b, group, pub, pl);
 	ike_put_ts(&b, IKE_PL_TSI, mine, nm);
 	ike_put_ts(&b, IKE_PL_TSR, theirs, nt);
 	struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, false, sa->next_send_id);
@@ -1503,6 +1504,22 @@ static size_t on_ccs_request(struct ike_sa *sa, uint8_t *msg, size_t len, const 
 	return cache(sa, out, olen, rh->msg_id);
 }
 
+/* INVALID_KE_PAYLOAD to our CREATE_CHILD_SA: take the group it names, if we offer it, for the
+ * next try (ike_rekey_child / ike_rekey_ike). */
+static void note_wanted_group(struct ike_sa *sa, uint16_t g)
+{
+	const struct proposal_list l = sa->ccs_ike ? IKE_PROPS(sa) : ESP_PROPS(sa);
+	for (unsigned i = 0; i < l.n; i++)
+		for (unsigned t = 0; t < l.p[i].n_tr; t++)
+			if (l.p[i].tr[t].type == IKE_TR_DH && l.p[i].tr[t].id == g) {
+				if (sa->ccs_ike)
+					sa->group = g;
+				else
+					sa->ccs_group = g;
+				return;
+			}
+}
+
 static size_t on_ccs_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c)
 {
 	struct ike_chain in;
@@ -1517,6 +1534,8 @@ static size_t on_ccs_response(struct ike_sa *sa, uint8_t *msg, size_t len, const
 	for (unsigned i = 0; ike_find(&in, IKE_PL_NOTIFY, i); i++)
 		if (ike_parse_notify(ike_find(&in, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK && n.type < 16384) {
 			sa->ccs_error = n.type; /* the rekey failed; the IKE SA and the old child go on */
+			if (n.type == IKE_N_INVALID_KE_PAYLOAD && n.data_len == 2)
+				note_wanted_group(sa, (uint16_t)(n.data[0] << 8 | n.data[1]));
 			ike_dh_free(dh);
 			return 0;
 		}

@@ -146,6 +146,7 @@ struct ike_sa {
 	uint32_t ccs_spi;            /* our inbound SPI in it */
 	struct ike_dh *ccs_dh;       /* PFS */
 	uint16_t ccs_error;          /* the notify that refused our last request, 0 = none */
+	uint16_t ccs_group;          /* PFS group the peer asked for with INVALID_KE_PAYLOAD, 0 = ours */
 	struct ike_child *next_child, *old_child; /* allocated while a rekey is under way */
 	bool next_ready, old_present, old_deleted;
 	uint64_t child_rekeys;

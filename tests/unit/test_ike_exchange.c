@@ -706,6 +706,28 @@ static void test_fragmentation(void **state)
 	done(&p);
 }
 
+/* A rekey with PFS in a group the responder does not take: INVALID_KE_PAYLOAD names its group,
+ * and the next try uses it. */
+static void test_rekey_invalid_ke(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	uint8_t req[4096], resp[4096], x[4096];
+	conf(&ci, true), conf(&cr, false);
+	props(&ci, "aes128gcm16-prfsha256-x25519", "aes128gcm16-x25519,aes128gcm16-ecp256");
+	props(&cr, "aes128gcm16-prfsha256-x25519", "aes128gcm16-ecp256");
+	run(&p, &ci, &cr);
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	size_t lq = ike_rekey_child(&p.i, req, sizeof(req));
+	size_t lr = ike_process(&p.r, req, lq, resp, sizeof(resp));
+	ike_process(&p.i, resp, lr, x, sizeof(x));
+	assert_int_equal(p.i.ccs_error, IKE_N_INVALID_KE_PAYLOAD);
+	assert_int_equal(p.i.ccs_group, IKE_DH_ECP256);
+	assert_false(p.r.next_ready);
+	rekey_from(&p, true);
+	done(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -717,6 +739,7 @@ int main(void)
 		cmocka_unit_test(test_child_rekey),
 		cmocka_unit_test(test_rekey_collision),
 		cmocka_unit_test(test_ike_rekey),
+		cmocka_unit_test(test_rekey_invalid_ke),
 		cmocka_unit_test(test_fragmentation),
 		cmocka_unit_test(test_failures),
 		cmocka_unit_test(test_forgery),
