@@ -24,7 +24,7 @@ struct client {
 	size_t len;
 };
 
-static json_t *ts_json(const struct bt_ts *ts, unsigned n)
+json_t *control_ts_json(const struct bt_ts *ts, unsigned n)
 {
 	json_t *a = json_array();
 	char buf[160];
@@ -76,8 +76,8 @@ json_t *control_sa_json(const struct esp_sa *sa, uint64_t now)
 	json_object_set_new(o, "enc", json_string(esp_enc_name(sa->enc, enc_bits(sa))));
 	json_object_set_new(o, "integ", json_string(esp_integ_name(sa->integ)));
 	json_object_set_new(o, "esn", json_boolean(sa->esn));
-	json_object_set_new(o, "local_ts", ts_json(sa->local_ts, sa->n_local_ts));
-	json_object_set_new(o, "remote_ts", ts_json(sa->remote_ts, sa->n_remote_ts));
+	json_object_set_new(o, "local_ts", control_ts_json(sa->local_ts, sa->n_local_ts));
+	json_object_set_new(o, "remote_ts", control_ts_json(sa->remote_ts, sa->n_remote_ts));
 	if (sa->dir == ESP_DIR_OUT)
 		json_object_set_new(o, "seq_out", json_integer((json_int_t)(atomic_load(&sa->seq_out) - 1)));
 	else
@@ -148,8 +148,8 @@ static json_t *list_pols(struct daemon *d)
 		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:I,s:I}", "name", p->name, "dir",
 						   p->dir == SPD_DIR_OUT ? "out" : "in", "action", act[p->action],
 						   "priority", (json_int_t)p->priority, "local_ts",
-						   ts_json(p->local, p->n_local), "remote_ts",
-						   ts_json(p->remote, p->n_remote), "reqid", (json_int_t)p->reqid, "hits",
+						   control_ts_json(p->local, p->n_local), "remote_ts",
+						   control_ts_json(p->remote, p->n_remote), "reqid", (json_int_t)p->reqid, "hits",
 						   (json_int_t)(p->hits ? atomic_load(p->hits) : 0)));
 	}
 	return json_pack("{s:b,s:o}", "ok", 1, "policies", a);

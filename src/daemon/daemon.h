@@ -50,6 +50,8 @@ json_t *control_handle(struct daemon *d, const char *line, size_t len);
 int control_listen(struct daemon *d, const char *path, char *err, size_t errlen);
 void control_close(struct daemon *d);
 json_t *control_sa_json(const struct esp_sa *sa, uint64_t now);
+/* A selector list as JSON strings in strongSwan's syntax. */
+json_t *control_ts_json(const struct bt_ts *ts, unsigned n);
 
 uint64_t daemon_now(void);
 /* Build and install the SPD of cfg plus the negotiated Child SAs' policies; hit counters carry

@@ -1572,9 +1572,9 @@ void ike_mgr_reconfigured(struct daemon *d)
 		if (!same && !s->closing) {
 			bt_info("IKE %s: the connection changed or is gone: closing its IKE SA", s->conn);
 			ike_mgr_terminate(d, s->conn, err, sizeof(err));
-			next = m->all; /* terminate may have freed several */
-			for (struct ike_sess *t = m->all; t && t != s; t = t->next_all)
-				;
+			/* terminate may have freed several, next among them: start over (the closed ones are
+			 * skipped as closing, the freed ones are gone) */
+			next = m->all;
 		}
 	}
 	m->spd_dirty = true;
@@ -1630,15 +1630,6 @@ void ike_mgr_stop(struct daemon *d)
 
 /* --- listing ----------------------------------------------------------------------------------- */
 
-static json_t *ts_list(const struct bt_ts *ts, unsigned n)
-{
-	json_t *a = json_array();
-	char buf[96];
-	for (unsigned i = 0; i < n; i++)
-		json_array_append_new(a, json_string(bt_ts_str(&ts[i], buf, sizeof(buf))));
-	return a;
-}
-
 json_t *ike_mgr_list(struct daemon *d)
 {
 	struct ike_mgr *m = d->ike;
@@ -1690,8 +1681,8 @@ json_t *ike_mgr_list(struct daemon *d)
 			snprintf(out, sizeof(out), "%08x", s->spi_out);
 			json_object_set_new(o, "child_sa",
 					    json_pack("{s:s,s:s,s:s,s:o,s:o}", "spi_in", in, "spi_out", out, "proposal",
-						      eprop, "local_ts", ts_list(s->pol_ts, s->pol_nl), "remote_ts",
-						      ts_list(s->pol_ts + s->pol_nl, s->pol_nr)));
+						      eprop, "local_ts", control_ts_json(s->pol_ts, s->pol_nl), "remote_ts",
+						      control_ts_json(s->pol_ts + s->pol_nl, s->pol_nr)));
 		}
 		json_array_append_new(a, o);
 	}

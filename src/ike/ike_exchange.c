@@ -973,14 +973,22 @@ static size_t on_info_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 	return cache(sa, out, olen, rh->msg_id);
 }
 
+/* A response to our request (window of one): authentic, it completes the exchange. */
+static int open_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c, struct ike_chain *in)
+{
+	if (open_sk(sa, msg, len, c, in) != 0)
+		return -1;
+	sa->next_send_id++;
+	sa->peer_answers++;
+	return 0;
+}
+
 static size_t on_info_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c)
 {
 	struct ike_chain in;
-	if (open_sk(sa, msg, len, c, &in) != 0)
+	if (open_response(sa, msg, len, c, &in) != 0)
 		return 0;
 	sa->info_pending = false;
-	sa->next_send_id++;
-	sa->peer_answers++;
 	if (sa->info_what == IKE_INFO_DELETE_CHILD)
 		sa->child_ready = false;
 	else if (sa->info_what == IKE_INFO_DELETE_OLD_CHILD && sa->old_present)
@@ -1071,16 +1079,30 @@ size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap)
 	return len;
 }
 
-static size_t ccs_error(struct ike_sa *sa, uint32_t id, uint16_t type, uint8_t *out, size_t cap)
+/* A CREATE_CHILD_SA error response (with the notify's data: the group of INVALID_KE_PAYLOAD). */
+static size_t ccs_error_data(struct ike_sa *sa, uint32_t id, uint16_t type, const void *data, size_t dlen, uint8_t *out,
+			     size_t cap)
 {
 	uint8_t chain[64];
 	struct ike_builder b;
 	ike_build_chain_begin(&b, chain, sizeof(chain));
-	ike_put_notify(&b, 0, NULL, 0, type, NULL, 0);
+	ike_put_notify(&b, 0, NULL, 0, type, data, dlen);
 	struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, true, id);
 	size_t len = seal(sa, &h, &b, out, cap);
 	sa->next_recv_id = id + 1;
 	return len ? cache(sa, out, len, id) : 0;
+}
+
+static size_t ccs_error(struct ike_sa *sa, uint32_t id, uint16_t type, uint8_t *out, size_t cap)
+{
+	return ccs_error_data(sa, id, type, NULL, 0, out, cap);
+}
+
+/* INVALID_KE_PAYLOAD naming the group we want. */
+static size_t ccs_invalid_ke(struct ike_sa *sa, uint32_t id, uint16_t group, uint8_t *out, size_t cap)
+{
+	uint8_t gb[2] = {(uint8_t)(group >> 8), (uint8_t)group};
+	return ccs_error_data(sa, id, IKE_N_INVALID_KE_PAYLOAD, gb, sizeof(gb), out, cap);
 }
 
 /* --- IKE SA rekey ------------------------------------------------------------------------------ */
@@ -1214,16 +1236,8 @@ static size_t on_ike_rekey_request(struct ike_sa *sa, const struct ike_hdr *rh, 
 	if (!choose(sp, &ours, false, chosen) || chosen->spi_len != 8 || !spi64(chosen->spi))
 		return ccs_error(sa, rh->msg_id, IKE_N_NO_PROPOSAL_CHOSEN, out, cap);
 	uint16_t group = ike_prop_get(chosen, IKE_TR_DH)->id;
-	if (!kep || ike_parse_ke(kep, &ke) || ke.group != group) {
-		uint8_t gb[2] = {(uint8_t)(group >> 8), (uint8_t)group}, chain[64];
-		struct ike_builder b;
-		ike_build_chain_begin(&b, chain, sizeof(chain));
-		ike_put_notify(&b, 0, NULL, 0, IKE_N_INVALID_KE_PAYLOAD, gb, 2);
-		struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, true, rh->msg_id);
-		size_t l2 = seal(sa, &h, &b, out, cap);
-		sa->next_recv_id = rh->msg_id + 1;
-		return l2 ? cache(sa, out, l2, rh->msg_id) : 0;
-	}
+	if (!kep || ike_parse_ke(kep, &ke) || ke.group != group)
+		return ccs_invalid_ke(sa, rh->msg_id, group, out, cap);
 	uint64_t peer_spi = spi64(chosen->spi), spi = 0;
 	uint8_t nr[32], pub[512], gir[512];
 	size_t pl = sizeof(pub), gl = sizeof(gir), el, il;
@@ -1433,17 +1447,8 @@ static size_t on_ccs_request(struct ike_sa *sa, uint8_t *msg, size_t len, const 
 	size_t pl = sizeof(pub), gl = 0;
 	struct ike_dh *dh = NULL;
 	if (g && g->id) {
-		if (!kep || ike_parse_ke(kep, &ke) || ke.group != g->id) {
-			uint8_t gb[2] = {(uint8_t)(g->id >> 8), (uint8_t)g->id};
-			uint8_t chain[64];
-			struct ike_builder b;
-			ike_build_chain_begin(&b, chain, sizeof(chain));
-			ike_put_notify(&b, 0, NULL, 0, IKE_N_INVALID_KE_PAYLOAD, gb, 2);
-			struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, true, rh->msg_id);
-			size_t l2 = seal(sa, &h, &b, out, cap);
-			sa->next_recv_id = rh->msg_id + 1;
-			return l2 ? cache(sa, out, l2, rh->msg_id) : 0;
-		}
+		if (!kep || ike_parse_ke(kep, &ke) || ke.group != g->id)
+			return ccs_invalid_ke(sa, rh->msg_id, g->id, out, cap);
 		gl = sizeof(gir);
 		if (!(dh = ike_dh_new(g->id)) || ike_dh_public(dh, pub, &pl) || ike_dh_shared(dh, ke.data, ke.len, gir, &gl)) {
 			ike_dh_free(dh);
@@ -1523,11 +1528,9 @@ static void note_wanted_group(struct ike_sa *sa, uint16_t g)
 static size_t on_ccs_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c)
 {
 	struct ike_chain in;
-	if (open_sk(sa, msg, len, c, &in) != 0)
+	if (open_response(sa, msg, len, c, &in) != 0)
 		return 0;
 	sa->ccs_pending = false;
-	sa->next_send_id++;
-	sa->peer_answers++;
 	struct ike_dh *dh = sa->ccs_dh;
 	sa->ccs_dh = NULL;
 	struct ike_notify_payload n;
