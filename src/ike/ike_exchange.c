@@ -438,6 +438,40 @@ static void note_frag(struct ike_sa *sa, const struct ike_chain *c)
 			sa->frag_peer = sa->conf->fragmentation;
 }
 
+/* MOBIKE notifies of an IKE_AUTH or INFORMATIONAL message: MOBIKE_SUPPORTED (IKE_AUTH only), the
+ * peer's additional addresses (a new list replaces the old one), and a COOKIE2 to echo. */
+static void note_mobike(struct ike_sa *sa, const struct ike_chain *c, bool auth, struct ike_notify_payload *cookie2,
+			bool *update)
+{
+	struct ike_notify_payload n;
+	bool list = false;
+	for (unsigned i = 0; ike_find(c, IKE_PL_NOTIFY, i); i++) {
+		if (ike_parse_notify(ike_find(c, IKE_PL_NOTIFY, i), &n) != IKE_PERR_OK)
+			continue;
+		if (n.type == IKE_N_MOBIKE_SUPPORTED && auth) {
+			sa->mobike = sa->conf->mobike;
+		} else if ((n.type == IKE_N_ADDITIONAL_IP4_ADDRESS && n.data_len == 4) ||
+			   (n.type == IKE_N_ADDITIONAL_IP6_ADDRESS && n.data_len == 16)) {
+			if (!list)
+				sa->n_peer_addrs = 0, list = true;
+			if (sa->n_peer_addrs < IKE_PEER_ADDRS) {
+				struct bt_addr *a = &sa->peer_addrs[sa->n_peer_addrs++];
+				memset(a, 0, sizeof(*a));
+				a->family = n.data_len == 4 ? AF_INET : AF_INET6;
+				memcpy(a->b, n.data, n.data_len);
+			}
+		} else if (n.type == IKE_N_NO_ADDITIONAL_ADDRESSES) {
+			sa->n_peer_addrs = 0, list = true;
+		} else if (n.type == IKE_N_COOKIE2 && cookie2 && n.data_len >= 8 && n.data_len <= 64) {
+			*cookie2 = n;
+		} else if (n.type == IKE_N_UPDATE_SA_ADDRESSES && update) {
+			*update = true;
+		}
+	}
+	if (list)
+		sa->peer_addrs_changed = true;
+}
+
 static void put_natd(struct ike_sa *sa, struct ike_builder *b)
 {
 	uint8_t h[IKE_NATD_LEN];
@@ -476,6 +510,30 @@ static void check_natd(struct ike_sa *sa, const struct ike_chain *c, uint64_t sp
 	}
 	sa->nat_remote = any_src && !src_ok;
 	sa->nat_local = any_dst && !dst_ok;
+}
+
+/* A retransmitted UPDATE_SA_ADDRESSES: the initiator moved again before our answer reached it
+ * (RFC 4555 3.5). If it comes from other addresses and is authentic, those are the ones to use.
+ * Returns false if it is not authentic. */
+static int open_sk(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c, struct ike_chain *in);
+static bool retransmit_same_path(struct ike_sa *sa, const uint8_t *msg, size_t len)
+{
+	if (bt_addr_eq(&sa->rx_remote, &sa->remote) && bt_addr_eq(&sa->rx_local, &sa->local) &&
+	    sa->rx_remote_port == sa->remote_port && sa->rx_local_port == sa->local_port)
+		return true;
+	uint8_t *copy = dup_bytes(msg, len);
+	struct ike_hdr h;
+	static __thread struct ike_chain c, in;
+	bool ok = copy && ike_parse(copy, len, &h, &c) == IKE_PERR_OK && ike_find(&c, IKE_PL_SK, 0) &&
+		  open_sk(sa, copy, len, &c, &in) == 0;
+	free(copy);
+	if (!ok)
+		return false;
+	sa->local = sa->rx_local, sa->remote = sa->rx_remote;
+	sa->local_port = sa->rx_local_port, sa->remote_port = sa->rx_remote_port;
+	sa->addr_update = true;
+	sa->updates_received++;
+	return true;
 }
 
 /* --- messages ---------------------------------------------------------------------------------- */
@@ -550,6 +608,8 @@ static size_t auth_message(struct ike_sa *sa, const struct ike_sa_payload *esp, 
 		ike_put_notify(&b, 0, NULL, 0, IKE_N_INITIAL_CONTACT, NULL, 0);
 	if (sa->initiator)
 		put_certreq(sa, &b);
+	if (sa->conf->mobike && (sa->initiator || sa->mobike))
+		ike_put_notify(&b, 0, NULL, 0, IKE_N_MOBIKE_SUPPORTED, NULL, 0);
 	ike_put_auth(&b, method, auth, al);
 	ike_put_sa(&b, esp);
 	ike_put_ts(&b, IKE_PL_TSI, tsi, ni);
@@ -796,6 +856,7 @@ static size_t auth_error(struct ike_sa *sa, uint16_t type, uint8_t *out, size_t 
 
 static size_t cache(struct ike_sa *sa, const uint8_t *out, size_t len, uint32_t id)
 {
+	sa->last_req_update = false;
 	free(sa->last_resp);
 	sa->last_resp = dup_bytes(out, len);
 	sa->last_resp_len = sa->last_resp ? len : 0;
@@ -817,6 +878,7 @@ static size_t on_auth_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 		if (ike_parse_notify(ike_find(&in, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK && n.type == IKE_N_INITIAL_CONTACT)
 			sa->peer_initial_contact = true;
 	sa->peer_certreq |= ike_find(&in, IKE_PL_CERTREQ, 0) != NULL;
+	note_mobike(sa, &in, true, NULL, NULL);
 	struct ike_sa_payload sp;
 	struct ike_ts_payload tsi, tsr;
 	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0), *ip = ike_find(&in, IKE_PL_TSI, 0),
@@ -846,6 +908,7 @@ static size_t on_auth_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	sa->next_recv_id = 2;
 	sa->child_ready = true;
+	sa->mobike_initiator = false;
 	sa->state = IKE_ST_ESTABLISHED;
 	return cache(sa, out, olen, 1);
 }
@@ -882,8 +945,10 @@ static size_t on_auth_response(struct ike_sa *sa, uint8_t *msg, size_t len, cons
 	ch->n_ts_i = (uint8_t)tsi.n, ch->n_ts_r = (uint8_t)tsr.n;
 	if (derive_child(sa))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	note_mobike(sa, &in, true, NULL, NULL);
 	sa->next_send_id = 2;
 	sa->child_ready = true;
+	sa->mobike_initiator = true;
 	sa->state = IKE_ST_ESTABLISHED;
 	return 0;
 }
@@ -903,12 +968,25 @@ static void put_child_delete(struct ike_builder *b, uint32_t spi)
 
 size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, size_t cap)
 {
-	uint8_t chain[64];
+	uint8_t chain[256];
 	struct ike_builder b;
 	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || sa->ccs_pending ||
-	    (what == IKE_INFO_DELETE_CHILD && !sa->child_ready) || (what == IKE_INFO_DELETE_OLD_CHILD && !sa->old_present))
+	    (what == IKE_INFO_DELETE_CHILD && !sa->child_ready) || (what == IKE_INFO_DELETE_OLD_CHILD && !sa->old_present) ||
+	    ((what == IKE_INFO_UPDATE || what == IKE_INFO_PROBE) && (!sa->mobike || !sa->mobike_initiator)))
 		return 0;
 	ike_build_chain_begin(&b, chain, sizeof(chain));
+	if (what == IKE_INFO_UPDATE || what == IKE_INFO_PROBE) {
+		/* RFC 4555 3.5: UPDATE_SA_ADDRESSES and NAT detection for the new pair; a COOKIE2 that the
+		 * answer must echo ties it to this request (3.6 for a path test) */
+		if (rnd(sa, sa->cookie2, sizeof(sa->cookie2)))
+			return 0;
+		if (what == IKE_INFO_UPDATE) {
+			ike_put_notify(&b, 0, NULL, 0, IKE_N_UPDATE_SA_ADDRESSES, NULL, 0);
+			put_natd(sa, &b);
+		}
+		ike_put_notify(&b, 0, NULL, 0, IKE_N_COOKIE2, sa->cookie2, sizeof(sa->cookie2));
+		sa->update_error = 0;
+	}
 	if (what == IKE_INFO_DELETE_IKE) {
 		ike_build_payload(&b, IKE_PL_DELETE, false);
 		wbuf_u8(&b.w, IKE_PROTO_IKE);
@@ -930,17 +1008,46 @@ size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, si
 	return len;
 }
 
-/* A request of the peer's on an established SA: deletes and liveness checks. */
+size_t ike_mobike_update(struct ike_sa *sa, uint8_t *out, size_t cap)
+{
+	size_t len = ike_informational(sa, IKE_INFO_UPDATE, out, cap);
+	if (len)
+		sa->updates_sent++;
+	return len;
+}
+
+size_t ike_mobike_probe(struct ike_sa *sa, uint8_t *out, size_t cap)
+{
+	return ike_informational(sa, IKE_INFO_PROBE, out, cap);
+}
+
+/* A request of the peer's on an established SA: deletes, liveness checks, MOBIKE updates. */
 static size_t on_info_request(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_hdr *rh,
 			      const struct ike_chain *c, uint8_t *out, size_t cap)
 {
 	struct ike_chain in;
 	if (open_sk(sa, msg, len, c, &in) != 0)
 		return 0;
-	uint8_t chain[64];
+	uint8_t chain[512];
 	struct ike_builder b;
-	bool delete_ike = false;
+	bool delete_ike = false, update = false;
+	struct ike_notify_payload cookie2 = {0};
 	ike_build_chain_begin(&b, chain, sizeof(chain));
+	note_mobike(sa, &in, false, &cookie2, &update);
+	/* RFC 4555 3.5: only the original initiator moves the SA, only with MOBIKE, and only forward
+	 * in message IDs (a replayed or reordered older update changes nothing) */
+	update = update && sa->mobike && !sa->mobike_initiator && sa->rx_remote.family && rh->msg_id + 1 > sa->update_id;
+	if (update) {
+		sa->local = sa->rx_local, sa->remote = sa->rx_remote;
+		sa->local_port = sa->rx_local_port, sa->remote_port = sa->rx_remote_port;
+		check_natd(sa, &in, sa->spi_r);
+		put_natd(sa, &b);
+		sa->update_id = rh->msg_id + 1;
+		sa->addr_update = true;
+		sa->updates_received++;
+	}
+	if (cookie2.data)
+		ike_put_notify(&b, 0, NULL, 0, IKE_N_COOKIE2, cookie2.data, cookie2.data_len);
 	for (unsigned i = 0; ike_find(&in, IKE_PL_DELETE, i); i++) {
 		struct ike_delete_payload d;
 		if (ike_parse_delete(ike_find(&in, IKE_PL_DELETE, i), &d) != IKE_PERR_OK)
@@ -970,7 +1077,9 @@ static size_t on_info_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 		sa->child_ready = false;
 		sa->state = IKE_ST_DELETED;
 	}
-	return cache(sa, out, olen, rh->msg_id);
+	olen = cache(sa, out, olen, rh->msg_id);
+	sa->last_req_update = update;
+	return olen;
 }
 
 /* A response to our request (window of one): authentic, it completes the exchange. */
@@ -986,6 +1095,30 @@ static int open_response(struct ike_sa *sa, uint8_t *msg, size_t len, const stru
 static size_t on_info_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c)
 {
 	struct ike_chain in;
+	if (sa->info_what == IKE_INFO_UPDATE || sa->info_what == IKE_INFO_PROBE) {
+		/* the answer must echo our COOKIE2 (RFC 4555 3.6); one that does not is not ours */
+		struct ike_notify_payload c2 = {0};
+		if (open_sk(sa, msg, len, c, &in) != 0)
+			return 0;
+		note_mobike(sa, &in, false, &c2, NULL);
+		if (!c2.data || c2.data_len != sizeof(sa->cookie2) || CRYPTO_memcmp(c2.data, sa->cookie2, sizeof(sa->cookie2)))
+			return 0;
+		sa->next_send_id++;
+		sa->peer_answers++;
+		sa->info_pending = false;
+		struct ike_notify_payload n;
+		for (unsigned i = 0; ike_find(&in, IKE_PL_NOTIFY, i); i++)
+			if (ike_parse_notify(ike_find(&in, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK && n.type < 16384)
+				sa->update_error = n.type;
+		if (sa->info_what == IKE_INFO_UPDATE) {
+			if (!sa->update_error)
+				check_natd(sa, &in, sa->spi_r);
+			sa->update_done = true;
+		} else {
+			sa->probe_done = true;
+		}
+		return 0;
+	}
 	if (open_response(sa, msg, len, c, &in) != 0)
 		return 0;
 	sa->info_pending = false;
@@ -1636,6 +1769,8 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 	if (!response && sa->last_resp && h.msg_id == sa->last_resp_id && h.spi_r == sa->spi_r) {
 		if (sa->last_resp_len > cap)
 			return 0;
+		if (sa->last_req_update && sa->rx_remote.family && !retransmit_same_path(sa, msg, len))
+			return 0; /* not authentic */
 		memcpy(out, sa->last_resp, sa->last_resp_len);
 		return sa->last_resp_len;
 	}

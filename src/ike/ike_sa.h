@@ -33,7 +33,11 @@ enum ike_state {
 };
 
 /* What an INFORMATIONAL request of ours carries. */
-enum ike_info { IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE, IKE_INFO_DELETE_OLD_CHILD };
+enum ike_info {
+	IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE, IKE_INFO_DELETE_OLD_CHILD,
+	IKE_INFO_UPDATE,  /* MOBIKE: UPDATE_SA_ADDRESSES with NAT detection and COOKIE2 (ike_mobike_update) */
+	IKE_INFO_PROBE,   /* MOBIKE: a path test, COOKIE2 only (ike_mobike_probe) */
+};
 const char *ike_state_name(enum ike_state s);
 
 /* How a side authenticates (conf.auth: ours; conf.peer_auth: what we require of the peer). */
@@ -68,6 +72,7 @@ struct ike_conf {
 	bool initial_contact;      /* initiator: send INITIAL_CONTACT in IKE_AUTH */
 	bool fragmentation;        /* RFC 7383: offer it, and fragment messages above frag_mtu */
 	uint16_t frag_mtu;         /* IP datagram size fragments must fit, 0 = 1280 */
+	bool mobike;               /* RFC 4555: offer (initiator) or accept (responder) MOBIKE */
 	struct bt_ts local_ts[BT_TS_MAX], remote_ts[BT_TS_MAX];
 	uint8_t n_local_ts, n_remote_ts;
 };
@@ -173,6 +178,27 @@ struct ike_sa {
 	bool pre_in_valid;           /* the message being handled was reassembled (ike_exchange.c keeps it) */
 	uint64_t frags_sent, frags_received, frag_drops;
 	uint64_t ike_rekeys;
+	/* MOBIKE (RFC 4555). The SA's original initiator decides which addresses are used: it calls
+	 * ike_sa_set_endpoints with the new pair and sends ike_mobike_update (or first tests a path
+	 * with ike_mobike_probe, sent from and to the addresses under test). The responder takes the
+	 * new addresses only from an authentic UPDATE_SA_ADDRESSES newer than the last one applied:
+	 * for that the caller sets rx_* to the addresses each received message came with. */
+	bool mobike;                 /* both sides sent MOBIKE_SUPPORTED */
+	bool mobike_initiator;       /* we were the initiator of the first IKE SA (kept across rekeys) */
+	struct bt_addr rx_local, rx_remote; /* the message being handled arrived to/from these (caller) */
+	uint16_t rx_local_port, rx_remote_port;
+	uint32_t update_id;          /* message ID of the last UPDATE_SA_ADDRESSES we applied, +1 (0 = none) */
+	bool last_req_update;        /* the cached response answers an UPDATE_SA_ADDRESSES */
+	uint8_t cookie2[16];         /* what our last update or path test carried, echoed back */
+	uint16_t update_error;       /* notify refusing our update (UNACCEPTABLE_ADDRESSES, ...), 0 = none */
+	bool addr_update;            /* event (responder): the peer moved; local/remote hold the new pair */
+	bool update_done;            /* event (initiator): our UPDATE_SA_ADDRESSES was answered */
+	bool probe_done;             /* event (initiator): our path test was answered */
+	bool peer_addrs_changed;     /* event: the peer sent its additional addresses */
+#define IKE_PEER_ADDRS 8
+	struct bt_addr peer_addrs[IKE_PEER_ADDRS]; /* its ADDITIONAL_IP4/IP6_ADDRESS list */
+	uint8_t n_peer_addrs;
+	uint64_t updates_sent, updates_received;
 	struct ike_rng rng;
 };
 
@@ -199,6 +225,12 @@ size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* After ike_rekeyed, on the side that started the rekey: the delete of the old IKE SA, sent with
  * its keys and SPIs. Returns its length or 0. */
 size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* MOBIKE, original initiator: UPDATE_SA_ADDRESSES for the endpoints now set with
+ * ike_sa_set_endpoints (with NAT detection for them and a COOKIE2). Returns 0 if MOBIKE was not
+ * negotiated, we are not the original initiator, or another request is in flight. */
+size_t ike_mobike_update(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* MOBIKE path test (RFC 4555 3.6/3.4): an INFORMATIONAL with a COOKIE2; probe_done when answered. */
+size_t ike_mobike_probe(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* The caller installed next_child: make it the Child SA; the old one waits in old_child. */
 void ike_child_promote(struct ike_sa *sa);
 /* Process a received message for this SA. Returns the length of the message to send in out (0 if

