@@ -173,9 +173,40 @@ uint32_t esp_sa_check_time(struct esp_sa *sa, uint64_t now_sec)
 	return ev & ~atomic_fetch_or(&sa->events, ev);
 }
 
+void esp_sa_get_path(const struct esp_sa *sa, struct esp_path *p)
+{
+	struct esp_sa *w = (struct esp_sa *)sa; /* the sequence counter is read, never written, here */
+	for (;;) {
+		uint32_t s1 = atomic_load_explicit(&w->path_seq, memory_order_acquire);
+		if (s1 & 1)
+			continue;
+		p->local = sa->local, p->remote = sa->remote;
+		p->local_port = sa->local_port, p->remote_port = sa->remote_port;
+		p->encap = sa->encap;
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&w->path_seq, memory_order_relaxed) == s1)
+			return;
+	}
+}
+
+void esp_sa_set_path(struct esp_sa *sa, const struct esp_path *p)
+{
+	uint32_t s = atomic_load_explicit(&sa->path_seq, memory_order_relaxed);
+	atomic_store_explicit(&sa->path_seq, s + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	sa->local = p->local, sa->remote = p->remote;
+	sa->local_port = p->local_port, sa->remote_port = p->remote_port;
+	sa->encap = p->encap;
+	atomic_store_explicit(&sa->path_seq, s + 2, memory_order_release);
+}
+
 bool esp_sa_peer_allowed(const struct esp_sa *sa, const struct bt_addr *a)
 {
-	if (bt_addr_eq(&sa->remote, a))
+	if (sa->any_peer)
+		return true;
+	struct esp_path p;
+	esp_sa_get_path(sa, &p);
+	if (bt_addr_eq(&p.remote, a))
 		return true;
 	for (unsigned i = 0; i < sa->n_peers; i++)
 		if (bt_prefix_contains(&sa->peers[i], a))

@@ -107,11 +107,16 @@ struct esp_sa {
 	enum esp_mode mode;
 	enum esp_encap encap;
 
-	/* outer endpoints: the current pair, and the set of peer addresses the SA may use */
+	/* outer endpoints: the current pair, and the set of peer addresses the SA may use. Once the SA
+	 * is in the data plane they change only through esp_sa_set_path (rebind), and workers read
+	 * them through esp_sa_get_path: path_seq is a sequence lock, odd while a change is under way. */
 	struct bt_addr local, remote;
 	uint16_t local_port, remote_port; /* UDP encapsulation, host order */
+	_Atomic uint32_t path_seq;
 	struct bt_prefix peers[BT_PEERS_MAX];
 	uint8_t n_peers; /* 0 = only `remote` */
+	bool any_peer;   /* inbound: take authentic packets from any outer source (MOBIKE: the peer
+			  * may move before we hear of it) */
 
 	/* traffic selectors, from this node's point of view */
 	struct bt_ts *local_ts, *remote_ts; /* n_local_ts + n_remote_ts entries, owned (esp_sa_set_ts) */
@@ -162,6 +167,18 @@ void esp_sa_set_replay_state(struct esp_sa *sa, uint64_t top, const uint64_t *bi
 /* Check the time lifetimes; sets ESP_EV_SOFT / ESP_EV_HARD. Returns the events newly raised. */
 uint32_t esp_sa_check_time(struct esp_sa *sa, uint64_t now_sec);
 bool esp_sa_peer_allowed(const struct esp_sa *sa, const struct bt_addr *a);
+
+/* The outer path of an SA: what rebind changes, all at once. */
+struct esp_path {
+	struct bt_addr local, remote;
+	uint16_t local_port, remote_port;
+	enum esp_encap encap;
+};
+/* A consistent snapshot, lock-free (data path). */
+void esp_sa_get_path(const struct esp_sa *sa, struct esp_path *p);
+/* Change the path (one writer: the control thread). A worker sees the old path or the new one,
+ * never a mix; SPI, keys, sequence numbers, replay window and lifetimes are untouched. */
+void esp_sa_set_path(struct esp_sa *sa, const struct esp_path *p);
 
 /* Names as strongSwan writes them in proposals ("aes128gcm16", "aes256", "sha256", ...). */
 const char *esp_enc_name(enum esp_enc_alg a, unsigned key_bits);

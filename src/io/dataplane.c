@@ -331,6 +331,15 @@ int dp_sa_del(struct dataplane *dp, uint32_t spi, enum esp_dir dir)
 	return 0;
 }
 
+int dp_sa_rebind(struct dataplane *dp, enum esp_dir dir, uint32_t spi_or_reqid, const struct esp_path *p)
+{
+	struct esp_sa *sa = dir == ESP_DIR_IN ? sad_lookup_in(dp->sad, spi_or_reqid) : sad_lookup_out(dp->sad, spi_or_reqid);
+	if (!sa)
+		return -ENOENT;
+	esp_sa_set_path(sa, p);
+	return 0;
+}
+
 void dp_set_spd(struct dataplane *dp, struct spd *spd)
 {
 	struct spd *old = atomic_exchange(&dp->spd, spd);

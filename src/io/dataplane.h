@@ -68,6 +68,10 @@ void dp_free(struct dataplane *dp);          /* stop workers, close everything, 
  * failure (duplicate inbound SPI) it returns -EEXIST and sa stays the caller's. */
 int dp_sa_add(struct dataplane *dp, struct esp_sa *sa);
 int dp_sa_del(struct dataplane *dp, uint32_t spi, enum esp_dir dir);
+/* Rebind: give an installed SA a new outer path (addresses, ports, encapsulation) in place; the
+ * SA is found by its SPI (inbound) or its reqid (outbound). Workers see the old path or the new
+ * one, never a mix. Returns 0 or -ENOENT. */
+int dp_sa_rebind(struct dataplane *dp, enum esp_dir dir, uint32_t spi_or_reqid, const struct esp_path *p);
 /* Replace the SPD (takes spd); the old one is freed after a grace period. */
 void dp_set_spd(struct dataplane *dp, struct spd *spd);
 const struct sad *dp_sad(const struct dataplane *dp);

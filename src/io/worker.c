@@ -41,13 +41,15 @@ static void tx_push(struct lane *l, struct run *r)
 		goto reset;
 	struct esp_sa *sa = r->sa;
 	struct tx_entry *e = &l->tx[l->ntx++];
-	bool udp = sa->encap == ESP_ENCAP_UDP;
+	struct esp_path path;
+	esp_sa_get_path(sa, &path); /* one snapshot: a rebind never splits a datagram's addresses */
+	bool udp = path.encap == ESP_ENCAP_UDP;
 	e->data = l->arena + r->start;
 	e->len = l->arena_used - r->start;
-	e->seg = r->n > 1 ? (uint16_t)r->seg : 0;
-	e->dst_len = bt_addr_to_sockaddr(&sa->remote, udp ? sa->remote_port : 0, &e->dst);
-	e->src = sa->local;
-	if (sa->remote.family == AF_INET6)
+	e->seg = r->n > 1 ? (uint16_t)r->seg : 0; /* a run only grows with UDP GSO; one cut by a rebind to raw ESP fails, counted */
+	e->dst_len = bt_addr_to_sockaddr(&path.remote, udp ? path.remote_port : 0, &e->dst);
+	e->src = path.local;
+	if (path.remote.family == AF_INET6)
 		e->fd = udp ? l->udp6 : l->raw6;
 	else
 		e->fd = udp ? l->udp4 : l->raw4;
