@@ -696,7 +696,7 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 			return fail(c, remote_n->line,
 				    "remote_addrs: at least one entry must be a single address to send to");
 		static const char *const ike_only[] = {"proposals", "local", "remote", "dpd_delay", "rekey_time", "version",
-						       "fragmentation", NULL};
+						       "fragmentation", "mobike", "mobike_prefer", NULL};
 		for (int k = 0; ike_only[k]; k++)
 			if ((n = get(sec, ike_only[k])))
 				return fail(c, n->line, "%s: only for IKE connections (these children have static keys)",
@@ -746,6 +746,17 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 	}
 	if ((n = get(sec, "rekey_time")) && parse_time(c, n, &conn->ike_rekey_time))
 		return -1;
+	conn->mobike = true;
+	if ((n = get(sec, "mobike")) && parse_bool(c, n, &conn->mobike))
+		return -1;
+	if ((n = get(sec, "mobike_prefer"))) {
+		if (want_value(c, n))
+			return -1;
+		if (!strcasecmp(n->value, "local_addrs"))
+			conn->mobike_prefer_order = true;
+		else if (strcasecmp(n->value, "route"))
+			return fail(c, n->line, "mobike_prefer: '%s' is not route or local_addrs", n->value);
+	}
 	return check_unknown(c, sec, where);
 }
 

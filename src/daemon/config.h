@@ -112,6 +112,9 @@ struct cfg_conn {
 	uint64_t dpd_delay;           /* seconds, 0 = no liveness checks */
 	uint64_t ike_rekey_time;      /* seconds; rekey_time of the connection */
 	bool fragmentation;           /* RFC 7383, default yes */
+	bool mobike;                  /* RFC 4555, default yes (as strongSwan) */
+	bool mobike_prefer_order;     /* mobike_prefer = local_addrs: the first listed local address
+				       * with a route wins; default (route): the kernel's choice */
 };
 
 /* An explicit BYPASS / DISCARD / PROTECT policy from the policies { } section. */

@@ -20,6 +20,9 @@ struct ike_stats {
 	uint64_t rx, tx, tx_errors, retransmits, timeouts, initiated, established, failed, acquires, cookies_sent,
 		dpd_sent, drop_malformed, drop_unknown_spi, drop_no_conn, drop_ignored, drop_queue, child_rekeys,
 		rekey_failed, ike_rekeys, half_open_expired, initial_contact_drops;
+	uint64_t tx_exchange[4];  /* messages sent by exchange: IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL */
+	uint64_t mobike_moves, mobike_updates_sent, mobike_updates_received, mobike_probes, mobike_probe_failures,
+		rebinds, path_events;
 };
 struct ike_mgr;
 
@@ -72,6 +75,18 @@ int ike_mgr_terminate(struct daemon *d, const char *conn, char *err, size_t errl
 size_t ike_mgr_policies(struct daemon *d, struct spd_policy **out);
 json_t *ike_mgr_list(struct daemon *d);
 json_t *ike_mgr_stats(struct daemon *d);
+/* netmon.c: address, link and route changes (netlink), for MOBIKE. */
+typedef void (*netmon_cb)(void *arg);
+struct netmon;
+struct netmon *netmon_new(struct ev_loop *loop, netmon_cb cb, void *arg, char *err, size_t errlen);
+void netmon_free(struct netmon *nm);
+uint64_t netmon_events(const struct netmon *nm);
+/* The source address the kernel picks toward dst (from: bound to that address first, NULL = any).
+ * Returns 0, or -1 without a route (or without the address). Sends nothing. */
+int netmon_route_src(const struct bt_addr *from, const struct bt_addr *dst, struct bt_addr *src);
+/* a is assigned to an interface that is up and has carrier. */
+bool netmon_addr_usable(const struct bt_addr *a);
+
 /* SAs with reqids from here on belong to IKE, not to the configuration. */
 #define DAEMON_IKE_REQID_BASE 0x10000000u
 

@@ -68,6 +68,12 @@ struct ike_sess {
 	double started, established;
 	uint64_t last_in_packets;
 	bool half_open, closing;
+	/* MOBIKE, original initiator: where our requests go while a path is tested (tx_override), the
+	 * path under test, and what waits for the request slot */
+	bool tx_override, mob_update, mob_recheck, probe_abandoned;
+	struct bt_addr tx_local, tx_remote, probe_local, probe_remote;
+	uint64_t moves;
+	double moved_at;
 };
 
 /* One engine configuration, shared by every session of a connection/child with the same
@@ -111,6 +117,7 @@ struct ike_mgr {
 	uint32_t next_reqid;
 	struct ike_cookie_gen cookie;
 	struct ike_stats st;
+	struct netmon *nm;           /* address/link/route changes, when a connection has MOBIKE */
 	uint8_t out[MSG_BUF];
 };
 
@@ -264,6 +271,7 @@ static int conf_from(const struct bt_config *cfg, const struct cfg_conn *c, cons
 	k->n_esp_props = ch->n_esp_props;
 	k->force_encap = c->encap;
 	k->fragmentation = c->fragmentation;
+	k->mobike = c->mobike;
 	k->frag_mtu = (uint16_t)cfg->fragment_size;
 	if (c->psk_len > sizeof(k->psk) || c->local.id_len > sizeof(k->id) || c->remote.id_len > sizeof(k->peer_id)) {
 		snprintf(err, errlen, "%s: identity or key too long for IKE", c->name);
@@ -321,7 +329,16 @@ static void send_one(struct ike_sess *s, const uint8_t *msg, size_t len);
 
 /* Send what the engine produced: one message, or fragments back to back (each a whole IKE
  * message with its own length). */
-static void send_raw(struct ike_sess *s, const uint8_t *msg, size_t len)
+/* Where a message of s goes: its path, or the path under test. */
+struct ike_dest {
+	const struct bt_addr *local, *remote;
+	uint16_t rport;
+	bool natt;
+};
+
+static void send_to(struct ike_sess *s, const struct ike_dest *t, const uint8_t *msg, size_t len);
+
+static void send_raw_to(struct ike_sess *s, const struct ike_dest *t, const uint8_t *msg, size_t len)
 {
 	size_t off = 0;
 	while (off + 28 <= len) {
@@ -329,21 +346,35 @@ static void send_raw(struct ike_sess *s, const uint8_t *msg, size_t len)
 			   msg[off + 27];
 		if (l < 28 || l > len - off)
 			break;
-		send_one(s, msg + off, l);
+		if (t)
+			send_to(s, t, msg + off, l);
+		else
+			send_one(s, msg + off, l);
 		off += l;
 	}
 }
 
+static void send_raw(struct ike_sess *s, const uint8_t *msg, size_t len) { send_raw_to(s, NULL, msg, len); }
+
 static void send_one(struct ike_sess *s, const uint8_t *msg, size_t len)
+{
+	struct ike_dest t = {s->tx_override ? &s->tx_local : &s->local, s->tx_override ? &s->tx_remote : &s->remote,
+			     s->rport, s->natt};
+	send_to(s, &t, msg, len);
+}
+
+static void send_to(struct ike_sess *s, const struct ike_dest *t, const uint8_t *msg, size_t len)
 {
 	struct ike_mgr *m = s->m;
 	int rc;
-	if (s->natt) {
-		rc = dp_send_ike(m->d->dp, msg, len, &s->local, &s->remote, s->rport);
+	if (len > 18 && msg[18] >= IKE_SA_INIT && msg[18] <= IKE_INFORMATIONAL)
+		m->st.tx_exchange[msg[18] - IKE_SA_INIT]++;
+	if (t->natt) {
+		rc = dp_send_ike(m->d->dp, msg, len, t->local, t->remote, t->rport);
 	} else {
-		int fd = s->remote.family == AF_INET6 ? m->fd6 : m->fd4;
+		int fd = t->remote->family == AF_INET6 ? m->fd6 : m->fd4;
 		struct sockaddr_storage ss;
-		socklen_t sl = bt_addr_to_sockaddr(&s->remote, s->rport, &ss);
+		socklen_t sl = bt_addr_to_sockaddr(t->remote, t->rport, &ss);
 		union {
 			char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
 			struct cmsghdr align;
@@ -351,19 +382,19 @@ static void send_one(struct ike_sess *s, const uint8_t *msg, size_t len)
 		struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
 		struct msghdr mh = {.msg_name = &ss, .msg_namelen = sl, .msg_iov = &iov, .msg_iovlen = 1};
 		memset(&ctl, 0, sizeof(ctl));
-		if (s->local.family == s->remote.family) {
+		if (t->local->family == t->remote->family) {
 			struct cmsghdr *cm;
 			mh.msg_control = ctl.buf;
-			if (s->local.family == AF_INET) {
+			if (t->local->family == AF_INET) {
 				struct in_pktinfo pi = {0};
-				memcpy(&pi.ipi_spec_dst, s->local.b, 4);
+				memcpy(&pi.ipi_spec_dst, t->local->b, 4);
 				mh.msg_controllen = CMSG_SPACE(sizeof(pi));
 				cm = CMSG_FIRSTHDR(&mh);
 				cm->cmsg_level = IPPROTO_IP, cm->cmsg_type = IP_PKTINFO, cm->cmsg_len = CMSG_LEN(sizeof(pi));
 				memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
 			} else {
 				struct in6_pktinfo pi = {0};
-				memcpy(&pi.ipi6_addr, s->local.b, 16);
+				memcpy(&pi.ipi6_addr, t->local->b, 16);
 				mh.msg_controllen = CMSG_SPACE(sizeof(pi));
 				cm = CMSG_FIRSTHDR(&mh);
 				cm->cmsg_level = IPPROTO_IPV6, cm->cmsg_type = IPV6_PKTINFO, cm->cmsg_len = CMSG_LEN(sizeof(pi));
@@ -374,7 +405,7 @@ static void send_one(struct ike_sess *s, const uint8_t *msg, size_t len)
 	}
 	if (rc) {
 		m->st.tx_errors++;
-		bt_debug("IKE %s: send to port %u failed: %s", s->conn, s->rport, strerror(-rc));
+		bt_debug("IKE %s: send to port %u failed: %s", s->conn, t->rport, strerror(-rc));
 	} else {
 		m->st.tx++;
 	}
@@ -403,6 +434,7 @@ static void send_request(struct ike_sess *s, const uint8_t *msg, size_t len)
 
 static void request_done(struct ike_sess *s)
 {
+	s->tx_override = false;
 	ev_timer_stop(s->m->d->loop, &s->rtx);
 	free(s->req);
 	s->req = NULL;
@@ -490,6 +522,7 @@ static int build_sas(struct ike_sess *s, const struct ike_child *k, struct esp_s
 		x->local = s->local, x->remote = s->remote;
 		x->local_port = dp_udp_port(m->d->dp);
 		x->remote_port = s->natt ? s->rport : ESP_UDP_PORT;
+		x->any_peer = in && s->sa.mobike; /* the peer may move before its update reaches us */
 		const struct bt_ts *lts = ini ? k->ts_i : k->ts_r, *rts = ini ? k->ts_r : k->ts_i;
 		if (esp_sa_set_ts(x, lts, ini ? k->n_ts_i : k->n_ts_r, rts, ini ? k->n_ts_r : k->n_ts_i))
 			goto fail;
@@ -632,6 +665,149 @@ static void retire_old(struct ike_sess *s)
 		bt_debug("IKE %s/%s: old inbound SA 0x%08x removed", s->conn, s->child, s->old_spi_in);
 		s->old_spi_in = 0;
 	}
+}
+
+/* --- rebind: the one way an IKE SA and its Child SAs change outer addresses ------------------- */
+
+/* Move the session to a new path: the IKE SA's addresses (engine and session) and every ESP SA of
+ * its Child SAs, each changed atomically in the data plane. SPIs, keys, sequence numbers, replay
+ * windows and lifetimes stay. */
+static void sess_rebind(struct ike_sess *s, const struct bt_addr *local, uint16_t lport, const struct bt_addr *remote,
+			uint16_t rport, bool natt)
+{
+	struct ike_mgr *m = s->m;
+	char a[64], b[64], c[64], e[64];
+	bt_info("IKE %s: rebind %s:%u -> %s:%u  to  %s:%u -> %s:%u%s", s->conn, bt_addr_str(&s->local, a, sizeof(a)),
+		s->lport, bt_addr_str(&s->remote, b, sizeof(b)), s->rport, bt_addr_str(local, c, sizeof(c)), lport,
+		bt_addr_str(remote, e, sizeof(e)), rport, natt ? " (UDP-encap)" : "");
+	s->local = *local, s->remote = *remote, s->lport = lport, s->rport = rport, s->natt = natt;
+	ike_sa_set_endpoints(&s->sa, local, lport, remote, rport);
+	m->st.rebinds++;
+	if (!s->installed)
+		return;
+	struct esp_path p = {.local = *local, .remote = *remote, .local_port = dp_udp_port(m->d->dp),
+			     .remote_port = natt ? rport : ESP_UDP_PORT, .encap = natt ? ESP_ENCAP_UDP : ESP_ENCAP_RAW};
+	dp_sa_rebind(m->d->dp, ESP_DIR_OUT, s->reqid, &p);
+	dp_sa_rebind(m->d->dp, ESP_DIR_IN, s->spi_in, &p);
+	if (s->old_spi_in)
+		dp_sa_rebind(m->d->dp, ESP_DIR_IN, s->old_spi_in, &p);
+	if (s->next_out)
+		esp_sa_set_path(s->next_out, &p); /* not in the data plane yet */
+}
+
+/* MOBIKE: our UPDATE_SA_ADDRESSES for the current path, as soon as no other request is in flight. */
+static void mobike_update(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	s->mob_update = true;
+	if (s->req)
+		return; /* sent when the request in flight is answered */
+	size_t l = ike_mobike_update(&s->sa, m->out, sizeof(m->out));
+	if (!l)
+		return;
+	s->mob_update = false;
+	m->st.mobike_updates_sent++;
+	send_request(s, m->out, l);
+}
+
+/* Move to a path known to work (or the only one left): rebind now, then tell the peer. A request
+ * of ours in flight is retransmitted at once on the new path (RFC 4555 3.5); the update follows. */
+static void mobike_move(struct ike_sess *s, const struct bt_addr *local, const struct bt_addr *remote)
+{
+	struct ike_mgr *m = s->m;
+	sess_rebind(s, local, s->lport, remote, s->rport, s->natt);
+	s->moves++;
+	s->moved_at = now_s(m);
+	m->st.mobike_moves++;
+	if (s->req) {
+		s->tx_override = false;
+		s->tries = 0;
+		send_raw(s, s->req, s->req_len);
+		ev_timer_stop(m->d->loop, &s->rtx);
+		ev_timer_set(&s->rtx, rtx_timeout(m, 0), 0);
+		ev_timer_start(m->d->loop, &s->rtx);
+	}
+	mobike_update(s);
+}
+
+/* The local address to use toward remote: the kernel's choice (mobike_prefer = route), or the
+ * first local_addrs entry that is up and has a route (mobike_prefer = local_addrs). Only
+ * addresses local_addrs allows. Returns 0 or -1 (no path). */
+static int pick_local(const struct cfg_conn *c, const struct bt_addr *remote, struct bt_addr *out)
+{
+	struct bt_addr src;
+	if (c->mobike_prefer_order) {
+		for (unsigned k = 0; k < c->n_local_addrs; k++) {
+			const struct bt_prefix *p = &c->local_addrs[k];
+			if (p->addr.family != remote->family || p->len != (p->addr.family == AF_INET6 ? 128 : 32))
+				continue;
+			if (netmon_addr_usable(&p->addr) && netmon_route_src(&p->addr, remote, &src) == 0) {
+				*out = p->addr;
+				return 0;
+			}
+		}
+	}
+	if (netmon_route_src(NULL, remote, &src) != 0 || !netmon_addr_usable(&src))
+		return -1;
+	for (unsigned k = 0; k < c->n_local_addrs; k++)
+		if (bt_prefix_contains(&c->local_addrs[k], &src)) {
+			*out = src;
+			return 0;
+		}
+	return c->n_local_addrs ? -1 : 0;
+}
+
+/* MOBIKE, original initiator: after an address, link or route change, follow the best path. The
+ * current one gone: move at once. A better one while the current one works: test it first. */
+static void mobike_check(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	const struct cfg_conn *c = conn_by_name(m->d->cfg, s->conn);
+	if (!c || !s->sa.mobike || !s->sa.mobike_initiator || s->sa.state != IKE_ST_ESTABLISHED || s->closing)
+		return;
+	struct bt_addr local, remote = s->remote;
+	char a[64], b[64];
+	int found = pick_local(c, &remote, &local);
+	for (unsigned k = 0; found != 0 && k < s->sa.n_peer_addrs; k++) /* the peer's other addresses */
+		if (s->sa.peer_addrs[k].family && (found = pick_local(c, &s->sa.peer_addrs[k], &local)) == 0)
+			remote = s->sa.peer_addrs[k];
+	if (found != 0) {
+		bt_info("IKE %s: no path to the peer now; waiting for one", s->conn);
+		return;
+	}
+	if (bt_addr_eq(&local, &s->local) && bt_addr_eq(&remote, &s->remote))
+		return;
+	struct bt_addr via;
+	bool current_ok = netmon_addr_usable(&s->local) && bt_addr_eq(&remote, &s->remote) &&
+			  netmon_route_src(&s->local, &s->remote, &via) == 0;
+	if (!current_ok) {
+		bt_info("IKE %s: path %s -> %s gone; moving to %s -> %s", s->conn, bt_addr_str(&s->local, a, sizeof(a)),
+			bt_addr_str(&s->remote, b, sizeof(b)), bt_addr_str(&local, a, sizeof(a)), bt_addr_str(&remote, b, sizeof(b)));
+		mobike_move(s, &local, &remote);
+		return;
+	}
+	if (s->req) {
+		s->mob_recheck = true; /* test the better path once the slot is free */
+		return;
+	}
+	size_t l = ike_mobike_probe(&s->sa, m->out, sizeof(m->out));
+	if (!l)
+		return;
+	bt_info("IKE %s: testing the path %s -> %s", s->conn, bt_addr_str(&local, a, sizeof(a)),
+		bt_addr_str(&remote, b, sizeof(b)));
+	s->probe_local = local, s->probe_remote = remote;
+	s->probe_abandoned = false;
+	m->st.mobike_probes++;
+	s->tx_override = true, s->tx_local = local, s->tx_remote = remote; /* the test goes on that path only */
+	send_request(s, m->out, l);
+}
+
+static void path_changed(void *arg)
+{
+	struct ike_mgr *m = arg;
+	m->st.path_events++;
+	for (struct ike_sess *s = m->all; s; s = s->next_all)
+		mobike_check(s);
 }
 
 static void rekey_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -932,6 +1108,15 @@ static void rtx_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	if (!s->req)
 		return;
+	if (s->tx_override && s->tries >= 1) {
+		/* a path test unanswered: the path does not work; the request goes on over the current one */
+		char a[64];
+		bt_info("IKE %s: no answer over %s; staying on the current path", s->conn,
+			bt_addr_str(&s->tx_local, a, sizeof(a)));
+		s->tx_override = false;
+		s->probe_abandoned = true;
+		m->st.mobike_probe_failures++;
+	}
 	if (++s->tries > m->d->cfg->retransmit_tries) {
 		char a[64];
 		m->st.timeouts++;
@@ -1128,6 +1313,8 @@ static bool cookie_ok(struct ike_mgr *m, const uint8_t *msg, size_t len, const s
 	return false;
 }
 
+static void mobike_events(struct ike_sess *s);
+
 static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struct bt_addr *src, uint16_t sport,
 		  const struct bt_addr *dst, uint16_t dport)
 {
@@ -1178,6 +1365,7 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	bool info_pending = s->sa.info_pending, child_was = s->sa.child_ready, ccs_pending = s->sa.ccs_pending;
 	bool ike_rekeying = ccs_pending && s->sa.ccs_ike, old_deleting = s->sa.old_ike.delete_pending;
 	s->sa.now = (uint64_t)time(NULL); /* certificates are checked as of now */
+	s->sa.rx_local = *dst, s->sa.rx_remote = *src, s->sa.rx_local_port = dport, s->sa.rx_remote_port = sport;
 	size_t out = ike_process(&s->sa, msg, len, m->out, sizeof(m->out));
 	enum ike_state after = s->sa.state;
 	bool progressed = out || after != before || info_pending != s->sa.info_pending || ccs_pending != s->sa.ccs_pending ||
@@ -1190,10 +1378,20 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 			sess_free(s);
 		return;
 	}
-	/* an authentic message: a NAT may have changed the peer's address or port (RFC 7296 2.23) */
-	if (after != IKE_ST_FAILED && (natt || !s->natt)) {
-		s->remote = *src, s->rport = sport, s->local = *dst, s->lport = dport;
-		s->natt = natt;
+	/* an authentic message: a NAT may have changed the peer's address or port (RFC 7296 2.23).
+	 * With MOBIKE the addresses change only by UPDATE_SA_ADDRESSES (below); a NAT in front of the
+	 * peer may still give it a new port. */
+	bool moved = !bt_addr_eq(src, &s->remote) || sport != s->rport || !bt_addr_eq(dst, &s->local) || dport != s->lport;
+	if (s->sa.addr_update) {
+		s->sa.addr_update = false;
+		m->st.mobike_updates_received++;
+		sess_rebind(s, dst, dport, src, sport, natt);
+	} else if (moved && after != IKE_ST_FAILED && (natt || !s->natt) &&
+		   (!s->sa.mobike || (!s->sa.mobike_initiator && s->sa.nat_remote && bt_addr_eq(src, &s->remote)))) {
+		if (s->installed)
+			sess_rebind(s, dst, dport, src, sport, natt);
+		else
+			s->remote = *src, s->rport = sport, s->local = *dst, s->lport = dport, s->natt = natt;
 	}
 	if (s->sa.initiator) {
 		if (before == IKE_ST_INIT_SENT && after == IKE_ST_AUTH_SENT) {
@@ -1217,7 +1415,8 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		}
 	}
 	if (out) {
-		send_raw(s, m->out, out); /* a response of ours */
+		struct ike_dest back = {dst, src, sport, natt}; /* a response goes where the request came from */
+		send_raw_to(s, &back, m->out, out);
 		if (!s->sa.initiator && before == IKE_ST_IDLE && after == IKE_ST_INIT_DONE) {
 			link_local(s, s->sa.spi_r);
 			link_peer(s);
@@ -1302,6 +1501,49 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	}
 	if (child_was && !s->sa.child_ready)
 		uninstall(s);
+	mobike_events(s);
+}
+
+/* MOBIKE, original initiator: what an answer to our update or path test means, and what waited
+ * for the request slot. */
+static void mobike_events(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	if (s->sa.update_done) {
+		s->sa.update_done = false;
+		if (s->sa.update_error) {
+			bt_warn("IKE %s: the peer refused our address update (notify %u)", s->conn, s->sa.update_error);
+		} else {
+			bt_info("IKE %s: address update done in %.1f ms%s", s->conn, (now_s(m) - s->moved_at) * 1000,
+				s->sa.nat_local ? ", behind a NAT" : "");
+			if ((s->sa.nat_local || s->sa.nat_remote) && !s->natt) {
+				/* a NAT on the new path: IKE and ESP float to the NAT-T port, and the peer hears it there */
+				sess_rebind(s, &s->local, dp_udp_port(m->d->dp), &s->remote, ESP_UDP_PORT, true);
+				s->mob_update = true;
+			}
+			if (s->sa.nat_local && s->natt && !ev_is_active(&s->ka))
+				ev_timer_start(m->d->loop, &s->ka);
+		}
+	}
+	if (s->sa.probe_done) {
+		s->sa.probe_done = false;
+		if (!s->probe_abandoned) {
+			char a[64];
+			bt_info("IKE %s: the path from %s works: moving", s->conn, bt_addr_str(&s->probe_local, a, sizeof(a)));
+			struct bt_addr l = s->probe_local, r = s->probe_remote;
+			mobike_move(s, &l, &r);
+		} else {
+			s->mob_recheck = true;
+		}
+	}
+	if (s->req || s->sa.state != IKE_ST_ESTABLISHED)
+		return;
+	if (s->mob_update) {
+		mobike_update(s);
+	} else if (s->mob_recheck) {
+		s->mob_recheck = false;
+		mobike_check(s);
+	}
 }
 
 /* --- sockets and the worker queue -------------------------------------------------------------- */
@@ -1545,6 +1787,10 @@ int ike_mgr_start(struct daemon *d, char *err, size_t errlen)
 	ev_prepare_start(d->loop, &m->prep);
 	dp_set_ike_cb(d->dp, worker_ike, m);
 	dp_set_acquire_cb(d->dp, worker_acquire, m);
+	char nerr[160];
+	m->nm = netmon_new(d->loop, path_changed, m, nerr, sizeof(nerr));
+	if (!m->nm)
+		bt_warn("IKE: no address monitoring (MOBIKE will not follow address changes): %s", nerr);
 	return 0;
 }
 
@@ -1602,6 +1848,7 @@ void ike_mgr_stop(struct daemon *d)
 		}
 	while (m->all)
 		sess_free(m->all);
+	netmon_free(m->nm);
 	dp_set_ike_cb(d->dp, NULL, NULL);
 	dp_set_acquire_cb(d->dp, NULL, NULL);
 	dp_synchronize(d->dp);
@@ -1655,6 +1902,18 @@ json_t *ike_mgr_list(struct daemon *d)
 		json_object_set_new(o, "ike_rekeys", json_integer((json_int_t)s->sa.ike_rekeys));
 		json_object_set_new(o, "fragmentation", json_boolean(s->sa.frag_peer));
 		json_object_set_new(o, "encap_forced", json_boolean(s->sa.conf->force_encap));
+		json_object_set_new(o, "mobike", json_boolean(s->sa.mobike));
+		if (s->sa.mobike) {
+			json_object_set_new(o, "mobike_moves", json_integer((json_int_t)s->moves));
+			json_object_set_new(o, "mobike_updates_sent", json_integer((json_int_t)s->sa.updates_sent));
+			json_object_set_new(o, "mobike_updates_received", json_integer((json_int_t)s->sa.updates_received));
+			json_t *pa = json_array();
+			for (unsigned k = 0; k < s->sa.n_peer_addrs; k++) {
+				char x[64];
+				json_array_append_new(pa, json_string(bt_addr_str(&s->sa.peer_addrs[k], x, sizeof(x))));
+			}
+			json_object_set_new(o, "peer_additional_addrs", pa);
+		}
 		if (ev_is_active(&s->irekey))
 			json_object_set_new(o, "ike_rekey_in_s", json_real(ev_timer_remaining(m->d->loop, &s->irekey)));
 		if (ev_is_active(&s->rekey))
@@ -1709,6 +1968,16 @@ json_t *ike_mgr_stats(struct daemon *d)
 	json_object_set_new(o, "ike_rekeys", json_integer((json_int_t)t->ike_rekeys));
 	json_object_set_new(o, "half_open_expired", json_integer((json_int_t)t->half_open_expired));
 	json_object_set_new(o, "initial_contact_drops", json_integer((json_int_t)t->initial_contact_drops));
+	static const char *const xn[4] = {"tx_ike_sa_init", "tx_ike_auth", "tx_create_child_sa", "tx_informational"};
+	for (int k = 0; k < 4; k++)
+		json_object_set_new(o, xn[k], json_integer((json_int_t)t->tx_exchange[k]));
+	json_object_set_new(o, "mobike_moves", json_integer((json_int_t)t->mobike_moves));
+	json_object_set_new(o, "mobike_updates_sent", json_integer((json_int_t)t->mobike_updates_sent));
+	json_object_set_new(o, "mobike_updates_received", json_integer((json_int_t)t->mobike_updates_received));
+	json_object_set_new(o, "mobike_probes", json_integer((json_int_t)t->mobike_probes));
+	json_object_set_new(o, "mobike_probe_failures", json_integer((json_int_t)t->mobike_probe_failures));
+	json_object_set_new(o, "rebinds", json_integer((json_int_t)t->rebinds));
+	json_object_set_new(o, "path_events", json_integer((json_int_t)t->path_events));
 	return o;
 }
 
