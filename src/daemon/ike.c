@@ -766,7 +766,7 @@ static void mobike_check(struct ike_sess *s)
 	if (!c || !s->sa.mobike || !s->sa.mobike_initiator || s->sa.state != IKE_ST_ESTABLISHED || s->closing)
 		return;
 	struct bt_addr local, remote = s->remote;
-	char a[64], b[64];
+	char a[64], b[64], x[64], y[64];
 	int found = pick_local(c, &remote, &local);
 	for (unsigned k = 0; found != 0 && k < s->sa.n_peer_addrs; k++) /* the peer's other addresses */
 		if (s->sa.peer_addrs[k].family && (found = pick_local(c, &s->sa.peer_addrs[k], &local)) == 0)
@@ -782,7 +782,7 @@ static void mobike_check(struct ike_sess *s)
 			  netmon_route_src(&s->local, &s->remote, &via) == 0;
 	if (!current_ok) {
 		bt_info("IKE %s: path %s -> %s gone; moving to %s -> %s", s->conn, bt_addr_str(&s->local, a, sizeof(a)),
-			bt_addr_str(&s->remote, b, sizeof(b)), bt_addr_str(&local, a, sizeof(a)), bt_addr_str(&remote, b, sizeof(b)));
+			bt_addr_str(&s->remote, b, sizeof(b)), bt_addr_str(&local, x, sizeof(x)), bt_addr_str(&remote, y, sizeof(y)));
 		mobike_move(s, &local, &remote);
 		return;
 	}
