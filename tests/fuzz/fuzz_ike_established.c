@@ -37,6 +37,7 @@ static void conf(struct ike_conf *c, bool initiator)
 	memcpy(c->peer_id, initiator ? b : a, 4);
 	c->fragmentation = true;
 	c->frag_mtu = 200;
+	c->mobike = true;
 	bt_ts_parse("10.0.0.0/8", &c->local_ts[0], err, sizeof(err));
 	c->remote_ts[0] = c->local_ts[0];
 	c->n_local_ts = c->n_remote_ts = 1;
@@ -94,6 +95,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[1] & 8) {
 		l = ike_rekey_ike(&i, m1, sizeof(m1));
 		exchange(&i, &r, l);
+	}
+	struct bt_addr a1, a2;
+	bt_addr_parse("192.168.1.2", &a1), bt_addr_parse("172.16.0.2", &a2);
+	ike_sa_set_endpoints(&i, &a1, 4500, &a2, 4500);
+	r.rx_local = a2, r.rx_remote = a1, r.rx_local_port = r.rx_remote_port = 4500;
+	if (data[1] & 16) {
+		/* MOBIKE: the input answers the initiator's UPDATE_SA_ADDRESSES (or path test), sealed by
+		 * the responder */
+		l = data[1] & 32 ? ike_mobike_probe(&i, m1, sizeof(m1)) : ike_mobike_update(&i, m1, sizeof(m1));
+		if (!l)
+			abort(); /* MOBIKE was negotiated: the request must be built */
+		struct ike_hdr h = {.spi_i = i.spi_i, .spi_r = i.spi_r, .exchange = IKE_INFORMATIONAL,
+				    .flags = IKE_FLAG_RESPONSE, .msg_id = i.info_id + (data[3] & 1)};
+		const uint8_t *ke = r.keys.sk_er, *ka = r.keys.sk_ar;
+		l = ike_sk_seal(&r.suite, ke, ka, &h, data[2], data + 4, size - 4, m1, sizeof(m1));
+		if (l)
+			deliver(&i, m1, l, m2, sizeof(m2));
+		ike_sa_free(&i);
+		ike_sa_free(&r);
+		return 0;
 	}
 	/* the input, sealed by the initiator as the given exchange */
 	static const uint8_t ex[] = {IKE_CREATE_CHILD_SA, IKE_INFORMATIONAL, IKE_AUTH, IKE_CREATE_CHILD_SA};
