@@ -70,7 +70,7 @@ struct ike_sess {
 	bool half_open, closing;
 	/* MOBIKE, original initiator: where our requests go while a path is tested (tx_override), the
 	 * path under test, and what waits for the request slot */
-	bool tx_override, mob_update, mob_recheck, probe_abandoned;
+	bool tx_override, mob_update, mob_recheck, mob_addrs, probe_abandoned;
 	struct bt_addr tx_local, tx_remote, probe_local, probe_remote;
 	uint64_t moves;
 	double moved_at;
@@ -802,12 +802,58 @@ static void mobike_check(struct ike_sess *s)
 	send_request(s, m->out, l);
 }
 
+/* Our other usable addresses of local_addrs (single addresses only), for ADDITIONAL_*_ADDRESS.
+ * Returns true if the list changed. */
+static bool my_addrs_refresh(struct ike_sess *s)
+{
+	const struct cfg_conn *c = conn_by_name(s->m->d->cfg, s->conn);
+	struct bt_addr v[IKE_PEER_ADDRS];
+	uint8_t n = 0;
+	for (unsigned k = 0; c && c->mobike && k < c->n_local_addrs && n < IKE_PEER_ADDRS; k++) {
+		const struct bt_prefix *p = &c->local_addrs[k];
+		if (p->len == (p->addr.family == AF_INET6 ? 128 : 32) && !bt_addr_eq(&p->addr, &s->local) &&
+		    netmon_addr_usable(&p->addr))
+			v[n++] = p->addr;
+	}
+	if (n == s->sa.n_my_addrs && !memcmp(v, s->sa.my_addrs, n * sizeof(v[0])))
+		return false;
+	memcpy(s->sa.my_addrs, v, n * sizeof(v[0]));
+	s->sa.n_my_addrs = n;
+	return true;
+}
+
+/* Tell the peer our addresses changed (RFC 4555 3.6), when the request slot is free. */
+static void mobike_addresses(struct ike_sess *s)
+{
+	s->mob_addrs = true;
+	if (s->req)
+		return;
+	size_t l = ike_mobike_addresses(&s->sa, s->m->out, sizeof(s->m->out));
+	if (l) {
+		s->mob_addrs = false;
+		send_request(s, s->m->out, l);
+	}
+}
+
+/* More than one local address in local_addrs: worth announcing. */
+static bool multi_addr(const struct cfg_conn *c)
+{
+	unsigned n = 0;
+	for (unsigned k = 0; c && k < c->n_local_addrs; k++)
+		n += c->local_addrs[k].len == (c->local_addrs[k].addr.family == AF_INET6 ? 128 : 32);
+	return c && c->mobike && n > 1;
+}
+
 static void path_changed(void *arg)
 {
 	struct ike_mgr *m = arg;
 	m->st.path_events++;
-	for (struct ike_sess *s = m->all; s; s = s->next_all)
+	for (struct ike_sess *s = m->all; s; s = s->next_all) {
 		mobike_check(s);
+		if (s->sa.mobike && s->sa.state == IKE_ST_ESTABLISHED && multi_addr(conn_by_name(m->d->cfg, s->conn)) &&
+		    my_addrs_refresh(s))
+			mobike_addresses(s);
+	}
 }
 
 static void rekey_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -1366,6 +1412,8 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	bool ike_rekeying = ccs_pending && s->sa.ccs_ike, old_deleting = s->sa.old_ike.delete_pending;
 	s->sa.now = (uint64_t)time(NULL); /* certificates are checked as of now */
 	s->sa.rx_local = *dst, s->sa.rx_remote = *src, s->sa.rx_local_port = dport, s->sa.rx_remote_port = sport;
+	if (s->sa.state != IKE_ST_ESTABLISHED && multi_addr(conn_by_name(m->d->cfg, s->conn)))
+		my_addrs_refresh(s); /* announced in IKE_AUTH */
 	size_t out = ike_process(&s->sa, msg, len, m->out, sizeof(m->out));
 	enum ike_state after = s->sa.state;
 	bool progressed = out || after != before || info_pending != s->sa.info_pending || ccs_pending != s->sa.ccs_pending ||
@@ -1536,10 +1584,16 @@ static void mobike_events(struct ike_sess *s)
 			s->mob_recheck = true;
 		}
 	}
+	if (s->sa.peer_addrs_changed) {
+		s->sa.peer_addrs_changed = false;
+		s->mob_recheck = true; /* the peer's addresses changed: is there a better path now? */
+	}
 	if (s->req || s->sa.state != IKE_ST_ESTABLISHED)
 		return;
 	if (s->mob_update) {
 		mobike_update(s);
+	} else if (s->mob_addrs) {
+		mobike_addresses(s);
 	} else if (s->mob_recheck) {
 		s->mob_recheck = false;
 		mobike_check(s);

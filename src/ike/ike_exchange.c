@@ -472,6 +472,19 @@ static void note_mobike(struct ike_sa *sa, const struct ike_chain *c, bool auth,
 		sa->peer_addrs_changed = true;
 }
 
+/* Our additional addresses (RFC 4555 3.4); with none, NO_ADDITIONAL_ADDRESSES if asked (3.6). */
+static void put_my_addrs(struct ike_sa *sa, struct ike_builder *b, bool say_none)
+{
+	for (unsigned k = 0; k < sa->n_my_addrs && k < IKE_PEER_ADDRS; k++) {
+		const struct bt_addr *a = &sa->my_addrs[k];
+		if (a->family == AF_INET || a->family == AF_INET6)
+			ike_put_notify(b, 0, NULL, 0, a->family == AF_INET ? IKE_N_ADDITIONAL_IP4_ADDRESS : IKE_N_ADDITIONAL_IP6_ADDRESS,
+				       a->b, a->family == AF_INET ? 4 : 16);
+	}
+	if (!sa->n_my_addrs && say_none)
+		ike_put_notify(b, 0, NULL, 0, IKE_N_NO_ADDITIONAL_ADDRESSES, NULL, 0);
+}
+
 static void put_natd(struct ike_sa *sa, struct ike_builder *b)
 {
 	uint8_t h[IKE_NATD_LEN];
@@ -608,8 +621,10 @@ static size_t auth_message(struct ike_sa *sa, const struct ike_sa_payload *esp, 
 		ike_put_notify(&b, 0, NULL, 0, IKE_N_INITIAL_CONTACT, NULL, 0);
 	if (sa->initiator)
 		put_certreq(sa, &b);
-	if (sa->conf->mobike && (sa->initiator || sa->mobike))
+	if (sa->conf->mobike && (sa->initiator || sa->mobike)) {
 		ike_put_notify(&b, 0, NULL, 0, IKE_N_MOBIKE_SUPPORTED, NULL, 0);
+		put_my_addrs(sa, &b, false);
+	}
 	ike_put_auth(&b, method, auth, al);
 	ike_put_sa(&b, esp);
 	ike_put_ts(&b, IKE_PL_TSI, tsi, ni);
@@ -972,7 +987,8 @@ size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, si
 	struct ike_builder b;
 	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || sa->ccs_pending ||
 	    (what == IKE_INFO_DELETE_CHILD && !sa->child_ready) || (what == IKE_INFO_DELETE_OLD_CHILD && !sa->old_present) ||
-	    ((what == IKE_INFO_UPDATE || what == IKE_INFO_PROBE) && (!sa->mobike || !sa->mobike_initiator)))
+	    ((what == IKE_INFO_UPDATE || what == IKE_INFO_PROBE) && (!sa->mobike || !sa->mobike_initiator)) ||
+	    (what == IKE_INFO_ADDRS && !sa->mobike))
 		return 0;
 	ike_build_chain_begin(&b, chain, sizeof(chain));
 	if (what == IKE_INFO_UPDATE || what == IKE_INFO_PROBE) {
@@ -986,6 +1002,8 @@ size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, si
 		}
 		ike_put_notify(&b, 0, NULL, 0, IKE_N_COOKIE2, sa->cookie2, sizeof(sa->cookie2));
 		sa->update_error = 0;
+	} else if (what == IKE_INFO_ADDRS) {
+		put_my_addrs(sa, &b, true);
 	}
 	if (what == IKE_INFO_DELETE_IKE) {
 		ike_build_payload(&b, IKE_PL_DELETE, false);
@@ -1019,6 +1037,11 @@ size_t ike_mobike_update(struct ike_sa *sa, uint8_t *out, size_t cap)
 size_t ike_mobike_probe(struct ike_sa *sa, uint8_t *out, size_t cap)
 {
 	return ike_informational(sa, IKE_INFO_PROBE, out, cap);
+}
+
+size_t ike_mobike_addresses(struct ike_sa *sa, uint8_t *out, size_t cap)
+{
+	return ike_informational(sa, IKE_INFO_ADDRS, out, cap);
 }
 
 /* A request of the peer's on an established SA: deletes, liveness checks, MOBIKE updates. */

@@ -37,6 +37,7 @@ enum ike_info {
 	IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE, IKE_INFO_DELETE_OLD_CHILD,
 	IKE_INFO_UPDATE,  /* MOBIKE: UPDATE_SA_ADDRESSES with NAT detection and COOKIE2 (ike_mobike_update) */
 	IKE_INFO_PROBE,   /* MOBIKE: a path test, COOKIE2 only (ike_mobike_probe) */
+	IKE_INFO_ADDRS,   /* MOBIKE: our additional addresses changed (ike_mobike_addresses) */
 };
 const char *ike_state_name(enum ike_state s);
 
@@ -198,6 +199,9 @@ struct ike_sa {
 #define IKE_PEER_ADDRS 8
 	struct bt_addr peer_addrs[IKE_PEER_ADDRS]; /* its ADDITIONAL_IP4/IP6_ADDRESS list */
 	uint8_t n_peer_addrs;
+	struct bt_addr my_addrs[IKE_PEER_ADDRS];   /* ours besides the one in use (set by the caller):
+						    * announced in IKE_AUTH and by ike_mobike_addresses */
+	uint8_t n_my_addrs;
 	uint64_t updates_sent, updates_received;
 	struct ike_rng rng;
 };
@@ -231,6 +235,9 @@ size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
 size_t ike_mobike_update(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* MOBIKE path test (RFC 4555 3.6/3.4): an INFORMATIONAL with a COOKIE2; probe_done when answered. */
 size_t ike_mobike_probe(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* MOBIKE, either role: our additional addresses (my_addrs) changed; an INFORMATIONAL with the new
+ * list, or NO_ADDITIONAL_ADDRESSES (RFC 4555 3.6). Returns 0 without MOBIKE or when busy. */
+size_t ike_mobike_addresses(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* The caller installed next_child: make it the Child SA; the old one waits in old_child. */
 void ike_child_promote(struct ike_sa *sa);
 /* Process a received message for this SA. Returns the length of the message to send in out (0 if

@@ -66,6 +66,8 @@ static void rx(struct ike_sa *sa, const char *local, uint16_t lport, const char 
 	sa->rx_local_port = lport, sa->rx_remote_port = rport;
 }
 
+static const char *gw_extra = NULL; /* an additional address the responder announces in IKE_AUTH */
+
 static void up(struct pair *p, bool mi, bool mr)
 {
 	memset(p, 0, sizeof(*p));
@@ -84,6 +86,10 @@ static void up(struct pair *p, bool mi, bool mr)
 	assert_true(l > 0);
 	l = ike_process(&p->i, p->b, l, p->a, sizeof(p->a));
 	assert_true(l > 0);
+	if (gw_extra) {
+		p->r.my_addrs[0] = addr(gw_extra);
+		p->r.n_my_addrs = 1;
+	}
 	l = ike_process(&p->r, p->a, l, p->b, sizeof(p->b));
 	assert_true(l > 0);
 	assert_int_equal(ike_process(&p->i, p->b, l, p->a, sizeof(p->a)), 0);
@@ -260,12 +266,48 @@ static void test_probe(void **state)
 	done(&p);
 }
 
+/* The responder's additional addresses: learnt from IKE_AUTH, withdrawn by an address list
+ * update (NO_ADDITIONAL_ADDRESSES), announced anew. */
+static void test_additional_addresses(void **state)
+{
+	static struct pair p;
+	char buf[64];
+	gw_extra = "2001:db8::1";
+	up(&p, true, true);
+	gw_extra = NULL;
+	assert_int_equal(p.i.n_peer_addrs, 1);
+	assert_string_equal(bt_addr_str(&p.i.peer_addrs[0], buf, sizeof(buf)), "2001:db8::1");
+	p.i.peer_addrs_changed = false;
+	p.r.n_my_addrs = 0;
+	size_t l = ike_mobike_addresses(&p.r, p.b, sizeof(p.b));
+	assert_true(l > 0);
+	size_t rl = ike_process(&p.i, p.b, l, p.a, sizeof(p.a));
+	assert_true(rl > 0);
+	assert_true(p.i.peer_addrs_changed);
+	assert_int_equal(p.i.n_peer_addrs, 0);
+	assert_int_equal(ike_process(&p.r, p.a, rl, p.b, sizeof(p.b)), 0);
+	assert_false(p.r.info_pending);
+	p.r.my_addrs[0] = addr("172.16.9.9"), p.r.my_addrs[1] = addr("172.16.9.10");
+	p.r.n_my_addrs = 2;
+	l = ike_mobike_addresses(&p.r, p.b, sizeof(p.b));
+	rl = ike_process(&p.i, p.b, l, p.a, sizeof(p.a));
+	assert_int_equal(p.i.n_peer_addrs, 2);
+	assert_string_equal(bt_addr_str(&p.i.peer_addrs[1], buf, sizeof(buf)), "172.16.9.10");
+	assert_false(p.i.addr_update); /* the initiator decides: a list moves nothing by itself */
+	done(&p);
+	/* without MOBIKE there is no such message */
+	up(&p, true, false);
+	assert_int_equal(ike_mobike_addresses(&p.r, p.b, sizeof(p.b)), 0);
+	done(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_negotiation),       cmocka_unit_test(test_update),
 		cmocka_unit_test(test_update_nat),        cmocka_unit_test(test_retransmit_moves),
 		cmocka_unit_test(test_no_move_without_update), cmocka_unit_test(test_probe),
+		cmocka_unit_test(test_additional_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
