@@ -22,6 +22,7 @@ struct ike_stats {
 		rekey_failed, ike_rekeys, half_open_expired, initial_contact_drops;
 	uint64_t tx_exchange[4];  /* messages sent by exchange: IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL */
 	uint64_t mobike_moves, mobike_updates_sent, mobike_updates_received, mobike_probes, mobike_probe_failures,
+		mobike_failovers,
 		rebinds, path_events;
 };
 struct ike_mgr;

@@ -844,6 +844,41 @@ static bool multi_addr(const struct cfg_conn *c)
 	return c && c->mobike && n > 1;
 }
 
+/* MOBIKE, original initiator: the peer stopped answering on this path with no local change to
+ * explain it (a failure further away). Move to another local address that is up and has a route,
+ * the next one of local_addrs after the current one; the caller retransmits there (the count of
+ * tries goes on: a dead peer is still found dead) and the update follows the answer. Returns true
+ * if it moved. */
+static bool mobike_failover(struct ike_sess *s)
+{
+	const struct cfg_conn *c = conn_by_name(s->m->d->cfg, s->conn);
+	if (!c || !s->sa.mobike || !s->sa.mobike_initiator || s->sa.state != IKE_ST_ESTABLISHED)
+		return false;
+	unsigned n = c->n_local_addrs, cur = n;
+	for (unsigned k = 0; k < n; k++)
+		if (bt_addr_eq(&c->local_addrs[k].addr, &s->local))
+			cur = k;
+	for (unsigned j = 1; j <= n; j++) {
+		const struct bt_prefix *p = &c->local_addrs[(cur == n ? j - 1 : cur + j) % n];
+		struct bt_addr via;
+		if (p->len != (p->addr.family == AF_INET6 ? 128 : 32) || p->addr.family != s->remote.family ||
+		    bt_addr_eq(&p->addr, &s->local) || !netmon_addr_usable(&p->addr) ||
+		    netmon_route_src(&p->addr, &s->remote, &via) != 0)
+			continue;
+		char a[64];
+		bt_info("IKE %s: no answer on the current path; trying %s", s->conn, bt_addr_str(&p->addr, a, sizeof(a)));
+		s->m->st.mobike_failovers++;
+		struct bt_addr l = p->addr, r = s->remote;
+		sess_rebind(s, &l, s->lport, &r, s->rport, s->natt);
+		s->moves++;
+		s->moved_at = now_s(s->m);
+		s->m->st.mobike_moves++;
+		s->mob_update = true;
+		return true;
+	}
+	return false;
+}
+
 static void path_changed(void *arg)
 {
 	struct ike_mgr *m = arg;
@@ -1163,6 +1198,8 @@ static void rtx_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		s->probe_abandoned = true;
 		m->st.mobike_probe_failures++;
 	}
+	if (s->tries >= 1 && !s->tx_override)
+		mobike_failover(s); /* the retransmission below goes out on another path */
 	if (++s->tries > m->d->cfg->retransmit_tries) {
 		char a[64];
 		m->st.timeouts++;
@@ -2030,6 +2067,7 @@ json_t *ike_mgr_stats(struct daemon *d)
 	json_object_set_new(o, "mobike_updates_received", json_integer((json_int_t)t->mobike_updates_received));
 	json_object_set_new(o, "mobike_probes", json_integer((json_int_t)t->mobike_probes));
 	json_object_set_new(o, "mobike_probe_failures", json_integer((json_int_t)t->mobike_probe_failures));
+	json_object_set_new(o, "mobike_failovers", json_integer((json_int_t)t->mobike_failovers));
 	json_object_set_new(o, "rebinds", json_integer((json_int_t)t->rebinds));
 	json_object_set_new(o, "path_events", json_integer((json_int_t)t->path_events));
 	return o;
