@@ -72,6 +72,7 @@ struct ike_sess {
 	 * path under test, and what waits for the request slot */
 	bool tx_override, mob_update, mob_recheck, mob_addrs, probe_abandoned;
 	struct bt_addr tx_local, tx_remote, probe_local, probe_remote;
+	uint16_t tx_rport, probe_lport, probe_rport;
 	uint64_t moves;
 	double moved_at;
 };
@@ -359,7 +360,7 @@ static void send_raw(struct ike_sess *s, const uint8_t *msg, size_t len) { send_
 static void send_one(struct ike_sess *s, const uint8_t *msg, size_t len)
 {
 	struct ike_dest t = {s->tx_override ? &s->tx_local : &s->local, s->tx_override ? &s->tx_remote : &s->remote,
-			     s->rport, s->natt};
+			     s->tx_override ? s->tx_rport : s->rport, s->natt};
 	send_to(s, &t, msg, len);
 }
 
@@ -798,7 +799,7 @@ static void mobike_check(struct ike_sess *s)
 	s->probe_local = local, s->probe_remote = remote;
 	s->probe_abandoned = false;
 	m->st.mobike_probes++;
-	s->tx_override = true, s->tx_local = local, s->tx_remote = remote; /* the test goes on that path only */
+	s->tx_override = true, s->tx_local = local, s->tx_remote = remote, s->tx_rport = s->rport; /* that path only */
 	send_request(s, m->out, l);
 }
 
@@ -1608,6 +1609,33 @@ static void mobike_events(struct ike_sess *s)
 			}
 			if (s->sa.nat_local && s->natt && !ev_is_active(&s->ka))
 				ev_timer_start(m->d->loop, &s->ka);
+			else if (!s->sa.nat_local && ev_is_active(&s->ka))
+				ev_timer_stop(m->d->loop, &s->ka); /* the NAT is gone */
+		}
+	}
+	if (s->sa.addr_check) {
+		/* responder: an update of the peer's came again from elsewhere. Move only once the peer
+		 * answers there (return routability, RFC 4555 3.5 and 5.2): a replayed update goes nowhere */
+		s->sa.addr_check = false;
+		char a[64];
+		size_t l = s->req ? 0 : ike_mobike_probe(&s->sa, m->out, sizeof(m->out));
+		if (l) {
+			bt_info("IKE %s: the peer's update came again from %s: checking that it answers there", s->conn,
+				bt_addr_str(&s->sa.rr_remote, a, sizeof(a)));
+			s->probe_local = s->sa.rr_local, s->probe_remote = s->sa.rr_remote;
+			s->probe_lport = s->sa.rr_local_port, s->probe_rport = s->sa.rr_remote_port;
+			s->probe_abandoned = false;
+			m->st.mobike_probes++;
+			s->tx_override = true, s->tx_local = s->probe_local, s->tx_remote = s->probe_remote;
+			s->tx_rport = s->probe_rport;
+			send_request(s, m->out, l);
+		}
+	}
+	if (s->sa.probe_done && !s->sa.mobike_initiator) {
+		s->sa.probe_done = false;
+		if (!s->probe_abandoned) {
+			m->st.mobike_updates_received++;
+			sess_rebind(s, &s->probe_local, s->probe_lport, &s->probe_remote, s->probe_rport, s->natt);
 		}
 	}
 	if (s->sa.probe_done) {

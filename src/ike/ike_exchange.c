@@ -526,8 +526,9 @@ static void check_natd(struct ike_sa *sa, const struct ike_chain *c, uint64_t sp
 }
 
 /* A retransmitted UPDATE_SA_ADDRESSES: the initiator moved again before our answer reached it
- * (RFC 4555 3.5). If it comes from other addresses and is authentic, those are the ones to use.
- * Returns false if it is not authentic. */
+ * (RFC 4555 3.5), or someone replays the request it sent. If it comes from other addresses and
+ * is authentic, the caller checks return routability there before moving (addr_check). Returns
+ * false if it is not authentic. */
 static int open_sk(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c, struct ike_chain *in);
 static bool retransmit_same_path(struct ike_sa *sa, const uint8_t *msg, size_t len)
 {
@@ -542,10 +543,9 @@ static bool retransmit_same_path(struct ike_sa *sa, const uint8_t *msg, size_t l
 	free(copy);
 	if (!ok)
 		return false;
-	sa->local = sa->rx_local, sa->remote = sa->rx_remote;
-	sa->local_port = sa->rx_local_port, sa->remote_port = sa->rx_remote_port;
-	sa->addr_update = true;
-	sa->updates_received++;
+	sa->rr_local = sa->rx_local, sa->rr_remote = sa->rx_remote;
+	sa->rr_local_port = sa->rx_local_port, sa->rr_remote_port = sa->rx_remote_port;
+	sa->addr_check = true;
 	return true;
 }
 
@@ -987,7 +987,7 @@ size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, si
 	struct ike_builder b;
 	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || sa->ccs_pending ||
 	    (what == IKE_INFO_DELETE_CHILD && !sa->child_ready) || (what == IKE_INFO_DELETE_OLD_CHILD && !sa->old_present) ||
-	    ((what == IKE_INFO_UPDATE || what == IKE_INFO_PROBE) && (!sa->mobike || !sa->mobike_initiator)) ||
+	    (what == IKE_INFO_UPDATE && (!sa->mobike || !sa->mobike_initiator)) || (what == IKE_INFO_PROBE && !sa->mobike) ||
 	    (what == IKE_INFO_ADDRS && !sa->mobike))
 		return 0;
 	ike_build_chain_begin(&b, chain, sizeof(chain));

@@ -193,6 +193,11 @@ struct ike_sa {
 	uint8_t cookie2[16];         /* what our last update or path test carried, echoed back */
 	uint16_t update_error;       /* notify refusing our update (UNACCEPTABLE_ADDRESSES, ...), 0 = none */
 	bool addr_update;            /* event (responder): the peer moved; local/remote hold the new pair */
+	bool addr_check;             /* event (responder): our last answered update came again from other
+				      * addresses (rr_*): the peer moved again, or someone replays it. The
+				      * caller tests that path (ike_mobike_probe) and moves only if it works */
+	struct bt_addr rr_local, rr_remote;
+	uint16_t rr_local_port, rr_remote_port;
 	bool update_done;            /* event (initiator): our UPDATE_SA_ADDRESSES was answered */
 	bool probe_done;             /* event (initiator): our path test was answered */
 	bool peer_addrs_changed;     /* event: the peer sent its additional addresses */
@@ -233,7 +238,9 @@ size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
  * ike_sa_set_endpoints (with NAT detection for them and a COOKIE2). Returns 0 if MOBIKE was not
  * negotiated, we are not the original initiator, or another request is in flight. */
 size_t ike_mobike_update(struct ike_sa *sa, uint8_t *out, size_t cap);
-/* MOBIKE path test (RFC 4555 3.6/3.4): an INFORMATIONAL with a COOKIE2; probe_done when answered. */
+/* MOBIKE path test (RFC 4555 3.6/3.4): an INFORMATIONAL with a COOKIE2; probe_done when answered.
+ * The original initiator tests a path before moving to it; the responder tests the return
+ * routability of addresses a retransmitted update came from (addr_check). */
 size_t ike_mobike_probe(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* MOBIKE, either role: our additional addresses (my_addrs) changed; an INFORMATIONAL with the new
  * list, or NO_ADDITIONAL_ADDRESSES (RFC 4555 3.6). Returns 0 without MOBIKE or when busy. */

@@ -3,7 +3,8 @@
  * UPDATE_SA_ADDRESSES moves the responder's view of the SA to the addresses the request came
  * from, with NAT detection for the new path and COOKIE2 echoed; a path test is answered; a forged,
  * replayed or responder-sent update moves nothing; a retransmitted update from yet another
- * address moves the SA there; the peer's additional addresses are learnt. */
+ * address asks for a return routability check there first; the peer's additional addresses are
+ * learnt. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -188,8 +189,9 @@ static void test_update_nat(void **state)
 	done(&p);
 }
 
-/* The answer is lost; the initiator moves again and retransmits the same request from there. */
-static void test_retransmit_moves(void **state)
+/* The answer is lost; the initiator moves again and retransmits the same request from there (or
+ * someone replays it from elsewhere): the responder tests that path before it moves. */
+static void test_retransmit_checked(void **state)
 {
 	static struct pair p;
 	char buf[64];
@@ -202,10 +204,21 @@ static void test_retransmit_moves(void **state)
 	rx(&p.r, "172.16.0.2", 4500, "192.168.3.2", 4500);
 	size_t rl = ike_process(&p.r, req, l, p.b, sizeof(p.b));
 	assert_true(rl > 0);
-	assert_true(p.r.addr_update);
-	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.3.2");
+	/* not moved yet: the responder checks that the initiator answers there first */
+	assert_false(p.r.addr_update);
+	assert_true(p.r.addr_check);
+	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.2.2");
+	assert_string_equal(bt_addr_str(&p.r.rr_remote, buf, sizeof(buf)), "192.168.3.2");
 	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
 	assert_true(p.i.update_done);
+	/* the return routability check: the initiator answers it */
+	static uint8_t probe[4096];
+	size_t pl = ike_mobike_probe(&p.r, probe, sizeof(probe));
+	assert_true(pl > 0);
+	rl = ike_process(&p.i, probe, pl, p.a, sizeof(p.a));
+	assert_true(rl > 0);
+	assert_int_equal(ike_process(&p.r, p.a, rl, p.b, sizeof(p.b)), 0);
+	assert_true(p.r.probe_done);
 	done(&p);
 }
 
@@ -305,7 +318,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_negotiation),       cmocka_unit_test(test_update),
-		cmocka_unit_test(test_update_nat),        cmocka_unit_test(test_retransmit_moves),
+		cmocka_unit_test(test_update_nat),        cmocka_unit_test(test_retransmit_checked),
 		cmocka_unit_test(test_no_move_without_update), cmocka_unit_test(test_probe),
 		cmocka_unit_test(test_additional_addresses),
 	};
