@@ -1192,9 +1192,9 @@ static void rtx_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	if (s->tx_override && s->tries >= 1) {
 		/* a path test unanswered: the path does not work; the request goes on over the current one */
-		char a[64];
-		bt_info("IKE %s: no answer over %s; staying on the current path", s->conn,
-			bt_addr_str(&s->tx_local, a, sizeof(a)));
+		char a[64], b[64];
+		bt_info("IKE %s: no answer over %s -> %s; staying on the current path", s->conn,
+			bt_addr_str(&s->tx_local, a, sizeof(a)), bt_addr_str(&s->tx_remote, b, sizeof(b)));
 		s->tx_override = false;
 		s->probe_abandoned = true;
 		m->st.mobike_probe_failures++;
