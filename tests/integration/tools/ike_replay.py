@@ -8,24 +8,13 @@ Sends, in capture order, every IKE request (not a response) of the given exchang
 to DST on UDP port DPORT (with the non-ESP marker), from this namespace's address and port SPORT.
 --flip inverts one byte of each (a forgery). Prints how many were sent."""
 import argparse
+import os
 import socket
 import struct
+import sys
 
-
-def frames(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    magic = struct.unpack("<I", data[:4])[0]
-    end = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
-    linktype = struct.unpack(end + "I", data[20:24])[0]
-    l2 = {1: 14, 113: 16, 276: 20, 12: 0, 101: 0}.get(linktype)
-    if l2 is None:
-        raise SystemExit("ike_replay: link type %d not handled" % linktype)
-    off = 24
-    while off + 16 <= len(data):
-        incl = struct.unpack(end + "I", data[off + 8:off + 12])[0]
-        yield data[off + 16 + l2:off + 16 + incl]
-        off += 16 + incl
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pcap import frames  # noqa: E402
 
 
 def ike_requests(path, dst, dport, exchange):

@@ -9,25 +9,13 @@ HOW: verbatim | flip (one byte of the ciphertext inverted, nothing else changed)
 one uses) | short (cut to 12 bytes). ESP in UDP goes out from port 4501 to DST port 4500, raw ESP
 through a raw IP-protocol-50 socket, from whatever address the namespace routes from (the capture's
 source, when run in the node that sent it). IPv4 and IPv6."""
+import os
 import socket
 import struct
 import sys
 
-
-def frames(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    magic = struct.unpack("<I", data[:4])[0]
-    end = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
-    linktype = struct.unpack(end + "I", data[20:24])[0]
-    l2 = {1: 14, 113: 16, 276: 20, 12: 0, 101: 0}.get(linktype)
-    if l2 is None:
-        raise SystemExit("inject: link type %d not handled" % linktype)
-    off = 24
-    while off + 16 <= len(data):
-        incl = struct.unpack(end + "I", data[off + 8:off + 12])[0]
-        yield data[off + 16 + l2:off + 16 + incl]
-        off += 16 + incl
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pcap import frames  # noqa: E402
 
 
 def esp_packets(path, src):
