@@ -9,7 +9,9 @@
 #   c lo 10.1.0.1/32 (the inner address)         g lo 172.16.0.1/32 (the gateway's IKE address)
 #
 # c has two default routes, via r1 (metric 100, the primary) and via r2 (metric 200): taking an
-# uplink's link down or its address away removes its route, and the other one takes over. The routers
+# uplink's link down or its address away removes its route, and the other one takes over. Source
+# routing (rules 101, 102) sends what bears an uplink's address out of that uplink only, as a
+# multihomed host must when its providers filter sources (they do here, BCP 38). The routers
 # route 172.16.0.1 to g; g routes each client prefix back over its own router (MB_NAT=1: r2
 # masquerades c's traffic behind 172.16.2.2 and g has no route to 192.168.2.0/24). The tunnel is
 # 10.1.0.1/32 <-> 10.2.0.0/24. Namespaces bt-TAG-{c,r1,r2,g,h}; veths bt-ID-a..j in the root netns.
@@ -85,6 +87,10 @@ mb_topology() {
     tb_nsx c ip addr add $MB_INNER/32 dev lo &&
     tb_nsx c ip route add default via 192.168.1.1 metric 100 &&
     tb_nsx c ip route add default via 192.168.2.1 metric 200 &&
+    tb_nsx c ip route add default via 192.168.1.1 dev eth1 table 101 &&
+    tb_nsx c ip route add default via 192.168.2.1 dev eth2 table 102 &&
+    tb_nsx c ip rule add from 192.168.1.2 lookup 101 priority 101 &&
+    tb_nsx c ip rule add from 192.168.2.2 lookup 102 priority 102 &&
     tb_nsx r1 ip addr add 192.168.1.1/24 dev lan && tb_nsx r1 ip addr add 172.16.1.2/24 dev wan &&
     tb_nsx r1 ip route add $MB_GW/32 via 172.16.1.1 &&
     tb_nsx r2 ip addr add 192.168.2.1/24 dev lan && tb_nsx r2 ip addr add 172.16.2.2/24 dev wan &&
@@ -94,13 +100,17 @@ mb_topology() {
     tb_nsx g ip addr add 10.2.0.1/24 dev in0 &&
     tb_nsx g ip route add 192.168.1.0/24 via 172.16.1.2 &&
     tb_nsx h ip addr add $MB_HOST/24 dev eth0 && tb_nsx h ip route add default via 10.2.0.1 || return 1
-    # The providers carry c's traffic to the gateway's address only: g's link addresses (which
-    # charon lists in ADDITIONAL_IP4_ADDRESS) must not become MOBIKE paths — r1 has no route to r2's link.
-    for n in r1 r2; do
-        tb_nsx "$n" nft -f - <<'NFT' || return 1
-table ip bt_fwd {
-    chain provider {
+    # The providers filter as real ones do (BCP 38): from c they forward only sources of their own
+    # prefix — else, with the uplink's link down, c's kernel would send packets still bearing the
+    # old address out of the other uplink and the c -> g direction would never need MOBIKE — and
+    # only to the gateway's address: g's link addresses (which charon announces in
+    # ADDITIONAL_IP4_ADDRESS) must not become MOBIKE paths.
+    for n in 1 2; do
+        tb_nsx r$n nft -f - <<NFT || return 1
+table ip bt_provider {
+    chain fwd_from_client {
         type filter hook forward priority filter - 10; policy accept;
+        iifname "lan" ip saddr != 192.168.$n.0/24 counter drop
         iifname "lan" ip daddr != 172.16.0.1 counter drop
     }
 }
@@ -141,7 +151,8 @@ mb_uplink_up() {
     local n=$1 metric=$((100 * $1))
     tb_nsx c ip link set "eth$n" up || return 1
     tb_nsx c ip -4 addr show dev "eth$n" | grep -q "192.168.$n.2/" || tb_nsx c ip addr add "192.168.$n.2/24" dev "eth$n" || return 1
-    tb_nsx c ip route replace default via "192.168.$n.1" metric "$metric"
+    tb_nsx c ip route replace default via "192.168.$n.1" metric "$metric" &&
+    tb_nsx c ip route replace default via "192.168.$n.1" dev "eth$n" table $((100 + n))
 }
 
 # mb_event_down N MODE FILE: the event time is when the command has returned (the old path is gone).
@@ -192,7 +203,7 @@ connections {
         local_addrs = $la
         remote_addrs = $ra
         encap = yes
-        proposals = ${IKE_PROPOSALS:-aes128gcm16-prfsha256-x25519}
+        proposals = ${IKE_PROPOSALS:-aes128gcm16-prfsha256-x25519, aes128-sha256-ecp256}
         dpd_delay = ${DPD:-0}
 $( [ -n "${MB_MOBIKE-yes}" ] && echo "        mobike = ${MB_MOBIKE-yes}")
 ${IKE_CONN_EXTRA:-}
@@ -287,7 +298,8 @@ CONF
 }
 
 # swanctl --list-sas --raw: the Child SA's spi-in/spi-out, the IKE SA's local/remote hosts
-mb_ss_spis() { mb_ss "$1" --list-sas --raw 2>/dev/null | grep -o 'spi-in=[0-9a-f]* spi-out=[0-9a-f]*' | head -n 1 | sed 's/spi-in=//; s/spi-out=//'; }
+# (the newest Child SA: after a rekey charon keeps the old one listed first for delete_rekeyed_delay, 5 s)
+mb_ss_spis() { mb_ss "$1" --list-sas --raw 2>/dev/null | grep -o 'spi-in=[0-9a-f]* spi-out=[0-9a-f]*' | tail -n 1 | sed 's/spi-in=//; s/spi-out=//'; }
 mb_ss_addrs() { mb_ss "$1" --list-sas --raw 2>/dev/null | sed -n 's/.*local-host=\([^ ]*\) .*remote-host=\([^ ]*\) .*/\1 \2/p' | head -n 1; }
 
 # --- both ----------------------------------------------------------------------------------------
@@ -322,7 +334,7 @@ mb_baton_try() {
     local node=$1
     MB_REFUSED=
     mb_baton_start "$node" "$TB_DIR/$node.conf" 2>"$TB_DIR/$node.start.err" && return 0
-    MB_REFUSED=$(grep -m 1 -E '\.conf:[0-9]+:' "$TB_DIR/$node.log" "$TB_DIR/$node.start.err" 2>/dev/null | sed 's/^[^:]*\.\(log\|err\)://')
+    MB_REFUSED=$(grep -h -m 1 -oE '[^ /]+\.conf:[0-9]+: .*' "$TB_DIR/$node.log" 2>/dev/null | head -n 1)
     [ -n "$MB_REFUSED" ] && return 3
     cat "$TB_DIR/$node.start.err" >&2
     return 1
