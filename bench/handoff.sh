@@ -108,7 +108,7 @@ import json, sys
 e = [x for x in json.load(sys.stdin)['events'] if x['kind'] == 'down'][-1]
 print('%s gap %5.1f ms lost %2d usable->first %5.1f ms;  ' % (sys.argv[1], e['gap_ms'], e['lost_in_gap'], e['usable_to_first_ms']) if e.get('gap_ms') is not None else sys.argv[1] + ' no analysis  ')" "$([ $d = up ] && echo "c->h" || echo "h->c")")
     done
-    printf '   %2d/%d  r%d %-4s down: %s%s\n' "$i" "$N" "$n" "$mode" "${label%  }" "$([ "$spis0" != "$spis1" ] && echo ", new SPIs")" >&2
+    printf '   %2d/%d  r%d %-4s down: %s%s\n' "$i" "$N" "$n" "$mode" "${label%;  }" "$([ "$spis0" != "$spis1" ] && echo ", new SPIs")" >&2
   done
   tb_kill "${pids[2]}"; tb_kill "${pids[3]}"
   sleep 0.3

@@ -365,4 +365,4 @@ print(c.get('spi_in', '').lower().replace('0x', ''), c.get('spi_out', '').lower(
 # mb_ike_capture FILE: IKE on g's interfaces (UDP 500, and 4500 with the non-ESP marker), no ESP.
 mb_ike_capture() { tb_capture g any "$1" 'udp port 500 or (udp port 4500 and udp[8:4] = 0)'; }
 # mb_ike_types FILE: the exchange types seen, one per line ("34 IKE_SA_INIT" ... names as tshark's)
-mb_ike_types() { tshark -r "$1" -Y isakmp -T fields -e isakmp.exch_type 2>/dev/null | tr ',' '\n' | sed '/^$/d'; }
+mb_ike_types() { tshark -r "$1" -Y isakmp -T fields -e isakmp.exchangetype 2>/dev/null | tr ',' '\n' | sed '/^$/d'; }
