@@ -31,6 +31,8 @@
 #   mb_ss_addrs NODE           "LOCAL REMOTE" of NODE's IKE SA
 #   mb_up KIND_C KIND_G        start (baton|ss) in g and c, initiate from c, wait for h to answer
 #   mb_stop_all                stop the daemons of mb_up
+#   mb_ike_addrs NODE          "LOCAL REMOTE" of NODE's IKE SA (batond: needs ike_lib.sh's ike_sa)
+#   mb_spis                    "IN OUT" SPIs of c's Child SA (batond's list-sas or swanctl)
 #   mb_ike_capture FILE / mb_ike_types FILE   capture IKE (not ESP) on g / the exchange types in it
 #
 # Knobs (as ike_lib.sh's): IKE_PROPOSALS, ESP_PROPOSALS, IKE_RTX, IKE_TRIES, DPD, PSK, IKE_LOG,
@@ -360,6 +362,12 @@ print(c.get('spi_in', '').lower().replace('0x', ''), c.get('spi_out', '').lower(
     else
         mb_ss_spis c
     fi
+}
+
+# "LOCAL REMOTE" of NODE's IKE SA, whichever daemon runs there
+mb_ike_addrs() {
+    if [ "${MB_KIND[$1]:-}" = baton ]; then ike_sa "$1" "s.get('local', ''), s.get('remote', '')" | tr -d "(),'"
+    else mb_ss_addrs "$1"; fi
 }
 
 # mb_ike_capture FILE: IKE on g's interfaces (UDP 500, and 4500 with the non-ESP marker), no ESP.

@@ -51,8 +51,8 @@ case_run() {
     # 2 MB at 1 MB/s: the move happens 0.7 s into the transfer; a 10 ms ping over 4 s
     head -c 2000000 /dev/urandom >"$TB_DIR/xfer.in"
     rm -f "$TB_DIR/xfer.out"
-    tb_bg h timeout 60 python3 "$TOOLS/xfer.py" serve 5001 "$TB_DIR/xfer.out"; xpid=${TB_PIDS[-1]}
-    tb_bg c timeout 60 python3 "$TOOLS/xfer.py" send $MB_HOST 5001 "$TB_DIR/xfer.in" 1000000; local spid=${TB_PIDS[-1]}
+    tb_bg h timeout 20 python3 "$TOOLS/xfer.py" serve 5001 "$TB_DIR/xfer.out"; xpid=${TB_PIDS[-1]}
+    tb_bg c timeout 20 python3 "$TOOLS/xfer.py" send $MB_HOST 5001 "$TB_DIR/xfer.in" 1000000; local spid=${TB_PIDS[-1]}
     tb_bg c timeout 20 ping -c 400 -i 0.01 -W 1 -I $MB_INNER $MB_HOST >"$TB_DIR/ping.out" 2>&1; ppid=${TB_PIDS[-1]}
     sleep 0.7
     mb_event_down 1 "$mode" "$TB_DIR/events" || bad "the uplink event ran"
@@ -70,6 +70,11 @@ case_run() {
     echo "       IKE exchanges seen at g during the move (count x type; 34 SA_INIT, 35 AUTH, 36 CREATE_CHILD_SA, 37 INFORMATIONAL): ${types:-none}"
     check "no IKE_SA_INIT or IKE_AUTH crossed g during the move" test -z "$(mb_ike_types "$cap" | grep -xE '34|35')"
     check "INFORMATIONAL exchanges crossed g (MOBIKE: encrypted, so counted, not read)" test -n "$(mb_ike_types "$cap" | grep -x 37)"
+    local peer=192.168.2.2
+    [ "$nat" = 1 ] && peer=172.16.2.2
+    check "c's IKE SA moved to its r2 address" test "$(mb_ike_addrs c)" = "192.168.2.2 $MB_GW"
+    check "g's IKE SA follows it to $peer" test "$(mb_ike_addrs g)" = "$MB_GW $peer"
+    [ "$kg" = baton ] && check "g's outbound ESP SA goes to $peer" test "$(sa g out "s.get('remote')")" = "$peer"
     ike1=$(ike_spis c)
     check "the same IKE SA at c before and after ($ike0)" test -n "$ike0" -a "$ike0" = "$ike1"
     if [ "$kc" = baton ]; then cnt1=$(ike_counts c); check "c's batond initiated and established no IKE SA during the move ($cnt0 -> $cnt1)" test "$cnt0" = "$cnt1"; fi
