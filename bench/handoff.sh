@@ -113,6 +113,10 @@ print('%s gap %5.1f ms lost %2d usable->first %5.1f ms;  ' % (sys.argv[1], e['ga
   tb_kill "${pids[2]}"; tb_kill "${pids[3]}"
   sleep 0.3
   tb_kill "${pids[0]}"; tb_kill "${pids[1]}"
+  for d in c g; do # the daemons' logs, next to the probe data
+    [ -f "$TB_DIR/ss-$d/charon.log" ] && cp "$TB_DIR/ss-$d/charon.log" "$OUT/$row.$d.charon.log"
+    [ -f "$TB_DIR/$d.log" ] && cp "$TB_DIR/$d.log" "$OUT/$row.$d.batond.log"
+  done
   [ -n "${RES[$row]:-}" ] && { mb_stop_all; return 0; }
   for d in up down; do $PROBE report --recv "$OUT/$row.$d.recv" --events "$ev" --json >"$res.$d.json"; done
   RES[$row]=$(for d in up down; do python3 - "$res.$d.json" "$spi_changes" "$N" "$([ $d = up ] && echo "c->h" || echo "h->c")" <<'PY'

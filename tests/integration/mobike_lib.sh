@@ -252,10 +252,15 @@ mb_baton_start() {
 mb_ss() { local node=$1; shift; tb_nsx "$node" timeout 25 swanctl "$@" --uri "unix://$TB_DIR/ss-$node/charon.vici"; }
 
 # mb_ss_start NODE: c: local_addrs %any (charon picks the source by route, MOBIKE moves it), g: %any
-# peer. mobike = yes is strongSwan's default; written out to be explicit.
+# peer. mobike = yes is strongSwan's default; written out to be explicit. g's charon ignores its link
+# interfaces (MB_SS_EXTRA_G, default "interfaces_ignore = out1, out2"): seeing them, it path-probes c
+# from its link addresses, and after 8-12 moves it stopped taking c's probes (they reached g's
+# kernel, charon logged nothing) and the handoff never recovered. MB_SS_EXTRA_C: lines for c's charon.
 mb_ss_start() {
     local node=$1 d="$TB_DIR/ss-$1" ra lid rid lts rts
-    SS_LOG_LEVEL=${MB_SS_LOG:-1} ss_charon "$node" "$d" || return 1
+    local extra=${MB_SS_EXTRA_C:-}
+    [ "$node" = g ] && extra=${MB_SS_EXTRA_G-interfaces_ignore = out1, out2}
+    SS_CHARON_EXTRA="$extra" SS_LOG_LEVEL=${MB_SS_LOG:-1} ss_charon "$node" "$d" || return 1
     MB_SS_PID[$node]=${TB_PIDS[-1]}
     if [ "$node" = c ]; then ra=$MB_GW lid=$MB_C_ID rid=$MB_G_ID lts=$MB_INNER/32 rts=10.2.0.0/24
     else ra=%any lid=$MB_G_ID rid=$MB_C_ID lts=10.2.0.0/24 rts=$MB_INNER/32; fi
