@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """xfer.py — a one-shot TCP transfer for the test beds: `serve PORT OUTFILE` accepts one connection
-and writes what it receives; `send HOST PORT INFILE` connects and sends the file. Bounded by a
-timeout on every socket operation."""
+and writes what it receives; `send HOST PORT INFILE [RATE]` connects and sends the file, paced to
+RATE bytes/s if given (a transfer that lasts through a path switch). Bounded by a timeout on every
+socket operation."""
 import socket
 import sys
 import time
@@ -26,7 +27,7 @@ def serve(port, out):
             f.write(b)
     c.close()
 
-def send(host, port, inp):
+def send(host, port, inp, rate=0):
     # the server may still be starting in its namespace: retry a refused connection for a while
     deadline = time.monotonic() + 10
     while True:
@@ -38,7 +39,17 @@ def send(host, port, inp):
                 raise
             time.sleep(0.1)
     with open(inp, "rb") as f:
-        c.sendall(f.read())
+        data = f.read()
+    if rate <= 0:
+        c.sendall(data)
+    else:
+        t0, chunk = time.monotonic(), 16384
+        for off in range(0, len(data), chunk):
+            due = t0 + off / rate
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            c.sendall(data[off:off + chunk])
     c.shutdown(socket.SHUT_WR)
     c.recv(1)
     c.close()
@@ -47,4 +58,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]), sys.argv[3])
     else:
-        send(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        send(sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5]) if len(sys.argv) > 5 else 0)
