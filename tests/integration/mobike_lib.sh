@@ -11,8 +11,9 @@
 # c has two default routes, via r1 (metric 100, the primary) and via r2 (metric 200): taking an
 # uplink's link down or its address away removes its route, and the other one takes over. Source
 # routing (rules 101, 102) sends what bears an uplink's address out of that uplink only, as a
-# multihomed host must when its providers filter sources (they do here, BCP 38). The routers
-# route 172.16.0.1 to g; g routes each client prefix back over its own router (MB_NAT=1: r2
+# multihomed host must when its providers filter sources (they do here, BCP 38, and forward from c
+# only to 172.16.0.1, so g's link addresses never become MOBIKE paths). The routers route
+# 172.16.0.1 to g; g routes each client prefix back over its own router (MB_NAT=1: r2
 # masquerades c's traffic behind 172.16.2.2 and g has no route to 192.168.2.0/24). The tunnel is
 # 10.1.0.1/32 <-> 10.2.0.0/24. Namespaces bt-TAG-{c,r1,r2,g,h}; veths bt-ID-a..j in the root netns.
 #
@@ -20,7 +21,8 @@
 #   mb_topology                (re)build the bed (MB_NAT=1: NAT on the r2 path)
 #   mb_uplink_down N [link|addr]   uplink N (1|2) of c: link down, or its address removed
 #   mb_uplink_up N             undo either: link up, address and default route back
-#   mb_event_down N MODE FILE  mb_uplink_down timed: appends "T_AFTER down LABEL" to FILE (monotonic)
+#   mb_event_down N MODE FILE  mb_uplink_down timed: appends "T_AFTER down LABEL" to FILE and sets
+#                              MB_T to T_AFTER (CLOCK_MONOTONIC, as probe.py)
 #   mb_counts                  "R1 R2": packets c sent into r1 and r2 so far
 #   mb_path [SECS]             r1 | r2 | both | none: where c's packets went in the last SECS (0.3)
 #   mb_baton_conf NODE FILE    batond's config for c (client) or g (gateway), knobs below
@@ -29,7 +31,8 @@
 #   mb_ss NODE ARGS...         swanctl against NODE's charon
 #   mb_ss_spis NODE            "SPI_IN SPI_OUT" of NODE's Child SA as swanctl lists it
 #   mb_ss_addrs NODE           "LOCAL REMOTE" of NODE's IKE SA
-#   mb_up KIND_C KIND_G        start (baton|ss) in g and c, initiate from c, wait for h to answer
+#   mb_up KIND_C KIND_G        start (baton|ss) in g and c, initiate from c, wait for h to answer;
+#                              3 when batond refused its file (the reason in MB_REFUSED)
 #   mb_stop_all                stop the daemons of mb_up
 #   mb_ike_addrs NODE          "LOCAL REMOTE" of NODE's IKE SA (batond: needs ike_lib.sh's ike_sa)
 #   mb_spis                    "IN OUT" SPIs of c's Child SA (batond's list-sas or swanctl)
@@ -37,11 +40,13 @@
 #
 # Knobs (as ike_lib.sh's): IKE_PROPOSALS, ESP_PROPOSALS, IKE_RTX, IKE_TRIES, DPD, PSK, IKE_LOG,
 # IKE_BATON_EXTRA, IKE_CONN_EXTRA, IKE_CHILD_EXTRA; MB_MOBIKE (yes; empty: no mobike key at all),
-# MB_CLIENT_ADDRS (batond's local_addrs on c, "192.168.1.2, 192.168.2.2").
+# MB_CLIENT_ADDRS (batond's local_addrs on c, "192.168.1.2, 192.168.2.2"); MB_SS_EXTRA_C,
+# MB_SS_EXTRA_G (lines for charon's section, see mb_ss_start); MB_SS_LOG (charon's log level, 1).
 
 MB_TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")/tools" && pwd)
 MB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 declare -F ss_charon >/dev/null || . "$MB_ROOT/bench/peers.sh"
+declare -F ike_sa >/dev/null || . "$MB_ROOT/tests/integration/ike_lib.sh"
 MB_GW=172.16.0.1
 MB_INNER=10.1.0.1
 MB_HOST=10.2.0.2
