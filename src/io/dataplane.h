@@ -68,8 +68,14 @@ void dp_free(struct dataplane *dp);          /* stop workers, close everything, 
  * failure (duplicate inbound SPI) it returns -EEXIST and sa stays the caller's. */
 int dp_sa_add(struct dataplane *dp, struct esp_sa *sa);
 int dp_sa_del(struct dataplane *dp, uint32_t spi, enum esp_dir dir);
-/* Replace the SPD (takes spd); the old one is freed after a grace period. */
+/* Replace the SPD's static level (takes spd; the dynamic level carries over); the old one is freed
+ * after a grace period. */
 void dp_set_spd(struct dataplane *dp, struct spd *spd);
+/* The dynamic level: a negotiated Child SA's policy, in effect at once (pol is copied; O(1)
+ * amortised, no rebuild); removed again by the same direction, reqid and remote selectors, freed
+ * after a grace period. 0, -ENOMEM or -ENOENT. */
+int dp_pol_add(struct dataplane *dp, const struct spd_policy *pol);
+int dp_pol_del(struct dataplane *dp, const struct spd_policy *pol);
 const struct sad *dp_sad(const struct dataplane *dp);
 const struct spd *dp_spd(const struct dataplane *dp);
 unsigned dp_lanes(const struct dataplane *dp);
