@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +80,8 @@ struct conf_ref {
 	unsigned refs;
 	uint8_t fp[32];
 	struct ike_cred cred;
-	struct ike_conf conf;
+	struct ike_conf conf;      /* its lists in lists[] */
+	_Alignas(max_align_t) unsigned char lists[];
 };
 
 #define CONF_BUCKETS 4096
@@ -255,9 +257,10 @@ static int conf_from(const struct bt_config *cfg, const struct cfg_conn *c, cons
 		     struct ike_conf *k, char *err, size_t errlen)
 {
 	memset(k, 0, sizeof(*k));
-	memcpy(k->ike_props, c->ike_props, sizeof(k->ike_props));
+	/* the lists are borrowed from the configuration, read only: conf_get copies them */
+	k->ike_props = (struct ike_proposal *)c->ike_props;
 	k->n_ike_props = c->n_ike_props;
-	memcpy(k->esp_props, ch->esp_props, sizeof(k->esp_props));
+	k->esp_props = (struct ike_proposal *)ch->esp_props;
 	k->n_esp_props = ch->n_esp_props;
 	k->force_encap = c->encap;
 	k->fragmentation = c->fragmentation;
@@ -278,8 +281,7 @@ static int conf_from(const struct bt_config *cfg, const struct cfg_conn *c, cons
 	k->peer_auth = c->remote.auth == CFG_AUTH_PUBKEY ? IKE_AUTHBY_PUBKEY : IKE_AUTHBY_PSK;
 	k->peer_id_any = c->remote.auth == CFG_AUTH_PUBKEY && c->remote.id_any; /* any ID its certificate holds */
 	k->cred = c->cred;
-	memcpy(k->local_ts, ch->local_ts, sizeof(k->local_ts));
-	memcpy(k->remote_ts, ch->remote_ts, sizeof(k->remote_ts));
+	k->local_ts = (struct bt_ts *)ch->local_ts, k->remote_ts = (struct bt_ts *)ch->remote_ts;
 	k->n_local_ts = ch->n_local_ts, k->n_remote_ts = ch->n_remote_ts;
 	return 0;
 }
@@ -292,8 +294,13 @@ static void fingerprint(const struct cfg_conn *c, const struct cfg_child *ch, co
 	struct ike_conf t;
 	memcpy(&t, k, sizeof(t)); /* with its padding: k was zeroed first, an assignment may not copy it */
 	t.cred = NULL;            /* the certificates by content: a reload loads them anew */
+	t.ike_props = t.esp_props = NULL, t.local_ts = t.remote_ts = NULL; /* the lists by content */
 	EVP_DigestUpdate(x, &t, sizeof(t));
 	OPENSSL_cleanse(&t, sizeof(t));
+	EVP_DigestUpdate(x, k->ike_props, k->n_ike_props * sizeof(k->ike_props[0]));
+	EVP_DigestUpdate(x, k->esp_props, k->n_esp_props * sizeof(k->esp_props[0]));
+	EVP_DigestUpdate(x, k->local_ts, k->n_local_ts * sizeof(k->local_ts[0]));
+	EVP_DigestUpdate(x, k->remote_ts, k->n_remote_ts * sizeof(k->remote_ts[0]));
 	if (k->cred) {
 		uint8_t md[EVP_MAX_MD_SIZE];
 		unsigned ml;
@@ -755,10 +762,22 @@ static struct conf_ref *conf_get(struct ike_mgr *m, const struct ike_conf *k, co
 			r->refs++;
 			return r;
 		}
-	struct conf_ref *r = calloc(1, sizeof(*r));
+	/* the lists copied right after it, each sized to what it holds (room for the one proposal
+	 * ike_conf_finish makes of an empty list) */
+	size_t ni = k->n_ike_props ? k->n_ike_props : 1, ne = k->n_esp_props ? k->n_esp_props : 1;
+	struct conf_ref *r = calloc(1, sizeof(*r) + (ni + ne) * sizeof(struct ike_proposal) +
+					       ((size_t)k->n_local_ts + k->n_remote_ts) * sizeof(struct bt_ts));
 	if (!r)
 		return NULL;
 	r->conf = *k;
+	r->conf.ike_props = (struct ike_proposal *)r->lists;
+	r->conf.esp_props = r->conf.ike_props + ni;
+	r->conf.local_ts = (struct bt_ts *)(r->conf.esp_props + ne);
+	r->conf.remote_ts = r->conf.local_ts + k->n_local_ts;
+	memcpy(r->conf.ike_props, k->ike_props, k->n_ike_props * sizeof(*k->ike_props));
+	memcpy(r->conf.esp_props, k->esp_props, k->n_esp_props * sizeof(*k->esp_props));
+	memcpy(r->conf.local_ts, k->local_ts, k->n_local_ts * sizeof(*k->local_ts));
+	memcpy(r->conf.remote_ts, k->remote_ts, k->n_remote_ts * sizeof(*k->remote_ts));
 	if (k->cred) {
 		if (ike_cred_ref(&r->cred, k->cred) != 0) {
 			OPENSSL_cleanse(r, sizeof(*r));
@@ -784,7 +803,7 @@ static void conf_put(struct ike_mgr *m, struct conf_ref *r)
 			break;
 		}
 	ike_cred_free(&r->cred);
-	OPENSSL_cleanse(r, sizeof(*r));
+	OPENSSL_cleanse(r, sizeof(*r)); /* the PSK; the lists hold nothing secret */
 	free(r);
 }
 
