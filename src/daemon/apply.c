@@ -24,7 +24,7 @@ static bool sa_same(const struct esp_sa *a, const struct esp_sa *b)
 	       a->mode == b->mode && a->encap == b->encap && bt_addr_eq(&a->local, &b->local) &&
 	       bt_addr_eq(&a->remote, &b->remote) && a->local_port == b->local_port &&
 	       a->remote_port == b->remote_port && a->n_peers == b->n_peers &&
-	       !memcmp(a->peers, b->peers, a->n_peers * sizeof(a->peers[0])) &&
+	       (!a->n_peers || !memcmp(a->peers, b->peers, a->n_peers * sizeof(a->peers[0]))) &&
 	       a->n_local_ts == b->n_local_ts && a->n_remote_ts == b->n_remote_ts &&
 	       !memcmp(a->local_ts, b->local_ts, a->n_local_ts * sizeof(a->local_ts[0])) &&
 	       !memcmp(a->remote_ts, b->remote_ts, a->n_remote_ts * sizeof(a->remote_ts[0])) && a->enc == b->enc &&

@@ -1404,9 +1404,8 @@ int config_child_sas(const struct bt_config *cfg, const struct cfg_conn *conn,
 		sa->remote = remote->addr;
 		sa->local_port = conn->local_port ? conn->local_port : cfg->dp.udp_port;
 		sa->remote_port = conn->remote_port;
-		sa->n_peers = conn->n_remote_addrs;
-		memcpy(sa->peers, conn->remote_addrs, conn->n_remote_addrs * sizeof(sa->peers[0]));
-		if (esp_sa_set_ts(sa, child->local_ts, child->n_local_ts, child->remote_ts, child->n_remote_ts)) {
+		if (esp_sa_set_peers(sa, conn->remote_addrs, conn->n_remote_addrs) ||
+		    esp_sa_set_ts(sa, child->local_ts, child->n_local_ts, child->remote_ts, child->n_remote_ts)) {
 			snprintf(err, errlen, "out of memory");
 			esp_sa_clear(sas[0]), esp_sa_clear(sas[1]);
 			free(sas[0]), free(sas[1]);

@@ -110,7 +110,7 @@ struct esp_sa {
 	/* outer endpoints: the current pair, and the set of peer addresses the SA may use */
 	struct bt_addr local, remote;
 	uint16_t local_port, remote_port; /* UDP encapsulation, host order */
-	struct bt_prefix peers[BT_PEERS_MAX];
+	struct bt_prefix *peers; /* n_peers entries, owned (esp_sa_set_peers) */
 	uint8_t n_peers; /* 0 = only `remote` */
 
 	/* traffic selectors, from this node's point of view */
@@ -154,6 +154,8 @@ void esp_sa_clear(struct esp_sa *sa);
 /* Set the SA's selectors (copied into one allocation of exactly their size). Returns 0 or -1. */
 int esp_sa_set_ts(struct esp_sa *sa, const struct bt_ts *local, unsigned n_local, const struct bt_ts *remote,
 		  unsigned n_remote);
+/* Set the peer prefixes the SA accepts (copied, exactly n <= BT_PEERS_MAX). Returns 0 or -1. */
+int esp_sa_set_peers(struct esp_sa *sa, const struct bt_prefix *peers, unsigned n);
 /* Set the replay window size (rounded up to 64; 0 disables); resets the window. */
 int esp_sa_set_replay_window(struct esp_sa *sa, uint32_t size);
 /* Context transfer needs both: jump the outbound sequence number / restore the replay state. */
