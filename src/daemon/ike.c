@@ -1472,6 +1472,20 @@ static int open_sock(int family, const struct bt_addr *bind_addr, uint16_t port,
 	return fd;
 }
 
+/* OpenSSL loads its algorithms and seeds its random generator on first use: milliseconds, where a
+ * key exchange takes 50 us. Pay that when the daemon starts, not in the first negotiation. */
+static void warm_crypto(void)
+{
+	struct ike_dh *a = ike_dh_new(IKE_DH_X25519), *b = ike_dh_new(IKE_DH_X25519);
+	uint8_t pub[32], sec[32], mac[32];
+	size_t pl = sizeof(pub), sl = sizeof(sec);
+	if (a && b && ike_dh_public(b, pub, &pl) == 0)
+		ike_dh_shared(a, pub, pl, sec, &sl);
+	ike_dh_free(a), ike_dh_free(b);
+	ike_prf(IKE_PRF_HMAC_SHA2_256, pub, sizeof(pub), pub, sizeof(pub), NULL, 0, mac);
+	OPENSSL_cleanse(sec, sizeof(sec));
+}
+
 int ike_mgr_start(struct daemon *d, char *err, size_t errlen)
 {
 	struct ike_mgr *m = calloc(1, sizeof(*m));
@@ -1481,6 +1495,7 @@ int ike_mgr_start(struct daemon *d, char *err, size_t errlen)
 	}
 	m->d = d;
 	m->fd4 = m->fd6 = -1;
+	warm_crypto();
 	m->next_reqid = IKE_REQID_BASE;
 	pthread_mutex_init(&m->qlock, NULL);
 	m->qtail = &m->qhead;
