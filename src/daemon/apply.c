@@ -24,7 +24,7 @@ static bool sa_same(const struct esp_sa *a, const struct esp_sa *b)
 	       a->mode == b->mode && a->encap == b->encap && bt_addr_eq(&a->local, &b->local) &&
 	       bt_addr_eq(&a->remote, &b->remote) && a->local_port == b->local_port &&
 	       a->remote_port == b->remote_port && a->n_peers == b->n_peers &&
-	       !memcmp(a->peers, b->peers, a->n_peers * sizeof(a->peers[0])) &&
+	       (!a->n_peers || !memcmp(a->peers, b->peers, a->n_peers * sizeof(a->peers[0]))) &&
 	       a->n_local_ts == b->n_local_ts && a->n_remote_ts == b->n_remote_ts &&
 	       !memcmp(a->local_ts, b->local_ts, a->n_local_ts * sizeof(a->local_ts[0])) &&
 	       !memcmp(a->remote_ts, b->remote_ts, a->n_remote_ts * sizeof(a->remote_ts[0])) && a->enc == b->enc &&
@@ -122,23 +122,6 @@ static void install_spd(struct daemon *d, struct spd *spd, struct policy_hits *h
 	free(old_hits);
 }
 
-int daemon_rebuild_spd(struct daemon *d, const struct bt_config *cfg, char *err, size_t errlen)
-{
-	struct spd_policy *dyn = NULL;
-	size_t n_dyn = ike_mgr_policies(d, &dyn);
-	struct spd *spd = config_build_spd_take(cfg, dyn, n_dyn, err, errlen);
-	if (!spd)
-		return -1;
-	struct policy_hits *hits = prepare_hits(d, spd);
-	if (!hits) {
-		spd_free(spd);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	install_spd(d, spd, hits);
-	return 0;
-}
-
 int daemon_apply(struct daemon *d, struct bt_config *cfg, unsigned counts[3], char *err, size_t errlen)
 {
 	struct sa_vec fresh = {0}, old = {0};
@@ -157,9 +140,7 @@ int daemon_apply(struct daemon *d, struct bt_config *cfg, unsigned counts[3], ch
 				goto out;
 			}
 		}
-	struct spd_policy *dyn = NULL;
-	size_t n_dyn = ike_mgr_policies(d, &dyn);
-	struct spd *spd = config_build_spd_take(cfg, dyn, n_dyn, err, errlen);
+	struct spd *spd = config_build_spd(cfg, err, errlen); /* the negotiated policies stay (dp_pol_add) */
 	if (!spd)
 		goto out;
 	struct policy_hits *hits = prepare_hits(d, spd);

@@ -881,12 +881,13 @@ static int section_policy(struct ctx *c, struct cnode *sec, struct cfg_policy *c
 		return fail(c, n->line, "action: expected bypass, discard or protect, got '%s'", n->value);
 	if (!(n = get(sec, "local_ts")))
 		return fail(c, sec->line, "%s: local_ts is required", where);
-	struct ts_list l = {p->local, &p->n_local};
+	p->local = cp->local_ts, p->remote = cp->remote_ts;
+	struct ts_list l = {cp->local_ts, &p->n_local};
 	if (for_each_item(c, n, add_ts, &l))
 		return -1;
 	if (!(n = get(sec, "remote_ts")))
 		return fail(c, sec->line, "%s: remote_ts is required", where);
-	struct ts_list r = {p->remote, &p->n_remote};
+	struct ts_list r = {cp->remote_ts, &p->n_remote};
 	if (for_each_item(c, n, add_ts, &r))
 		return -1;
 	if ((n = get(sec, "priority"))) {
@@ -1231,7 +1232,7 @@ static void defaults(struct bt_config *cfg, const char *name)
 	cfg->keepalive_s = 20;
 }
 
-/* cfg->spd_static: each child's outbound PROTECT policy (an IKE child's only if it traps: the
+/* cfg->spd_static (selectors borrowed from cfg): each child's outbound PROTECT policy (an IKE child's only if it traps: the
  * others' exist per negotiated SA), then the explicit policies. 0 or -1 (ENOMEM). */
 static int build_spd_static(struct bt_config *cfg)
 {
@@ -1251,8 +1252,7 @@ static int build_spd_static(struct bt_config *cfg)
 			struct spd_policy *p = &v[n++];
 			p->dir = SPD_DIR_OUT, p->action = SPD_PROTECT, p->reqid = ch->reqid, p->priority = ch->priority;
 			snprintf(p->name, sizeof(p->name), "%.31s/%.31s", cfg->conns[i].name, ch->name);
-			memcpy(p->local, ch->local_ts, sizeof(p->local));
-			memcpy(p->remote, ch->remote_ts, sizeof(p->remote));
+			p->local = ch->local_ts, p->remote = ch->remote_ts; /* copied by the SPD */
 			p->n_local = ch->n_local_ts, p->n_remote = ch->n_remote_ts;
 		}
 	for (size_t i = 0; i < cfg->n_policies; i++)
@@ -1415,9 +1415,8 @@ int config_child_sas(const struct bt_config *cfg, const struct cfg_conn *conn,
 		sa->remote = remote->addr;
 		sa->local_port = conn->local_port ? conn->local_port : cfg->dp.udp_port;
 		sa->remote_port = conn->remote_port;
-		sa->n_peers = conn->n_remote_addrs;
-		memcpy(sa->peers, conn->remote_addrs, conn->n_remote_addrs * sizeof(sa->peers[0]));
-		if (esp_sa_set_ts(sa, child->local_ts, child->n_local_ts, child->remote_ts, child->n_remote_ts)) {
+		if (esp_sa_set_peers(sa, conn->remote_addrs, conn->n_remote_addrs) ||
+		    esp_sa_set_ts(sa, child->local_ts, child->n_local_ts, child->remote_ts, child->n_remote_ts)) {
 			snprintf(err, errlen, "out of memory");
 			esp_sa_clear(sas[0]), esp_sa_clear(sas[1]);
 			free(sas[0]), free(sas[1]);
@@ -1444,35 +1443,8 @@ int config_child_sas(const struct bt_config *cfg, const struct cfg_conn *conn,
 
 struct spd *config_build_spd(const struct bt_config *cfg, char *err, size_t errlen)
 {
-	return config_build_spd_with(cfg, NULL, 0, err, errlen);
-}
-
-struct spd *config_build_spd_with(const struct bt_config *cfg, const struct spd_policy *extra, size_t n_extra,
-				  char *err, size_t errlen)
-{
-	struct spd_policy *copy = n_extra ? malloc(n_extra * sizeof(*copy)) : NULL;
-	if (n_extra && !copy) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	if (n_extra)
-		memcpy(copy, extra, n_extra * sizeof(*copy));
-	return config_build_spd_take(cfg, copy, n_extra, err, errlen);
-}
-
-struct spd *config_build_spd_take(const struct bt_config *cfg, struct spd_policy *extra, size_t n_extra,
-				  char *err, size_t errlen)
-{
 	struct spd *spd = spd_new();
-	if (!spd) {
-		free(extra);
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	/* the extra policies are the SPD's first ones without a copy; the configured ones are
-	 * appended, then one stable sort: O(n log n) for the n policies of n IKE Child SAs */
-	spd_adopt(spd, extra, n_extra);
-	if (spd_reserve(spd, n_extra + cfg->n_spd_static) != 0)
+	if (!spd || spd_reserve(spd, cfg->n_spd_static) != 0)
 		goto nomem;
 	for (size_t i = 0; i < cfg->n_spd_static; i++)
 		if (spd_append(spd, &cfg->spd_static[i]) != 0)

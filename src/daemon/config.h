@@ -119,7 +119,8 @@ struct cfg_conn {
 
 /* An explicit BYPASS / DISCARD / PROTECT policy from the policies { } section. */
 struct cfg_policy {
-	struct spd_policy pol;
+	struct spd_policy pol; /* its selectors in local_ts / remote_ts below */
+	struct bt_ts local_ts[BT_TS_MAX], remote_ts[BT_TS_MAX];
 	int line;
 	char child[BT_NAME_MAX]; /* PROTECT: name of the child SA (conn/child or child) */
 };
@@ -164,16 +165,10 @@ void config_free(struct bt_config *cfg);
 int config_child_sas(const struct bt_config *cfg, const struct cfg_conn *conn,
 		     const struct cfg_child *child, unsigned lanes, struct esp_sa **in,
 		     struct esp_sa **out, char *err, size_t errlen);
-/* Build the SPD: each child's outbound PROTECT policy plus the explicit policies, ordered by
- * priority. hits counters are left NULL (the daemon attaches its own). */
+/* Build the SPD's static level: each child's outbound PROTECT policy plus the explicit policies,
+ * ordered by priority (the negotiated Child SAs' policies are the dynamic level: dp_pol_add).
+ * hits counters are left NULL (the daemon attaches its own). */
 struct spd *config_build_spd(const struct bt_config *cfg, char *err, size_t errlen);
-/* The same, with extra policies (negotiated Child SAs) placed before the configured ones of equal
- * priority. */
-struct spd *config_build_spd_with(const struct bt_config *cfg, const struct spd_policy *extra, size_t n_extra,
-				  char *err, size_t errlen);
-/* The same, taking over extra (malloc'd, n_extra policies; freed on failure): no copy of them. */
-struct spd *config_build_spd_take(const struct bt_config *cfg, struct spd_policy *extra, size_t n_extra,
-				  char *err, size_t errlen);
 /* Parse an IKE identity as strongSwan writes it: an IP address, "@fqdn" or a name with a dot,
  * "user@domain", "@#hex" (key id), a DN "C=CH, O=baton, CN=gw", or "%any". Returns 0 or -1. */
 int config_parse_id(const char *s, struct cfg_end *end, char *err, size_t errlen);

@@ -141,10 +141,11 @@ static json_t *list_sas(struct daemon *d)
 static json_t *list_pols(struct daemon *d)
 {
 	static const char *const act[] = {"protect", "bypass", "discard"};
-	const struct spd *spd = dp_spd(d->dp);
+	size_t n;
+	const struct spd_policy **v = spd_list(dp_spd(d->dp), &n); /* both levels, in lookup order */
 	json_t *a = json_array();
-	for (unsigned i = 0; i < spd_count(spd); i++) {
-		const struct spd_policy *p = spd_get(spd, i);
+	for (size_t i = 0; i < n; i++) {
+		const struct spd_policy *p = v[i];
 		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:I,s:I}", "name", p->name, "dir",
 						   p->dir == SPD_DIR_OUT ? "out" : "in", "action", act[p->action],
 						   "priority", (json_int_t)p->priority, "local_ts",
@@ -152,6 +153,7 @@ static json_t *list_pols(struct daemon *d)
 						   control_ts_json(p->remote, p->n_remote), "reqid", (json_int_t)p->reqid, "hits",
 						   (json_int_t)(p->hits ? atomic_load(p->hits) : 0)));
 	}
+	free(v);
 	return json_pack("{s:b,s:o}", "ok", 1, "policies", a);
 }
 

@@ -32,7 +32,8 @@ struct daemon {
 	char config_path[256];
 	struct bt_config *cfg;     /* in force */
 	struct dataplane *dp;
-	struct policy_hits *hits;  /* one per SPD entry, in SPD order */
+	struct policy_hits *hits;  /* one per static SPD entry, in SPD order (a negotiated Child SA's
+				    * policy counts in its IKE session) */
 	size_t n_hits;
 	int listen_fd;
 	ev_io listen_w;
@@ -58,9 +59,6 @@ json_t *control_sa_json(const struct esp_sa *sa, uint64_t now);
 json_t *control_ts_json(const struct bt_ts *ts, unsigned n);
 
 uint64_t daemon_now(void);
-/* Build and install the SPD of cfg plus the negotiated Child SAs' policies; hit counters carry
- * over by name. */
-int daemon_rebuild_spd(struct daemon *d, const struct bt_config *cfg, char *err, size_t errlen);
 
 /* ike.c: the IKE sessions. */
 int ike_mgr_start(struct daemon *d, char *err, size_t errlen);
@@ -72,8 +70,6 @@ int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char
 int ike_mgr_rekey(struct daemon *d, const char *conn, bool ike, char *err, size_t errlen);
 /* Delete the IKE SAs of conn; returns how many, or -1 if there were none. */
 int ike_mgr_terminate(struct daemon *d, const char *conn, char *err, size_t errlen);
-/* The negotiated Child SAs' outbound policies (malloc'ed array, caller frees). */
-size_t ike_mgr_policies(struct daemon *d, struct spd_policy **out);
 json_t *ike_mgr_list(struct daemon *d);
 json_t *ike_mgr_stats(struct daemon *d);
 /* netmon.c: address, link and route changes (netlink), for MOBIKE. */

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ struct ike_sess {
 	struct bt_ts *pol_ts;        /* the Child SA's outbound policy: pol_nl local then pol_nr remote */
 	uint8_t pol_nl, pol_nr;
 	uint32_t pol_prio;
+	_Atomic uint64_t pol_hits;   /* its hit counter (the SPD's copy points here) */
 	double started, established;
 	uint64_t last_in_packets;
 	bool half_open, closing;
@@ -85,7 +87,8 @@ struct conf_ref {
 	unsigned refs;
 	uint8_t fp[32];
 	struct ike_cred cred;
-	struct ike_conf conf;
+	struct ike_conf conf;      /* its lists in lists[] */
+	_Alignas(max_align_t) unsigned char lists[];
 };
 
 #define CONF_BUCKETS 4096
@@ -106,10 +109,6 @@ struct ike_mgr {
 	int fd4, fd6;
 	ev_io io4, io6;
 	ev_async async;
-	ev_prepare prep;
-	bool spd_dirty;
-	double spd_next;             /* no SPD rebuild before this time */
-	ev_timer spd_w;
 	pthread_mutex_t qlock;
 	struct rx_item *qhead, **qtail;
 	size_t qlen;
@@ -266,9 +265,10 @@ static int conf_from(const struct bt_config *cfg, const struct cfg_conn *c, cons
 		     struct ike_conf *k, char *err, size_t errlen)
 {
 	memset(k, 0, sizeof(*k));
-	memcpy(k->ike_props, c->ike_props, sizeof(k->ike_props));
+	/* the lists are borrowed from the configuration, read only: conf_get copies them */
+	k->ike_props = (struct ike_proposal *)c->ike_props;
 	k->n_ike_props = c->n_ike_props;
-	memcpy(k->esp_props, ch->esp_props, sizeof(k->esp_props));
+	k->esp_props = (struct ike_proposal *)ch->esp_props;
 	k->n_esp_props = ch->n_esp_props;
 	k->force_encap = c->encap;
 	k->fragmentation = c->fragmentation;
@@ -290,8 +290,7 @@ static int conf_from(const struct bt_config *cfg, const struct cfg_conn *c, cons
 	k->peer_auth = c->remote.auth == CFG_AUTH_PUBKEY ? IKE_AUTHBY_PUBKEY : IKE_AUTHBY_PSK;
 	k->peer_id_any = c->remote.auth == CFG_AUTH_PUBKEY && c->remote.id_any; /* any ID its certificate holds */
 	k->cred = c->cred;
-	memcpy(k->local_ts, ch->local_ts, sizeof(k->local_ts));
-	memcpy(k->remote_ts, ch->remote_ts, sizeof(k->remote_ts));
+	k->local_ts = (struct bt_ts *)ch->local_ts, k->remote_ts = (struct bt_ts *)ch->remote_ts;
 	k->n_local_ts = ch->n_local_ts, k->n_remote_ts = ch->n_remote_ts;
 	return 0;
 }
@@ -304,8 +303,13 @@ static void fingerprint(const struct cfg_conn *c, const struct cfg_child *ch, co
 	struct ike_conf t;
 	memcpy(&t, k, sizeof(t)); /* with its padding: k was zeroed first, an assignment may not copy it */
 	t.cred = NULL;            /* the certificates by content: a reload loads them anew */
+	t.ike_props = t.esp_props = NULL, t.local_ts = t.remote_ts = NULL; /* the lists by content */
 	EVP_DigestUpdate(x, &t, sizeof(t));
 	OPENSSL_cleanse(&t, sizeof(t));
+	EVP_DigestUpdate(x, k->ike_props, k->n_ike_props * sizeof(k->ike_props[0]));
+	EVP_DigestUpdate(x, k->esp_props, k->n_esp_props * sizeof(k->esp_props[0]));
+	EVP_DigestUpdate(x, k->local_ts, k->n_local_ts * sizeof(k->local_ts[0]));
+	EVP_DigestUpdate(x, k->remote_ts, k->n_remote_ts * sizeof(k->remote_ts[0]));
 	if (k->cred) {
 		uint8_t md[EVP_MAX_MD_SIZE];
 		unsigned ml;
@@ -480,11 +484,29 @@ static void free_sa(struct esp_sa *sa)
 	}
 }
 
+/* The Child SA's outbound policy as the SPD's dynamic level takes it (borrowing s's selectors). */
+static void sess_policy(struct ike_sess *s, struct spd_policy *p)
+{
+	memset(p, 0, sizeof(*p));
+	/* "conn/child", each cut at 15 (as the SA names) */
+	size_t a = strnlen(s->conn, 15), b = strnlen(s->child, 15);
+	memcpy(p->name, s->conn, a);
+	p->name[a] = '/';
+	memcpy(p->name + a + 1, s->child, b);
+	p->priority = s->pol_prio, p->dir = SPD_DIR_OUT, p->action = SPD_PROTECT, p->reqid = s->reqid;
+	p->local = s->pol_ts, p->n_local = s->pol_nl;
+	p->remote = s->pol_ts + s->pol_nl, p->n_remote = s->pol_nr;
+	p->hits = &s->pol_hits;
+}
+
 static void uninstall(struct ike_sess *s)
 {
 	if (!s->installed)
 		return;
 	struct dataplane *dp = s->m->d->dp;
+	struct spd_policy p;
+	sess_policy(s, &p);
+	dp_pol_del(dp, &p); /* first: no packet finds the policy without its SA */
 	dp_sa_del(dp, s->spi_in, ESP_DIR_IN);
 	dp_sa_del(dp, s->spi_out, ESP_DIR_OUT);
 	if (s->old_spi_in)
@@ -494,7 +516,6 @@ static void uninstall(struct ike_sess *s)
 	s->next_out = NULL;
 	ev_timer_stop(s->m->d->loop, &s->rekey);
 	s->installed = false;
-	s->m->spd_dirty = true;
 	bt_info("IKE %s/%s: Child SA removed (in 0x%08x, out 0x%08x)", s->conn, s->child, s->spi_in, s->spi_out);
 }
 
@@ -594,7 +615,7 @@ static int install(struct ike_sess *s)
 		goto fail;
 	}
 	sa[1] = NULL;
-	/* the policy is kept compact here and expanded into the SPD when it is rebuilt */
+	/* the policy: kept here for listings, and a copy in the SPD's dynamic level */
 	s->pol_nl = ini ? k->n_ts_i : k->n_ts_r, s->pol_nr = ini ? k->n_ts_r : k->n_ts_i;
 	s->pol_prio = ch->priority;
 	free(s->pol_ts);
@@ -606,8 +627,14 @@ static int install(struct ike_sess *s)
 	}
 	memcpy(s->pol_ts, ini ? k->ts_i : k->ts_r, s->pol_nl * sizeof(*s->pol_ts));
 	memcpy(s->pol_ts + s->pol_nl, ini ? k->ts_r : k->ts_i, s->pol_nr * sizeof(*s->pol_ts));
+	struct spd_policy p;
+	sess_policy(s, &p);
+	if (dp_pol_add(m->d->dp, &p) != 0) {
+		dp_sa_del(m->d->dp, s->spi_in, ESP_DIR_IN);
+		dp_sa_del(m->d->dp, s->spi_out, ESP_DIR_OUT);
+		return -1;
+	}
 	s->installed = true;
-	m->spd_dirty = true;
 	char a[64], b[64], prop[96];
 	ike_prop_name(&s->sa.esp_chosen, prop, sizeof(prop));
 	bt_info("IKE %s/%s: Child SA up, %s, in 0x%08x out 0x%08x, %s%s%s:%u", s->conn, s->child, prop, s->spi_in,
@@ -993,10 +1020,22 @@ static struct conf_ref *conf_get(struct ike_mgr *m, const struct ike_conf *k, co
 			r->refs++;
 			return r;
 		}
-	struct conf_ref *r = calloc(1, sizeof(*r));
+	/* the lists copied right after it, each sized to what it holds (room for the one proposal
+	 * ike_conf_finish makes of an empty list) */
+	size_t ni = k->n_ike_props ? k->n_ike_props : 1, ne = k->n_esp_props ? k->n_esp_props : 1;
+	struct conf_ref *r = calloc(1, sizeof(*r) + (ni + ne) * sizeof(struct ike_proposal) +
+					       ((size_t)k->n_local_ts + k->n_remote_ts) * sizeof(struct bt_ts));
 	if (!r)
 		return NULL;
 	r->conf = *k;
+	r->conf.ike_props = (struct ike_proposal *)r->lists;
+	r->conf.esp_props = r->conf.ike_props + ni;
+	r->conf.local_ts = (struct bt_ts *)(r->conf.esp_props + ne);
+	r->conf.remote_ts = r->conf.local_ts + k->n_local_ts;
+	memcpy(r->conf.ike_props, k->ike_props, k->n_ike_props * sizeof(*k->ike_props));
+	memcpy(r->conf.esp_props, k->esp_props, k->n_esp_props * sizeof(*k->esp_props));
+	memcpy(r->conf.local_ts, k->local_ts, k->n_local_ts * sizeof(*k->local_ts));
+	memcpy(r->conf.remote_ts, k->remote_ts, k->n_remote_ts * sizeof(*k->remote_ts));
 	if (k->cred) {
 		if (ike_cred_ref(&r->cred, k->cred) != 0) {
 			OPENSSL_cleanse(r, sizeof(*r));
@@ -1022,7 +1061,7 @@ static void conf_put(struct ike_mgr *m, struct conf_ref *r)
 			break;
 		}
 	ike_cred_free(&r->cred);
-	OPENSSL_cleanse(r, sizeof(*r));
+	OPENSSL_cleanse(r, sizeof(*r)); /* the PSK; the lists hold nothing secret */
 	free(r);
 }
 
@@ -1794,65 +1833,18 @@ static int open_sock(int family, const struct bt_addr *bind_addr, uint16_t port,
 	return fd;
 }
 
-/* Rebuild the SPD when Child SAs came or went: once per loop iteration, not once per SA. */
-static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+/* OpenSSL loads its algorithms and seeds its random generator on first use: milliseconds, where a
+ * key exchange takes 50 us. Pay that when the daemon starts, not in the first negotiation. */
+static void warm_crypto(void)
 {
-	struct ike_mgr *m = w->data;
-	if (!m->spd_dirty)
-		return;
-	/* a rebuild costs O(policies): at most a third of the time goes to rebuilding, so with
-	 * thousands of tunnels coming up each rebuild takes many of them (a new SA waits a few ms) */
-	ev_now_update(loop);
-	double now = ev_now(loop);
-	if (now < m->spd_next) {
-		if (!ev_is_active(&m->spd_w)) {
-			ev_timer_set(&m->spd_w, m->spd_next - now, 0);
-			ev_timer_start(loop, &m->spd_w);
-		}
-		return;
-	}
-	char err[160];
-	if (daemon_rebuild_spd(m->d, m->d->cfg, err, sizeof(err)) == 0)
-		m->spd_dirty = false;
-	else
-		bt_err("IKE: cannot rebuild the SPD: %s", err);
-	ev_now_update(loop);
-	m->spd_next = ev_now(loop) + 2 * (ev_now(loop) - now);
-}
-
-static void spd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	/* nothing to do: the prepare watcher runs before the loop blocks again */
-}
-
-size_t ike_mgr_policies(struct daemon *d, struct spd_policy **out)
-{
-	struct ike_mgr *m = d->ike;
-	size_t n = 0;
-	*out = NULL;
-	if (!m || !m->n_sess)
-		return 0;
-	struct spd_policy *v = malloc(m->n_sess * sizeof(*v));
-	if (!v)
-		return 0;
-	for (struct ike_sess *s = m->all; s; s = s->next_all) {
-		if (!s->installed)
-			continue;
-		struct spd_policy *p = &v[n++];
-		memset(p, 0, sizeof(*p));
-		/* "conn/child", each cut at 15 (as the SA names): no snprintf per policy per rebuild */
-		size_t a = strnlen(s->conn, 15), b = strnlen(s->child, 15);
-		memcpy(p->name, s->conn, a);
-		p->name[a] = '/';
-		memcpy(p->name + a + 1, s->child, b);
-		p->name[a + 1 + b] = 0;
-		p->priority = s->pol_prio, p->dir = SPD_DIR_OUT, p->action = SPD_PROTECT, p->reqid = s->reqid;
-		p->n_local = s->pol_nl, p->n_remote = s->pol_nr;
-		memcpy(p->local, s->pol_ts, s->pol_nl * sizeof(p->local[0]));
-		memcpy(p->remote, s->pol_ts + s->pol_nl, s->pol_nr * sizeof(p->remote[0]));
-	}
-	*out = v;
-	return n;
+	struct ike_dh *a = ike_dh_new(IKE_DH_X25519), *b = ike_dh_new(IKE_DH_X25519);
+	uint8_t pub[32], sec[32], mac[32];
+	size_t pl = sizeof(pub), sl = sizeof(sec);
+	if (a && b && ike_dh_public(b, pub, &pl) == 0)
+		ike_dh_shared(a, pub, pl, sec, &sl);
+	ike_dh_free(a), ike_dh_free(b);
+	ike_prf(IKE_PRF_HMAC_SHA2_256, pub, sizeof(pub), pub, sizeof(pub), NULL, 0, mac);
+	OPENSSL_cleanse(sec, sizeof(sec));
 }
 
 int ike_mgr_start(struct daemon *d, char *err, size_t errlen)
@@ -1864,6 +1856,7 @@ int ike_mgr_start(struct daemon *d, char *err, size_t errlen)
 	}
 	m->d = d;
 	m->fd4 = m->fd6 = -1;
+	warm_crypto();
 	m->next_reqid = IKE_REQID_BASE;
 	pthread_mutex_init(&m->qlock, NULL);
 	m->qtail = &m->qhead;
@@ -1899,11 +1892,6 @@ int ike_mgr_start(struct daemon *d, char *err, size_t errlen)
 	ev_async_init(&m->async, async_cb);
 	m->async.data = m;
 	ev_async_start(d->loop, &m->async);
-	ev_timer_init(&m->spd_w, spd_timer_cb, 0, 0);
-	m->spd_w.data = m;
-	ev_prepare_init(&m->prep, prepare_cb);
-	m->prep.data = m;
-	ev_prepare_start(d->loop, &m->prep);
 	dp_set_ike_cb(d->dp, worker_ike, m);
 	dp_set_acquire_cb(d->dp, worker_acquire, m);
 	char nerr[160];
@@ -1942,7 +1930,6 @@ void ike_mgr_reconfigured(struct daemon *d)
 			next = m->all;
 		}
 	}
-	m->spd_dirty = true;
 	for (size_t i = 0; i < d->cfg->n_conns; i++)
 		for (size_t j = 0; j < d->cfg->conns[i].n_children; j++)
 			if (d->cfg->conns[i].ike && d->cfg->conns[i].children[j].start_action == CFG_START_START) {
@@ -1972,8 +1959,6 @@ void ike_mgr_stop(struct daemon *d)
 	dp_set_acquire_cb(d->dp, NULL, NULL);
 	dp_synchronize(d->dp);
 	ev_async_stop(d->loop, &m->async);
-	ev_prepare_stop(d->loop, &m->prep);
-	ev_timer_stop(d->loop, &m->spd_w);
 	free(conn_index.slot);
 	conn_index.slot = NULL, conn_index.cfg = NULL;
 	if (m->fd4 >= 0) {

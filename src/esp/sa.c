@@ -103,6 +103,9 @@ void esp_sa_clear(struct esp_sa *sa)
 	free(sa->replay.bitmap);
 	sa->replay.bitmap = NULL;
 	sa->replay.size = 0;
+	free(sa->peers);
+	sa->peers = NULL;
+	sa->n_peers = 0;
 	free(sa->local_ts); /* remote_ts lies in the same allocation */
 	sa->local_ts = sa->remote_ts = NULL;
 	sa->n_local_ts = sa->n_remote_ts = 0;
@@ -123,6 +126,18 @@ int esp_sa_set_ts(struct esp_sa *sa, const struct bt_ts *local, unsigned n_local
 	free(sa->local_ts);
 	sa->local_ts = v, sa->remote_ts = v + n_local;
 	sa->n_local_ts = (uint8_t)n_local, sa->n_remote_ts = (uint8_t)n_remote;
+	return 0;
+}
+
+int esp_sa_set_peers(struct esp_sa *sa, const struct bt_prefix *peers, unsigned n)
+{
+	struct bt_prefix *v = NULL;
+	if (n > BT_PEERS_MAX || (n && !(v = malloc(n * sizeof(*v)))))
+		return -1;
+	if (n)
+		memcpy(v, peers, n * sizeof(*v));
+	free(sa->peers);
+	sa->peers = v, sa->n_peers = (uint8_t)n;
 	return 0;
 }
 

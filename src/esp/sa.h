@@ -113,7 +113,7 @@ struct esp_sa {
 	struct bt_addr local, remote;
 	uint16_t local_port, remote_port; /* UDP encapsulation, host order */
 	_Atomic uint32_t path_seq;
-	struct bt_prefix peers[BT_PEERS_MAX];
+	struct bt_prefix *peers; /* n_peers entries, owned (esp_sa_set_peers) */
 	uint8_t n_peers; /* 0 = only `remote` */
 	bool any_peer;   /* inbound: take authentic packets from any outer source (MOBIKE: the peer
 			  * may move before we hear of it) */
@@ -159,6 +159,8 @@ void esp_sa_clear(struct esp_sa *sa);
 /* Set the SA's selectors (copied into one allocation of exactly their size). Returns 0 or -1. */
 int esp_sa_set_ts(struct esp_sa *sa, const struct bt_ts *local, unsigned n_local, const struct bt_ts *remote,
 		  unsigned n_remote);
+/* Set the peer prefixes the SA accepts (copied, exactly n <= BT_PEERS_MAX). Returns 0 or -1. */
+int esp_sa_set_peers(struct esp_sa *sa, const struct bt_prefix *peers, unsigned n);
 /* Set the replay window size (rounded up to 64; 0 disables); resets the window. */
 int esp_sa_set_replay_window(struct esp_sa *sa, uint32_t size);
 /* Context transfer needs both: jump the outbound sequence number / restore the replay state. */

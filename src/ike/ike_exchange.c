@@ -29,10 +29,17 @@ static void drop_child(struct ike_child **c)
 	}
 }
 
+void ike_conf_use_room(struct ike_conf *c, struct ike_conf_room *r)
+{
+	c->ike_props = r->ike, c->esp_props = r->esp;
+	c->local_ts = r->local, c->remote_ts = r->remote;
+}
+
 void ike_conf_finish(struct ike_conf *c)
 {
 	if (!c->n_ike_props) {
 		struct ike_proposal *p = &c->ike_props[c->n_ike_props++];
+		memset(p, 0, sizeof(*p)); /* the caller's room may hold anything */
 		p->protocol = IKE_PROTO_IKE;
 		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ENCR, c->ike.encr, c->ike.encr_bits};
 		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_PRF, c->prf, 0};
@@ -42,6 +49,7 @@ void ike_conf_finish(struct ike_conf *c)
 	}
 	if (!c->n_esp_props) {
 		struct ike_proposal *p = &c->esp_props[c->n_esp_props++];
+		memset(p, 0, sizeof(*p));
 		p->protocol = IKE_PROTO_ESP, p->spi_len = 4;
 		p->tr[p->n_tr++] = (struct ike_transform){IKE_TR_ENCR, c->esp.encr, c->esp.encr_bits};
 		if (c->esp.integ)

@@ -4,6 +4,7 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,44 +28,85 @@ size_t ike_prf_len(uint16_t prf)
 	return l;
 }
 
+static const char *const hmac_digests[] = {"SHA1", "SHA2-256", "SHA2-384", "SHA2-512"};
+static EVP_MAC_CTX *hmac_tmpl[4];
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static EVP_MAC_CTX *hmac_fresh(const char *digest)
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digest, 0),
+			       OSSL_PARAM_construct_end()};
+	EVP_MAC_free(mac); /* the context holds its own reference */
+	if (ctx && !EVP_MAC_CTX_set_params(ctx, params)) {
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
+	}
+	return ctx;
+}
+
+static void hmac_make_templates(void)
+{
+	for (size_t i = 0; i < sizeof(hmac_digests) / sizeof(hmac_digests[0]); i++)
+		hmac_tmpl[i] = hmac_fresh(hmac_digests[i]); /* kept for the process's life */
+}
+
+EVP_MAC_CTX *ike_hmac_new(const char *digest)
+{
+	pthread_once(&hmac_once, hmac_make_templates);
+	for (size_t i = 0; i < sizeof(hmac_digests) / sizeof(hmac_digests[0]); i++)
+		if (!strcmp(digest, hmac_digests[i]))
+			return hmac_tmpl[i] ? EVP_MAC_CTX_dup(hmac_tmpl[i]) : NULL;
+	return hmac_fresh(digest);
+}
+
+/* prf(key, a | b) with a context from ike_hmac_new (re-keyed here, so one serves many calls) */
+static int prf_with(EVP_MAC_CTX *ctx, size_t len, const uint8_t *key, size_t key_len, const uint8_t *a,
+		    size_t a_len, const uint8_t *b, size_t b_len, uint8_t *out)
+{
+	/* HMAC takes an empty key; OpenSSL wants a non-NULL pointer for it */
+	static const uint8_t empty[1];
+	size_t outl = 0;
+	return ctx && EVP_MAC_init(ctx, key_len ? key : empty, key_len, NULL) && EVP_MAC_update(ctx, a, a_len) &&
+			       (!b_len || EVP_MAC_update(ctx, b, b_len)) && EVP_MAC_final(ctx, out, &outl, len) &&
+			       outl == len
+		       ? 0
+		       : -1;
+}
+
 int ike_prf(uint16_t prf, const uint8_t *key, size_t key_len, const uint8_t *a, size_t a_len,
 	    const uint8_t *b, size_t b_len, uint8_t *out)
 {
-	size_t len, outl = 0;
+	size_t len;
 	const char *md = prf_digest(prf, &len);
 	if (!md)
 		return -1;
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md, 0),
-			       OSSL_PARAM_construct_end()};
-	/* HMAC takes an empty key; OpenSSL wants a non-NULL pointer for it */
-	static const uint8_t empty[1];
-	int ok = ctx && EVP_MAC_init(ctx, key_len ? key : empty, key_len, params) &&
-		 EVP_MAC_update(ctx, a, a_len) && (!b_len || EVP_MAC_update(ctx, b, b_len)) &&
-		 EVP_MAC_final(ctx, out, &outl, len) && outl == len;
+	EVP_MAC_CTX *ctx = ike_hmac_new(md);
+	int rc = prf_with(ctx, len, key, key_len, a, a_len, b, b_len, out);
 	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(mac);
-	return ok ? 0 : -1;
+	return rc;
 }
 
 int ike_prf_plus(uint16_t prf, const uint8_t *key, size_t key_len, const uint8_t *seed, size_t seed_len,
 		 uint8_t *out, size_t out_len)
 {
-	size_t hl = ike_prf_len(prf);
-	if (!hl || out_len > 255 * hl)
+	size_t hl;
+	const char *md = prf_digest(prf, &hl);
+	if (!md || out_len > 255 * hl)
 		return -1;
 	uint8_t t[64], *in = malloc(hl + seed_len + 1);
 	size_t tl = 0;
 	int rc = -1;
-	if (!in)
-		return -1;
+	EVP_MAC_CTX *ctx = ike_hmac_new(md);
+	if (!in || !ctx)
+		goto out;
 	for (unsigned n = 1; out_len; n++) {
 		/* T(n) = prf(K, T(n-1) | S | n) */
 		memcpy(in, t, tl);
 		memcpy(in + tl, seed, seed_len);
 		in[tl + seed_len] = (uint8_t)n;
-		if (ike_prf(prf, key, key_len, in, tl + seed_len + 1, NULL, 0, t) != 0)
+		if (prf_with(ctx, hl, key, key_len, in, tl + seed_len + 1, NULL, 0, t) != 0)
 			goto out;
 		tl = hl;
 		size_t take = out_len < hl ? out_len : hl;
@@ -73,8 +115,10 @@ int ike_prf_plus(uint16_t prf, const uint8_t *key, size_t key_len, const uint8_t
 	}
 	rc = 0;
 out:
+	EVP_MAC_CTX_free(ctx);
 	OPENSSL_cleanse(t, sizeof(t));
-	OPENSSL_clear_free(in, hl + seed_len + 1);
+	if (in)
+		OPENSSL_clear_free(in, hl + seed_len + 1);
 	return rc;
 }
 

@@ -5,9 +5,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <openssl/types.h>
 
 #define IKE_KEY_MAX 64
 
+/* An HMAC context with its digest (OpenSSL's name: "SHA1", "SHA2-256", ...) set but no key:
+ * EVP_MAC_init it with the key and NULL parameters. Copied from one made once per digest, so that
+ * no use fetches HMAC and the digest by name again. Returns new (EVP_MAC_CTX_free), NULL on error. */
+EVP_MAC_CTX *ike_hmac_new(const char *digest);
 /* A PRF by its IKEv2 transform ID (ike_prf). Returns the output length, or 0 if unknown. */
 size_t ike_prf_len(uint16_t prf);
 /* out = prf(key, a || b); out holds ike_prf_len(prf) bytes. Returns 0 or -1. */

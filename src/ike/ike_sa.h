@@ -48,9 +48,11 @@ enum ike_authby { IKE_AUTHBY_PSK = 0, IKE_AUTHBY_PUBKEY, IKE_AUTHBY_ANY };
 
 /* What one side asks for (a connection and its child, reduced to what this slice needs). */
 struct ike_conf {
-	/* What we offer or accept, in order of preference. Left empty, one proposal is made of the
-	 * single suite below. After negotiation ike/prf/dh hold the IKE SA's chosen transforms. */
-	struct ike_proposal ike_props[IKE_CONF_PROPS], esp_props[IKE_CONF_PROPS];
+	/* What we offer or accept, in order of preference: n_ike_props / n_esp_props proposals in the
+	 * caller's storage (borrowed like the configuration, sized to what it holds). Left empty, one
+	 * proposal is made of the single suite below, in ike_props[0] / esp_props[0]: then there must
+	 * be room for one. After negotiation ike/prf/dh hold the IKE SA's chosen transforms. */
+	struct ike_proposal *ike_props, *esp_props;
 	uint8_t n_ike_props, n_esp_props;
 	struct ike_sk_suite ike;   /* IKE SA encryption/integrity */
 	uint16_t prf, dh;
@@ -74,9 +76,17 @@ struct ike_conf {
 	bool fragmentation;        /* RFC 7383: offer it, and fragment messages above frag_mtu */
 	uint16_t frag_mtu;         /* IP datagram size fragments must fit, 0 = 1280 */
 	bool mobike;               /* RFC 4555: offer (initiator) or accept (responder) MOBIKE */
-	struct bt_ts local_ts[BT_TS_MAX], remote_ts[BT_TS_MAX];
+	struct bt_ts *local_ts, *remote_ts; /* n_local_ts / n_remote_ts selectors, the caller's storage */
 	uint8_t n_local_ts, n_remote_ts;
 };
+
+/* Room for the longest lists a configuration may have, for callers that fill them in place
+ * (tests); ike_conf_use_room points the configuration's lists at it. */
+struct ike_conf_room {
+	struct ike_proposal ike[IKE_CONF_PROPS], esp[IKE_CONF_PROPS];
+	struct bt_ts local[BT_TS_MAX], remote[BT_TS_MAX];
+};
+void ike_conf_use_room(struct ike_conf *conf, struct ike_conf_room *room);
 
 struct ike_rng {
 	int (*fill)(void *arg, uint8_t *buf, size_t len); /* 0 on success */

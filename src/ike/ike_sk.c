@@ -1,6 +1,7 @@
 /* ike_sk.c — protecting IKE messages with the SK payload, over OpenSSL EVP. */
 #include "ike/ike_sk.h"
 #include "ike/ike_sk_internal.h"
+#include "ike/ike_keys.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -65,17 +66,13 @@ static int hmac(const struct ike_sk_layout *l, const uint8_t *key, const uint8_t
 {
 	uint8_t full[EVP_MAX_MD_SIZE];
 	size_t fl = 0;
-	EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx = m ? EVP_MAC_CTX_new(m) : NULL;
-	OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)l->digest, 0),
-			  OSSL_PARAM_construct_end()};
-	int ok = ctx && EVP_MAC_init(ctx, key, l->integ_key_len, p) && EVP_MAC_update(ctx, data, len) &&
+	EVP_MAC_CTX *ctx = ike_hmac_new(l->digest);
+	int ok = ctx && EVP_MAC_init(ctx, key, l->integ_key_len, NULL) && EVP_MAC_update(ctx, data, len) &&
 		 EVP_MAC_final(ctx, full, &fl, sizeof(full)) && fl >= l->icv_len;
 	if (ok)
 		memcpy(out, full, l->icv_len);
 	OPENSSL_cleanse(full, sizeof(full));
 	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(m);
 	return ok ? 0 : -1;
 }
 

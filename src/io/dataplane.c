@@ -191,7 +191,11 @@ struct dataplane *dp_new(const struct dp_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot configure %s (mtu %u): %s", dp->cfg.tun_name, dp->mtu, strerror(-rc));
 		goto fail;
 	}
+	dp->dyn = spd_dyn_new();
 	atomic_store(&dp->spd, spd_new());
+	if (!dp->dyn || !atomic_load(&dp->spd))
+		goto fail;
+	spd_set_dyn(atomic_load(&dp->spd), dp->dyn);
 	return dp;
 fail:
 	dp_free(dp);
@@ -220,7 +224,11 @@ struct dataplane *dp_new_detached(const struct dp_config *cfg, unsigned lanes)
 		if (lane_alloc(l, err, sizeof(err)) != 0)
 			goto fail;
 	}
+	dp->dyn = spd_dyn_new();
 	atomic_store(&dp->spd, spd_new());
+	if (!dp->dyn || !atomic_load(&dp->spd))
+		goto fail;
+	spd_set_dyn(atomic_load(&dp->spd), dp->dyn);
 	return dp;
 fail:
 	dp_free(dp);
@@ -280,6 +288,7 @@ void dp_free(struct dataplane *dp)
 		close(dp->stop_fd);
 	sad_free(dp->sad);
 	spd_free(atomic_load(&dp->spd));
+	spd_dyn_free(dp->dyn);
 	free(dp);
 }
 
@@ -342,9 +351,30 @@ int dp_sa_rebind(struct dataplane *dp, enum esp_dir dir, uint32_t spi_or_reqid, 
 
 void dp_set_spd(struct dataplane *dp, struct spd *spd)
 {
+	spd_set_dyn(spd, dp->dyn);
 	struct spd *old = atomic_exchange(&dp->spd, spd);
 	dp_synchronize(dp);
 	spd_free(old);
+}
+
+int dp_pol_add(struct dataplane *dp, const struct spd_policy *pol)
+{
+	if (spd_dyn_add(dp->dyn, pol) != 0)
+		return -ENOMEM;
+	if (spd_dyn_has_garbage(dp->dyn)) { /* the table grew */
+		dp_synchronize(dp);
+		spd_dyn_reclaim(dp->dyn);
+	}
+	return 0;
+}
+
+int dp_pol_del(struct dataplane *dp, const struct spd_policy *pol)
+{
+	if (spd_dyn_remove(dp->dyn, pol) != 0)
+		return -ENOENT;
+	dp_synchronize(dp);
+	spd_dyn_reclaim(dp->dyn);
+	return 0;
 }
 
 const struct sad *dp_sad(const struct dataplane *dp) { return dp->sad; }

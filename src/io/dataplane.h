@@ -72,8 +72,14 @@ int dp_sa_del(struct dataplane *dp, uint32_t spi, enum esp_dir dir);
  * SA is found by its SPI (inbound) or its reqid (outbound). Workers see the old path or the new
  * one, never a mix. Returns 0 or -ENOENT. */
 int dp_sa_rebind(struct dataplane *dp, enum esp_dir dir, uint32_t spi_or_reqid, const struct esp_path *p);
-/* Replace the SPD (takes spd); the old one is freed after a grace period. */
+/* Replace the SPD's static level (takes spd; the dynamic level carries over); the old one is freed
+ * after a grace period. */
 void dp_set_spd(struct dataplane *dp, struct spd *spd);
+/* The dynamic level: a negotiated Child SA's policy, in effect at once (pol is copied; O(1)
+ * amortised, no rebuild); removed again by the same direction, reqid and remote selectors, freed
+ * after a grace period. 0, -ENOMEM or -ENOENT. */
+int dp_pol_add(struct dataplane *dp, const struct spd_policy *pol);
+int dp_pol_del(struct dataplane *dp, const struct spd_policy *pol);
 const struct sad *dp_sad(const struct dataplane *dp);
 const struct spd *dp_spd(const struct dataplane *dp);
 unsigned dp_lanes(const struct dataplane *dp);

@@ -69,6 +69,7 @@ struct dataplane {
 	int tun_ifindex;
 	struct sad *sad;
 	_Atomic(struct spd *) spd;
+	struct spd_dyn *dyn;   /* the SPD's dynamic level, kept across dp_set_spd */
 	struct lane *lane;
 	int stop_fd;           /* eventfd: wakes and stops the workers */
 	_Atomic bool stopping;
@@ -78,7 +79,6 @@ struct dataplane {
 	void *ike_arg;
 	dp_acquire_cb acq_cb;
 	void *acq_arg;
-	struct spd *spd_garbage;
 };
 
 /* tun.c */

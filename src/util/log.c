@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static enum bt_log_level log_level = BT_LOG_INFO;
@@ -26,11 +28,11 @@ void bt_log_set_file(const char *path)
 	pthread_mutex_unlock(&log_lock);
 }
 
-static void log_to(FILE *f, const char *stamp, enum bt_log_level lvl, const char *fmt, va_list ap)
+/* The whole line in one write: stderr is unbuffered, and piecewise output would cost a system call
+ * per piece (and let a reader of the file see half lines). */
+static void log_to(FILE *f, const char *line, size_t len)
 {
-	fprintf(f, "%s %-5s ", stamp, level_names[lvl]);
-	vfprintf(f, fmt, ap);
-	fputc('\n', f);
+	fwrite(line, 1, len, f);
 }
 
 void bt_log(enum bt_log_level lvl, const char *fmt, ...)
@@ -39,21 +41,34 @@ void bt_log(enum bt_log_level lvl, const char *fmt, ...)
 		return;
 	struct timespec ts;
 	struct tm tm;
-	char stamp[32];
+	char buf[1024], *line = buf;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	localtime_r(&ts.tv_sec, &tm);
-	size_t n = strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
-	snprintf(stamp + n, sizeof(stamp) - n, ".%03ld", ts.tv_nsec / 1000000);
-
+	size_t n = strftime(buf, 32, "%H:%M:%S", &tm);
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".%03ld %-5s ", ts.tv_nsec / 1000000, level_names[lvl]);
 	va_list ap;
-	pthread_mutex_lock(&log_lock);
 	va_start(ap, fmt);
-	log_to(stderr, stamp, lvl, fmt, ap);
+	int m = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
 	va_end(ap);
-	if (log_file) {
+	if (m < 0)
+		return;
+	if ((size_t)m + 1 >= sizeof(buf) - n && (line = malloc(n + (size_t)m + 2))) { /* a long one */
+		memcpy(line, buf, n);
 		va_start(ap, fmt);
-		log_to(log_file, stamp, lvl, fmt, ap);
+		vsnprintf(line + n, (size_t)m + 1, fmt, ap);
 		va_end(ap);
 	}
+	if (!line) { /* no memory: what fits */
+		line = buf;
+		m = (int)(sizeof(buf) - n - 2);
+	}
+	n += (size_t)m;
+	line[n++] = '\n';
+	pthread_mutex_lock(&log_lock);
+	log_to(stderr, line, n);
+	if (log_file)
+		log_to(log_file, line, n);
 	pthread_mutex_unlock(&log_lock);
+	if (line != buf)
+		free(line);
 }

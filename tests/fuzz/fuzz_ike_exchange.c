@@ -19,7 +19,9 @@ static int counter_rng(void *arg, uint8_t *buf, size_t len)
 static void conf(struct ike_conf *c, bool initiator)
 {
 	char err[64];
+	static struct ike_conf_room room[2]; /* one configuration per role at a time */
 	memset(c, 0, sizeof(*c));
+	ike_conf_use_room(c, &room[initiator]);
 	c->ike = (struct ike_sk_suite){IKE_ENCR_AES_CBC, 128, IKE_INTEG_HMAC_SHA2_256_128};
 	c->prf = IKE_PRF_HMAC_SHA2_256;
 	c->dh = IKE_DH_ECP256; /* strongSwan's seed request uses it */

@@ -54,24 +54,25 @@ static void setup(void)
 	    sad_add(dp->sad, mk(0x400, 3, ESP_DIR_OUT, ESP_MODE_TRANSPORT), NULL))
 		abort();
 	struct spd *spd = atomic_load(&dp->spd);
+	struct bt_ts ts_l, ts_r;
 	struct spd_policy p = {.dir = SPD_DIR_OUT, .action = SPD_PROTECT, .reqid = 1, .priority = 10,
-			       .n_local = 1, .n_remote = 1};
-	bt_ts_parse("10.0.0.1/32", &p.local[0], err, sizeof(err)); /* transport: own traffic */
-	bt_ts_parse("10.0.0.2/32", &p.remote[0], err, sizeof(err));
+			       .n_local = 1, .n_remote = 1, .local = &ts_l, .remote = &ts_r};
+	bt_ts_parse("10.0.0.1/32", &ts_l, err, sizeof(err)); /* transport: own traffic */
+	bt_ts_parse("10.0.0.2/32", &ts_r, err, sizeof(err));
 	p.reqid = 3;
 	spd_add(spd, &p);
 	p.action = SPD_DISCARD, p.priority = 20;
-	bt_ts_parse("0.0.0.0/0[udp/53]", &p.remote[0], err, sizeof(err));
-	bt_ts_parse("0.0.0.0/0", &p.local[0], err, sizeof(err));
+	bt_ts_parse("0.0.0.0/0[udp/53]", &ts_r, err, sizeof(err));
+	bt_ts_parse("0.0.0.0/0", &ts_l, err, sizeof(err));
 	spd_add(spd, &p);
 	p.action = SPD_BYPASS, p.priority = 30;
-	bt_ts_parse("0.0.0.0/0[udp/123]", &p.remote[0], err, sizeof(err));
+	bt_ts_parse("0.0.0.0/0[udp/123]", &ts_r, err, sizeof(err));
 	spd_add(spd, &p);
 	p.action = SPD_PROTECT, p.reqid = 1, p.priority = 40;
-	bt_ts_parse("0.0.0.0/0", &p.remote[0], err, sizeof(err));
+	bt_ts_parse("0.0.0.0/0", &ts_r, err, sizeof(err));
 	spd_add(spd, &p);
-	bt_ts_parse("::/0", &p.remote[0], err, sizeof(err));
-	bt_ts_parse("::/0", &p.local[0], err, sizeof(err));
+	bt_ts_parse("::/0", &ts_r, err, sizeof(err));
+	bt_ts_parse("::/0", &ts_l, err, sizeof(err));
 	spd_add(spd, &p);
 	twin_tun = mk(0x100, 1, ESP_DIR_OUT, ESP_MODE_TUNNEL);
 	twin_trn = mk(0x200, 2, ESP_DIR_OUT, ESP_MODE_TRANSPORT);

@@ -67,7 +67,9 @@ static int teardown(void **state)
 static void conf(struct ike_conf *c, bool initiator, const struct ike_cred *cred)
 {
 	char err[64];
+	static struct ike_conf_room room[2]; /* one configuration per role at a time */
 	memset(c, 0, sizeof(*c));
+	ike_conf_use_room(c, &room[initiator]);
 	c->ike = (struct ike_sk_suite){IKE_ENCR_AES_GCM_16, 256, IKE_INTEG_NONE};
 	c->prf = IKE_PRF_HMAC_SHA2_256;
 	c->dh = IKE_DH_X25519;

@@ -110,10 +110,11 @@ static void test_outbound(void **state)
 	struct esp_sa *out = mk(0x200, 7, ESP_DIR_OUT, "10.2.0.0/24");
 	assert_int_equal(sad_add(dp->sad, out, NULL), 0);
 	struct spd *spd = atomic_load(&dp->spd);
-	struct spd_policy pol = {.dir = SPD_DIR_OUT, .action = SPD_PROTECT, .reqid = 7, .n_local = 1, .n_remote = 1};
+	struct bt_ts ts_l, ts_r;
+	struct spd_policy pol = {.dir = SPD_DIR_OUT, .action = SPD_PROTECT, .reqid = 7, .n_local = 1, .n_remote = 1, .local = &ts_l, .remote = &ts_r};
 	char err[64];
-	bt_ts_parse("10.1.0.0/24", &pol.local[0], err, sizeof(err));
-	bt_ts_parse("10.2.0.0/24", &pol.remote[0], err, sizeof(err));
+	bt_ts_parse("10.1.0.0/24", &ts_l, err, sizeof(err));
+	bt_ts_parse("10.2.0.0/24", &ts_r, err, sizeof(err));
 	spd_add(spd, &pol);
 	struct lane *l = &dp->lane[0];
 	uint8_t frame[DP_VNET_HDR + 64] = {0};

@@ -1,10 +1,12 @@
 /* test_policy_tables.c — traffic selectors, flows from packets, the SAD hash tables (with concurrent
- * readers) and SPD ordering. */
+ * readers) and SPD ordering, its dynamic level included (with concurrent readers). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -207,21 +209,22 @@ static void test_sad_concurrent(void **state)
 static void test_spd(void **state)
 {
 	struct spd *spd = spd_new();
-	struct spd_policy p = {0};
+	struct bt_ts ts_l, ts_r;
+	struct spd_policy p = {.local = &ts_l, .remote = &ts_r};
 	char err[64];
 	/* 1000: protect 10.1/16 -> 10.2/16; 10: bypass 10.1/16 -> 10.2.9.0/24; 500: discard udp */
 	p.dir = SPD_DIR_OUT, p.action = SPD_PROTECT, p.priority = 1000, p.reqid = 7, p.n_local = p.n_remote = 1;
-	bt_ts_parse("10.1.0.0/16", &p.local[0], err, sizeof(err));
-	bt_ts_parse("10.2.0.0/16", &p.remote[0], err, sizeof(err));
+	bt_ts_parse("10.1.0.0/16", &ts_l, err, sizeof(err));
+	bt_ts_parse("10.2.0.0/16", &ts_r, err, sizeof(err));
 	spd_add(spd, &p);
 	p.action = SPD_BYPASS, p.priority = 10;
-	bt_ts_parse("10.2.9.0/24", &p.remote[0], err, sizeof(err));
+	bt_ts_parse("10.2.9.0/24", &ts_r, err, sizeof(err));
 	spd_add(spd, &p);
 	p.action = SPD_DISCARD, p.priority = 500;
-	bt_ts_parse("10.2.0.0/16[udp]", &p.remote[0], err, sizeof(err));
+	bt_ts_parse("10.2.0.0/16[udp]", &ts_r, err, sizeof(err));
 	spd_add(spd, &p);
 	p.action = SPD_PROTECT, p.priority = 500, p.reqid = 8; /* same priority: after the discard */
-	bt_ts_parse("10.2.0.0/16[udp/53]", &p.remote[0], err, sizeof(err));
+	bt_ts_parse("10.2.0.0/16[udp/53]", &ts_r, err, sizeof(err));
 	spd_add(spd, &p);
 	assert_int_equal(spd_count(spd), 4);
 
@@ -245,7 +248,8 @@ static void test_spd(void **state)
 static void test_spd_sort(void **state)
 {
 	struct spd *a = spd_new(), *b = spd_new();
-	struct spd_policy p = {0};
+	struct bt_ts ts_l, ts_r;
+	struct spd_policy p = {.local = &ts_l, .remote = &ts_r};
 	assert_int_equal(spd_reserve(b, 3000), 0);
 	for (unsigned i = 0; i < 3000; i++) {
 		p.priority = (i * 7919u) % 13, p.reqid = i;
@@ -267,25 +271,27 @@ static void test_spd_sort(void **state)
 static void test_spd_index(void **state)
 {
 	struct spd *lin = spd_new(), *idx = spd_new();
-	struct spd_policy p = {0};
+	struct bt_ts ts_l, ts_r;
+	struct spd_policy p = {.local = &ts_l, .remote = &ts_r};
 	char err[64], buf[64];
 	unsigned seed = 12345, found = 0, subnet = 0;
 	for (unsigned i = 0; i < 2000; i++) {
 		seed = seed * 1103515245u + 12345u;
 		unsigned r = seed >> 8;
 		memset(&p, 0, sizeof(p));
+		p.local = &ts_l, p.remote = &ts_r;
 		p.dir = r & 1 ? SPD_DIR_IN : SPD_DIR_OUT;
 		p.priority = (r >> 1) % 3 ? 100 : (r >> 3) % 200;
 		p.reqid = i, p.n_local = p.n_remote = 1;
 		snprintf(buf, sizeof(buf), "10.1.%u.%u/32", (r >> 4) % 8, (r >> 7) % 16);
-		bt_ts_parse((r >> 11) % 5 ? buf : "10.1.0.0/16", &p.local[0], err, sizeof(err));
+		bt_ts_parse((r >> 11) % 5 ? buf : "10.1.0.0/16", &ts_l, err, sizeof(err));
 		if ((r >> 14) % 7 == 0)
 			snprintf(buf, sizeof(buf), "10.2.%u.0/24", (r >> 17) % 8);
 		else if ((r >> 14) % 7 == 1)
 			snprintf(buf, sizeof(buf), "10.2.%u.%u/32[udp/%u]", (r >> 17) % 8, (r >> 20) % 16, 50 + (r >> 24) % 4);
 		else
 			snprintf(buf, sizeof(buf), "10.2.%u.%u/32", (r >> 17) % 8, (r >> 20) % 16);
-		assert_int_equal(bt_ts_parse(buf, &p.remote[0], err, sizeof(err)), 0);
+		assert_int_equal(bt_ts_parse(buf, &ts_r, err, sizeof(err)), 0);
 		assert_int_equal(spd_add(lin, &p), 0);
 		assert_int_equal(spd_append(idx, &p), 0);
 	}
@@ -313,13 +319,312 @@ static void test_spd_index(void **state)
 	spd_free(idx);
 }
 
+/* --- the dynamic level -------------------------------------------------------------------------- */
+
+static void set_pol(struct spd_policy *p, struct bt_ts *l, struct bt_ts *r, enum spd_dir dir, uint32_t prio,
+		    uint32_t reqid, const char *local, const char *remote)
+{
+	char err[64];
+	memset(p, 0, sizeof(*p));
+	p->dir = dir, p->action = SPD_PROTECT, p->priority = prio, p->reqid = reqid;
+	p->local = l, p->remote = r, p->n_local = p->n_remote = 1;
+	assert_int_equal(bt_ts_parse(local, l, err, sizeof(err)), 0);
+	assert_int_equal(bt_ts_parse(remote, r, err, sizeof(err)), 0);
+}
+
+static int reqid_of(const struct spd *spd, const char *src, const char *dst, uint16_t dport)
+{
+	struct bt_flow f = {.proto = 17, .sport = 1000, .dport = dport};
+	bt_addr_parse(src, &f.src);
+	bt_addr_parse(dst, &f.dst);
+	const struct spd_policy *p = spd_lookup(spd, SPD_DIR_OUT, &f);
+	return p ? (int)p->reqid : -1;
+}
+
+/* order across the levels: priority first; at equal priority dynamic before static, the later
+ * dynamic one first, a subnet policy against a host one by the same rule; removal uncovers */
+static void test_spd_dyn_order(void **state)
+{
+	struct spd *spd = spd_new();
+	struct spd_dyn *dyn = spd_dyn_new();
+	struct bt_ts l, r, hl[3], hr[3]; /* h1, h2 and q keep theirs: removed later */
+	struct spd_policy p, q, h1, h2;
+	spd_set_dyn(spd, dyn);
+	assert_ptr_equal(spd_get_dyn(spd), dyn);
+	set_pol(&p, &l, &r, SPD_DIR_OUT, 100, 1, "10.1.0.0/16", "10.2.0.0/16"); /* static trap */
+	assert_int_equal(spd_add(spd, &p), 0);
+	set_pol(&p, &l, &r, SPD_DIR_OUT, 50, 2, "10.1.0.0/16", "10.2.9.0/24"); /* static, ahead */
+	assert_int_equal(spd_add(spd, &p), 0);
+	assert_int_equal(spd_sort(spd), 0);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.1", 53), 1);
+
+	set_pol(&h1, &hl[0], &hr[0], SPD_DIR_OUT, 100, 10, "10.1.0.1/32", "10.2.0.1/32");
+	assert_int_equal(spd_dyn_add(dyn, &h1), 0);
+	assert_int_equal(spd_dyn_count(dyn), 1);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.1", 53), 10); /* equal priority: dynamic first */
+	assert_int_equal(reqid_of(spd, "10.1.0.2", "10.2.0.1", 53), 1);  /* its local selector fails */
+	set_pol(&h2, &hl[1], &hr[1], SPD_DIR_OUT, 100, 11, "10.1.0.1/32", "10.2.0.1/32");
+	assert_int_equal(spd_dyn_add(dyn, &h2), 0);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.1", 53), 11); /* the later one first */
+	set_pol(&q, &hl[2], &hr[2], SPD_DIR_OUT, 100, 12, "10.1.0.0/24", "10.2.0.0/24"); /* subnet: the other chain */
+	assert_int_equal(spd_dyn_add(dyn, &q), 0);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.1", 53), 12);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.7", 53), 12);
+	set_pol(&p, &l, &r, SPD_DIR_OUT, 100, 13, "10.1.0.1/32", "10.2.0.1/32[udp/53]"); /* later host: ahead of 12 */
+	assert_int_equal(spd_dyn_add(dyn, &p), 0);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.1", 53), 13);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.1", 54), 12);
+	set_pol(&p, &l, &r, SPD_DIR_OUT, 40, 14, "10.1.0.0/16", "10.2.9.9/32"); /* a better priority */
+	assert_int_equal(spd_dyn_add(dyn, &p), 0);
+	assert_int_equal(reqid_of(spd, "10.1.5.5", "10.2.9.9", 53), 14);
+	assert_int_equal(reqid_of(spd, "10.1.5.5", "10.2.9.8", 53), 2); /* the static one at 50 */
+	set_pol(&p, &l, &r, SPD_DIR_OUT, 60, 15, "10.1.0.0/16", "10.2.9.8/32"); /* a worse one: static wins */
+	assert_int_equal(spd_dyn_add(dyn, &p), 0);
+	assert_int_equal(reqid_of(spd, "10.1.5.5", "10.2.9.8", 53), 2);
+	set_pol(&p, &l, &r, SPD_DIR_IN, 1, 16, "10.1.0.1/32", "10.2.0.1/32"); /* other direction */
+	assert_int_equal(spd_dyn_add(dyn, &p), 0);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.1", 54), 12);
+
+	/* the listing: lookup order over both levels */
+	static const uint32_t want[] = {16, 14, 2, 15, 13, 12, 11, 10, 1};
+	size_t n;
+	const struct spd_policy **v = spd_list(spd, &n);
+	assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(v[i]->reqid, want[i]);
+	free(v);
+
+	/* removal by direction, reqid and remote selectors */
+	set_pol(&p, &l, &r, SPD_DIR_IN, 1, 12, "10.1.0.0/24", "10.2.0.0/24");
+	assert_int_equal(spd_dyn_remove(dyn, &p), -1); /* wrong direction */
+	assert_int_equal(spd_dyn_remove(dyn, &q), 0);
+	assert_int_equal(spd_dyn_remove(dyn, &q), -1);
+	assert_true(spd_dyn_has_garbage(dyn));
+	spd_dyn_reclaim(dyn);
+	assert_false(spd_dyn_has_garbage(dyn));
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.1", 54), 11);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.7", 54), 1);
+	assert_int_equal(spd_dyn_remove(dyn, &h2), 0);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.1", 54), 10);
+	assert_int_equal(spd_dyn_remove(dyn, &h1), 0);
+	assert_int_equal(reqid_of(spd, "10.1.0.1", "10.2.0.1", 54), 1);
+	assert_int_equal(spd_dyn_count(dyn), 4);
+	spd_free(spd); /* the dynamic level is borrowed: it lives on */
+	assert_int_equal(spd_dyn_count(dyn), 4);
+	spd_dyn_free(dyn);
+}
+
+/* many dynamic policies added and removed (the table grows several times) find what one plain
+ * ordered list of both levels finds: dynamic ones newest first, ahead of static ones of equal
+ * priority */
+struct model_pol {
+	struct spd_policy p;
+	struct bt_ts l, r;
+	bool live;
+};
+
+static struct spd *model_spd(const struct model_pol *dyn, unsigned n, const struct model_pol *st, unsigned ns)
+{
+	struct spd *m = spd_new();
+	for (unsigned i = n; i-- > 0;)
+		if (dyn[i].live)
+			assert_int_equal(spd_add(m, &dyn[i].p), 0);
+	for (unsigned i = 0; i < ns; i++)
+		assert_int_equal(spd_add(m, &st[i].p), 0);
+	return m;
+}
+
+static void random_pol(struct model_pol *x, unsigned *seed, uint32_t reqid)
+{
+	char lbuf[64], rbuf[64], err[64];
+	*seed = *seed * 1103515245u + 12345u;
+	unsigned r = *seed >> 8;
+	memset(x, 0, sizeof(*x));
+	x->p.dir = r & 1 ? SPD_DIR_IN : SPD_DIR_OUT;
+	x->p.priority = 100 + 10 * ((r >> 1) % 3);
+	x->p.reqid = reqid, x->p.n_local = x->p.n_remote = 1, x->p.action = SPD_PROTECT;
+	snprintf(lbuf, sizeof(lbuf), (r >> 3) % 4 ? "10.1.%u.%u/32" : "10.1.%u.0/24", (r >> 5) % 8, (r >> 8) % 32);
+	if ((r >> 13) % 9 == 0)
+		snprintf(rbuf, sizeof(rbuf), "10.2.%u.0/24", (r >> 16) % 8);
+	else
+		snprintf(rbuf, sizeof(rbuf), "10.2.%u.%u/32[udp/%u]", (r >> 16) % 8, (r >> 19) % 32, 50 + (r >> 24) % 3);
+	assert_int_equal(bt_ts_parse(lbuf, &x->l, err, sizeof(err)), 0);
+	assert_int_equal(bt_ts_parse(rbuf, &x->r, err, sizeof(err)), 0);
+	x->live = true;
+}
+
+static void compare_with_model(const struct spd *spd, const struct model_pol *dyn, unsigned n,
+			       const struct model_pol *st, unsigned ns, unsigned *seed)
+{
+	struct spd *m = model_spd(dyn, n, st, ns);
+	char buf[64];
+	for (unsigned k = 0; k < 4000; k++) {
+		*seed = *seed * 1103515245u + 12345u;
+		unsigned r = *seed >> 8;
+		struct bt_flow f = {.proto = 17, .sport = 1000, .dport = 50 + (r >> 1) % 4};
+		snprintf(buf, sizeof(buf), "10.1.%u.%u", (r >> 4) % 9, (r >> 8) % 33);
+		bt_addr_parse(buf, &f.src);
+		snprintf(buf, sizeof(buf), "10.2.%u.%u", (r >> 13) % 9, (r >> 17) % 33);
+		bt_addr_parse(buf, &f.dst);
+		enum spd_dir dir = (r >> 23) & 1 ? SPD_DIR_IN : SPD_DIR_OUT;
+		if (dir == SPD_DIR_IN) {
+			struct bt_addr t = f.src;
+			f.src = f.dst, f.dst = t;
+		}
+		const struct spd_policy *a = spd_lookup(m, dir, &f), *b = spd_lookup(spd, dir, &f);
+		assert_int_equal(a ? (int)a->reqid : -1, b ? (int)b->reqid : -1);
+	}
+	size_t nl;
+	const struct spd_policy **v = spd_list(spd, &nl);
+	assert_int_equal(nl, spd_count(m));
+	for (size_t i = 0; i < nl; i++)
+		assert_int_equal(v[i]->reqid, spd_get(m, (unsigned)i)->reqid);
+	free(v);
+	spd_free(m);
+}
+
+static void test_spd_dyn_many(void **state)
+{
+	enum { NS = 100, ND = 5000 };
+	static struct model_pol st[NS], dyn[ND];
+	unsigned seed = 777;
+	struct spd *spd = spd_new();
+	struct spd_dyn *d = spd_dyn_new();
+	for (unsigned i = 0; i < NS; i++) {
+		random_pol(&st[i], &seed, 100000 + i);
+		st[i].p.local = &st[i].l, st[i].p.remote = &st[i].r;
+		assert_int_equal(spd_append(spd, &st[i].p), 0);
+	}
+	assert_int_equal(spd_sort(spd), 0);
+	spd_set_dyn(spd, d);
+	for (unsigned i = 0; i < ND; i++) {
+		random_pol(&dyn[i], &seed, i);
+		dyn[i].p.local = &dyn[i].l, dyn[i].p.remote = &dyn[i].r;
+		assert_int_equal(spd_dyn_add(d, &dyn[i].p), 0);
+		spd_dyn_reclaim(d);
+		if (i == 10 || i == 1000)
+			compare_with_model(spd, dyn, i + 1, st, NS, &seed);
+	}
+	assert_int_equal(spd_dyn_count(d), ND);
+	compare_with_model(spd, dyn, ND, st, NS, &seed);
+	for (unsigned i = 0; i < ND; i += 3) { /* a third gone, in an order unrelated to their addition */
+		unsigned k = (i * 7919u) % ND;
+		if (!dyn[k].live)
+			continue;
+		assert_int_equal(spd_dyn_remove(d, &dyn[k].p), 0);
+		dyn[k].live = false;
+	}
+	spd_dyn_reclaim(d);
+	compare_with_model(spd, dyn, ND, st, NS, &seed);
+	for (unsigned i = 0; i < ND; i++)
+		if (dyn[i].live)
+			assert_int_equal(spd_dyn_remove(d, &dyn[i].p), 0), dyn[i].live = false;
+	assert_int_equal(spd_dyn_count(d), 0);
+	compare_with_model(spd, dyn, ND, st, NS, &seed);
+	spd_free(spd);
+	spd_dyn_free(d);
+}
+
+/* readers look up without locks while the writer adds and removes (and the table grows); what it
+ * unlinks is freed after every reader passed a lookup since (the data plane's grace period):
+ * under AddressSanitizer a reader touching a freed policy fails */
+struct dyn_reader {
+	const struct spd *spd;
+	_Atomic int stop;
+	_Atomic unsigned long passes;
+};
+
+static void *dyn_reader(void *p)
+{
+	struct dyn_reader *a = p;
+	char buf[32];
+	while (!atomic_load(&a->stop)) {
+		for (unsigned i = 0; i < 64; i++) {
+			struct bt_flow f = {.proto = 17, .sport = 1, .dport = 1};
+			snprintf(buf, sizeof(buf), "10.9.0.%u", i);
+			bt_addr_parse(buf, &f.dst);
+			bt_addr_parse("10.1.0.1", &f.src);
+			const struct spd_policy *pol = spd_lookup(a->spd, SPD_DIR_OUT, &f);
+			if (!pol || pol->reqid != 1000000 + i) /* the stable policies are always found */
+				abort();
+			snprintf(buf, sizeof(buf), "10.2.%u.%u", i % 4, (unsigned)(atomic_load(&a->passes) % 250));
+			bt_addr_parse(buf, &f.dst);
+			pol = spd_lookup(a->spd, SPD_DIR_OUT, &f);
+			if (pol && pol->n_remote != 1)
+				abort();
+		}
+		atomic_fetch_add(&a->passes, 1);
+	}
+	return NULL;
+}
+
+static void grace(struct dyn_reader *r, unsigned n)
+{
+	unsigned long snap[2];
+	for (unsigned i = 0; i < n; i++)
+		snap[i] = atomic_load(&r[i].passes);
+	for (unsigned i = 0; i < n; i++)
+		while (atomic_load(&r[i].passes) < snap[i] + 2) /* a whole pass begun after the snapshot */
+			sched_yield();
+}
+
+static void test_spd_dyn_concurrent(void **state)
+{
+	struct spd *spd = spd_new();
+	struct spd_dyn *d = spd_dyn_new();
+	struct bt_ts l, r;
+	struct spd_policy p;
+	char buf[32];
+	spd_set_dyn(spd, d);
+	for (unsigned i = 0; i < 64; i++) {
+		snprintf(buf, sizeof(buf), "10.9.0.%u/32", i);
+		set_pol(&p, &l, &r, SPD_DIR_OUT, 100, 1000000 + i, "10.1.0.0/16", buf);
+		assert_int_equal(spd_dyn_add(d, &p), 0);
+	}
+	struct dyn_reader rd[2] = {{.spd = spd}, {.spd = spd}};
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, dyn_reader, &rd[i]), 0);
+	for (unsigned round = 0; round < 3; round++) {
+		for (unsigned i = 0; i < 1000; i++) {
+			snprintf(buf, sizeof(buf), "10.2.%u.%u/32", i % 4, i / 4);
+			set_pol(&p, &l, &r, SPD_DIR_OUT, 100, i, "10.1.0.0/16", buf);
+			assert_int_equal(spd_dyn_add(d, &p), 0);
+			if (spd_dyn_has_garbage(d)) {
+				grace(rd, 2);
+				spd_dyn_reclaim(d);
+			}
+		}
+		for (unsigned i = 0; i < 1000; i++) {
+			snprintf(buf, sizeof(buf), "10.2.%u.%u/32", i % 4, i / 4);
+			set_pol(&p, &l, &r, SPD_DIR_OUT, 100, i, "10.1.0.0/16", buf);
+			assert_int_equal(spd_dyn_remove(d, &p), 0);
+			if (i % 16 == 15) {
+				grace(rd, 2);
+				spd_dyn_reclaim(d);
+			}
+		}
+	}
+	grace(rd, 2);
+	spd_dyn_reclaim(d);
+	for (int i = 0; i < 2; i++) {
+		atomic_store(&rd[i].stop, 1);
+		pthread_join(t[i], NULL);
+		assert_true(atomic_load(&rd[i].passes) > 0);
+	}
+	assert_int_equal(spd_dyn_count(d), 64);
+	spd_free(spd);
+	spd_dyn_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ts_parse),  cmocka_unit_test(test_flow),
 		cmocka_unit_test(test_sad_basic), cmocka_unit_test(test_sad_many),
 		cmocka_unit_test(test_sad_concurrent), cmocka_unit_test(test_spd),
-		cmocka_unit_test(test_spd_sort), cmocka_unit_test(test_spd_index),
+		cmocka_unit_test(test_spd_sort), cmocka_unit_test(test_spd_index), cmocka_unit_test(test_spd_dyn_order),
+		cmocka_unit_test(test_spd_dyn_many), cmocka_unit_test(test_spd_dyn_concurrent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
