@@ -4,8 +4,8 @@
  * IKE rekeys), INFORMATIONAL (deletes), IKE_AUTH, or as RFC 7383 fragments — so the parsers and
  * handlers behind the integrity check see it: a response or nothing, never a crash or a leak.
  * Input: [0] exchange selector, [1] flags (bit 0: response, bit 1: as fragments, bit 2: first a
- * Child rekey so an old child exists, bit 3: first an IKE rekey), [2] first payload type, [3] message
- * ID offset, then the chain. */
+ * Child rekey so an old child exists, bit 3: first an IKE rekey, bit 4: first a second Child SA by
+ * CREATE_CHILD_SA), [2] first payload type, [3] message ID offset, then the chain. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,10 +86,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	deliver(&i, m2, l, m1, sizeof(m1));
 	if (i.state != IKE_ST_ESTABLISHED || r.state != IKE_ST_ESTABLISHED)
 		abort(); /* the fixed exchange must work */
-	if (data[1] & 4) {
-		l = ike_rekey_child(&i, m1, sizeof(m1));
+	if (data[1] & 16) {
+		l = ike_create_child(&i, &ci, m1, sizeof(m1));
 		exchange(&i, &r, l);
-		ike_child_promote(&i), ike_child_promote(&r);
+		if (!i.child[1] || !r.child[1])
+			abort(); /* the fixed exchange must work */
+	}
+	if (data[1] & 4) {
+		l = ike_rekey_child(&i, i.child[0], m1, sizeof(m1));
+		exchange(&i, &r, l);
+		ike_child_promote(&i, i.child[0]), ike_child_promote(&r, r.child[0]);
 	}
 	if (data[1] & 8) {
 		l = ike_rekey_ike(&i, m1, sizeof(m1));
