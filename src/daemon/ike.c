@@ -615,6 +615,9 @@ static void install_next(struct ike_sess *s, int k)
 	struct sess_child *sc = s->ch[k];
 	bool we_started = c->next_ours;
 	struct esp_sa *sa[2] = {NULL, NULL};
+	if (c->red)
+		bt_info("IKE %s/%s: both ends rekeyed at once (RFC 7296 2.8.1): %s new Child SA stays, %s deletes the other",
+			s->conn, sc ? sc->name : "?", we_started ? "ours" : "the peer's", c->red_delete ? "we" : "the peer");
 	if (!sc || !sc->installed || build_sas(s, sc, c->next, sa) != 0 || dp_sa_add(m->d->dp, sa[0]) != 0) {
 		bt_err("IKE %s: cannot install the rekeyed Child SA", s->conn);
 		free_sa(sa[0]); /* not taken by the SAD */
