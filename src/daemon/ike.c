@@ -40,7 +40,7 @@ struct rx_item {
 };
 
 struct ike_sess {
-	struct ike_sess *next_local, *next_peer, *next_old, *next_all, **prev_all, *next_conn, **prev_conn;
+	struct ike_sess *next_local, *next_peer, *next_old, *next_red, *next_all, **prev_all, *next_conn, **prev_conn;
 	struct ike_mgr *m;
 	char conn[BT_NAME_MAX], child[BT_NAME_MAX];
 	uint8_t conf_fp[32];         /* what the configuration said, to notice changes on reload */
@@ -49,6 +49,7 @@ struct ike_sess {
 	struct bt_addr contact;      /* counted in the manager's contacts (initiator), family 0 = not */
 	uint64_t local_key;          /* our SPI, once known (0: not in the local table) */
 	uint64_t old_key;            /* our SPI of the rekeyed IKE SA until its delete completes */
+	uint64_t red_key;            /* our SPI of the redundant IKE SA of a rekey collision, until deleted */
 	bool in_peer_table;
 	struct bt_addr local, remote;
 	uint16_t lport, rport;
@@ -112,7 +113,8 @@ struct ike_mgr {
 	struct contact contacts[CONTACTS];
 	struct conf_ref *confs[CONF_BUCKETS];
 	struct daemon *d;
-	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *by_old[SESS_BUCKETS], *by_conn[SESS_BUCKETS], *all;
+	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *by_old[SESS_BUCKETS], *by_red[SESS_BUCKETS],
+		*by_conn[SESS_BUCKETS], *all;
 	size_t n_sess, n_half_open;
 	int fd4, fd6;
 	ev_io io4, io6;
@@ -186,6 +188,33 @@ static void unlink_old(struct ike_sess *s)
 			break;
 		}
 	s->old_key = 0;
+}
+
+static void link_red(struct ike_sess *s, uint64_t key)
+{
+	struct ike_sess **b = &s->m->by_red[bucket(key)];
+	s->red_key = key;
+	s->next_red = *b, *b = s;
+}
+
+static void unlink_red(struct ike_sess *s)
+{
+	if (!s->red_key)
+		return;
+	for (struct ike_sess **b = &s->m->by_red[bucket(s->red_key)]; *b; b = &(*b)->next_red)
+		if (*b == s) {
+			*b = s->next_red;
+			break;
+		}
+	s->red_key = 0;
+}
+
+static struct ike_sess *find_red(struct ike_mgr *m, uint64_t spi)
+{
+	for (struct ike_sess *s = m->by_red[bucket(spi)]; s; s = s->next_red)
+		if (s->red_key == spi)
+			return s;
+	return NULL;
 }
 
 static struct ike_sess *find_old(struct ike_mgr *m, uint64_t spi)
@@ -616,8 +645,8 @@ static void install_next(struct ike_sess *s, int k)
 	bool we_started = c->next_ours;
 	struct esp_sa *sa[2] = {NULL, NULL};
 	if (c->red)
-		bt_info("IKE %s/%s: both ends rekeyed at once (RFC 7296 2.8.1): %s new Child SA stays, %s deletes the other",
-			s->conn, sc ? sc->name : "?", we_started ? "ours" : "the peer's", c->red_delete ? "we" : "the peer");
+		bt_info("IKE %s/%s: both ends rekeyed at once (RFC 7296 2.8.1): %s new Child SA stays, %s the other",
+			s->conn, sc ? sc->name : "?", we_started ? "ours" : "the peer's", c->red_delete ? "we delete" : "the peer deletes");
 	if (!sc || !sc->installed || build_sas(s, sc, c->next, sa) != 0 || dp_sa_add(m->d->dp, sa[0]) != 0) {
 		bt_err("IKE %s: cannot install the rekeyed Child SA", s->conn);
 		free_sa(sa[0]); /* not taken by the SAD */
@@ -917,6 +946,7 @@ static void sess_free(struct ike_sess *s)
 	if (s->in_peer_table)
 		unlink_from(&m->by_peer[bucket(s->sa.spi_i)], s, false);
 	unlink_old(s);
+	unlink_red(s);
 	ev_timer_stop(m->d->loop, &s->irekey);
 	*s->prev_all = s->next_all;
 	if (s->next_all)
@@ -1461,6 +1491,8 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		s = find_local(m, from_initiator ? h.spi_r : h.spi_i, !from_initiator);
 		if (!s)
 			s = find_old(m, h.spi_i) ? find_old(m, h.spi_i) : find_old(m, h.spi_r);
+		if (!s)
+			s = find_red(m, h.spi_i) ? find_red(m, h.spi_i) : find_red(m, h.spi_r);
 		if (!s) {
 			m->st.drop_unknown_spi++;
 			return;
@@ -1469,12 +1501,12 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	enum ike_state before = s->sa.state;
 	uint16_t group_before = s->sa.group;
 	bool info_pending = s->sa.info_pending, ccs_pending = s->sa.ccs_pending;
-	bool ike_rekeying = ccs_pending && s->sa.ccs_ike, old_deleting = s->sa.old_ike.delete_pending;
+	bool old_deleting = s->sa.old_ike.delete_pending, red_deleting = s->sa.red_ike.delete_pending;
 	s->sa.now = (uint64_t)time(NULL); /* certificates are checked as of now */
 	size_t out = ike_process(&s->sa, msg, len, m->out, sizeof(m->out));
 	enum ike_state after = s->sa.state;
 	bool progressed = out || after != before || info_pending != s->sa.info_pending || ccs_pending != s->sa.ccs_pending ||
-			  s->sa.old_ike_gone;
+			  s->sa.old_ike_gone || s->sa.red_ike_gone;
 	if (!progressed) {
 		m->st.drop_ignored++;
 		bt_debug("IKE %s: message ignored (exchange %u, id %u, state %s)", s->conn, h.exchange, h.msg_id,
@@ -1577,11 +1609,26 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		bt_info("IKE %s: IKE SA rekeyed: now %016llx_i %016llx_r", s->conn, (unsigned long long)s->sa.spi_i,
 			(unsigned long long)s->sa.spi_r);
 		arm_ike_rekey(s);
-		if (ike_rekeying) {
-			size_t dl = ike_delete_old_ike(&s->sa, m->out, sizeof(m->out));
-			if (dl)
-				send_request(s, m->out, dl);
+		if (s->sa.red_ike.present) {
+			/* both ends rekeyed at once (RFC 7296 2.8.2): the redundant SA is deleted by its maker */
+			const struct ike_old_sa *r = &s->sa.red_ike;
+			link_red(s, r->initiator ? r->spi_i : r->spi_r);
+			bt_info("IKE %s: both ends rekeyed the IKE SA at once (RFC 7296 2.8.2): %s, %s deletes the "
+				"redundant %016llx_i", s->conn, s->sa.initiator ? "ours stays" : "the peer's stays",
+				s->sa.red_ike_ours ? "we" : "the peer", (unsigned long long)r->spi_i);
 		}
+		/* the initiator of the surviving SA deletes the old one; the maker of a redundant one that */
+		size_t dl = s->sa.initiator ? ike_delete_old_ike(&s->sa, m->out, sizeof(m->out))
+					    : ike_delete_red_ike(&s->sa, m->out, sizeof(m->out));
+		if (dl)
+			send_request(s, m->out, dl);
+	}
+	if (s->sa.red_ike_gone) {
+		s->sa.red_ike_gone = false;
+		unlink_red(s);
+		if (red_deleting)
+			request_done(s);
+		bt_debug("IKE %s: the redundant IKE SA is gone", s->conn);
 	}
 	if (s->sa.old_ike_gone) {
 		s->sa.old_ike_gone = false;

@@ -130,6 +130,8 @@ void ike_sa_free(struct ike_sa *sa)
 	free(sa->info_req);
 	ike_dh_free(sa->ccs_dh);
 	free(sa->old_ike.last_resp);
+	free(sa->red_ike.last_resp);
+	free(sa->coll_ike.nonce);
 	for (int i = 0; i < IKE_CHILD_MAX; i++)
 		drop_child(&sa->child[i]);
 	if (sa->reasm) {
@@ -1292,9 +1294,10 @@ static void lower_nonce(const uint8_t *a, size_t al, const uint8_t *b, size_t bl
 
 /* --- IKE SA rekey ------------------------------------------------------------------------------ */
 
-static void swap_ctx(struct ike_sa *sa)
+/* Swap the current context with o (the old or the redundant IKE SA), to handle a message on it. */
+static void swap_with(struct ike_sa *sa, struct ike_old_sa *o)
 {
-	struct ike_old_sa *o = &sa->old_ike, t;
+	struct ike_old_sa t;
 	t.initiator = sa->initiator, sa->initiator = o->initiator, o->initiator = t.initiator;
 	t.spi_i = sa->spi_i, sa->spi_i = o->spi_i, o->spi_i = t.spi_i;
 	t.spi_r = sa->spi_r, sa->spi_r = o->spi_r, o->spi_r = t.spi_r;
@@ -1308,6 +1311,8 @@ static void swap_ctx(struct ike_sa *sa)
 	t.last_resp_id = sa->last_resp_id, sa->last_resp_id = o->last_resp_id, o->last_resp_id = t.last_resp_id;
 	OPENSSL_cleanse(&t.keys, sizeof(t.keys));
 }
+
+static void swap_ctx(struct ike_sa *sa) { swap_with(sa, &sa->old_ike); }
 
 static void flip_child(struct ike_child *c)
 {
@@ -1375,7 +1380,8 @@ static int ike_keys_for(const struct ike_proposal *p, size_t *el, size_t *il)
 
 size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 {
-	if (sa->state != IKE_ST_ESTABLISHED || sa->ccs_pending || sa->info_pending || sa->old_ike.present)
+	if (sa->state != IKE_ST_ESTABLISHED || sa->ccs_pending || sa->info_pending || sa->old_ike.present ||
+	    sa->red_ike.present)
 		return 0;
 	uint8_t pub[512], chain[2048];
 	size_t pl = sizeof(pub);
@@ -1410,7 +1416,10 @@ size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 static size_t on_ike_rekey_request(struct ike_sa *sa, const struct ike_hdr *rh, const struct ike_chain *in,
 				   const struct ike_sa_payload *sp, uint8_t *out, size_t cap)
 {
-	if (sa->ccs_pending || sa->old_ike.present)
+	/* our own IKE SA rekey in flight: both complete, the nonces decide later (RFC 7296 2.8.2); our
+	 * Child SA exchange in flight, or a rekey unfinished: TEMPORARY_FAILURE (2.25) */
+	bool collision = sa->ccs_pending && sa->ccs_ike && !sa->coll_ike.present;
+	if ((sa->ccs_pending && !collision) || sa->old_ike.present || sa->red_ike.present)
 		return ccs_error(sa, rh->msg_id, IKE_N_TEMPORARY_FAILURE, out, cap);
 	struct proposal_list ours = IKE_PROPS(sa);
 	struct ike_sa_payload reply = {.n = 1};
@@ -1456,6 +1465,18 @@ static size_t on_ike_rekey_request(struct ike_sa *sa, const struct ike_hdr *rh, 
 	}
 	sa->next_recv_id = rh->msg_id + 1;
 	cache(sa, out, olen, rh->msg_id);
+	if (collision) {
+		struct ike_coll_ike *x = &sa->coll_ike;
+		const uint8_t *lo;
+		size_t ll;
+		lower_nonce(np->body, np->len, nr, sizeof(nr), &lo, &ll);
+		if ((x->nonce = dup_bytes(lo, ll))) {
+			x->present = true, x->spi_i = peer_spi, x->spi_r = spi, x->keys = k, x->prop = *chosen;
+			x->nonce_len = ll;
+		}
+		ike_keys_clear(&k);
+		return olen;
+	}
 	switch_ike(sa, false, peer_spi, spi, &k, chosen);
 	return olen;
 }
@@ -1486,16 +1507,58 @@ static void on_ike_rekey_response(struct ike_sa *sa, const struct ike_chain *in,
 		return;
 	}
 	OPENSSL_cleanse(gir, sizeof(gir));
-	switch_ike(sa, true, sa->ccs_ike_spi, spi64(sp.prop[0].spi), &k, &sp.prop[0]);
+	struct ike_coll_ike *x = &sa->coll_ike;
+	if (!x->present) {
+		switch_ike(sa, true, sa->ccs_ike_spi, spi64(sp.prop[0].spi), &k, &sp.prop[0]);
+		return;
+	}
+	/* both rekeyed (RFC 7296 2.8.2): the exchange with the lowest nonce made the redundant SA */
+	const uint8_t *lo;
+	size_t ll;
+	lower_nonce(sa->ccs_nonce, sizeof(sa->ccs_nonce), np->body, np->len, &lo, &ll);
+	bool ours_lost = nonce_cmp(lo, ll, x->nonce, x->nonce_len) < 0;
+	struct ike_old_sa *r = &sa->red_ike;
+	struct ike_proposal rp = ours_lost ? sp.prop[0] : x->prop;
+	memset(r, 0, sizeof(*r));
+	r->present = true, r->initiator = ours_lost;
+	r->spi_i = ours_lost ? sa->ccs_ike_spi : x->spi_i, r->spi_r = ours_lost ? spi64(sp.prop[0].spi) : x->spi_r;
+	r->keys = ours_lost ? k : x->keys;
+	const struct ike_transform *e = ike_prop_get(&rp, IKE_TR_ENCR), *i = ike_prop_get(&rp, IKE_TR_INTEG),
+				   *rf = ike_prop_get(&rp, IKE_TR_PRF);
+	r->ike = (struct ike_sk_suite){e ? e->id : 0, e ? e->key_bits : 0, i ? i->id : IKE_INTEG_NONE};
+	r->prf = rf ? rf->id : 0;
+	sa->red_ike_ours = ours_lost;
+	sa->rekey_collisions++;
+	if (ours_lost)
+		switch_ike(sa, false, x->spi_i, x->spi_r, &x->keys, &x->prop);
+	else
+		switch_ike(sa, true, sa->ccs_ike_spi, spi64(sp.prop[0].spi), &k, &sp.prop[0]);
+	ike_keys_clear(&k);
+	ike_keys_clear(&x->keys);
+	free(x->nonce);
+	memset(x, 0, sizeof(*x));
 }
 
-size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
+/* Our IKE SA rekey failed: a peer's rekey that collided with it is the rekey. */
+static void ike_rekey_failed(struct ike_sa *sa)
+{
+	struct ike_coll_ike *x = &sa->coll_ike;
+	if (!x->present)
+		return;
+	switch_ike(sa, false, x->spi_i, x->spi_r, &x->keys, &x->prop);
+	ike_keys_clear(&x->keys);
+	free(x->nonce);
+	memset(x, 0, sizeof(*x));
+}
+
+/* The delete of an old or redundant IKE SA o, sent with its keys and SPIs. */
+static size_t delete_ctx(struct ike_sa *sa, struct ike_old_sa *o, uint8_t *out, size_t cap)
 {
 	uint8_t chain[64];
 	struct ike_builder b;
-	if (!sa->old_ike.present || sa->old_ike.delete_pending)
+	if (!o->present || o->delete_pending)
 		return 0;
-	swap_ctx(sa);
+	swap_with(sa, o);
 	ike_build_chain_begin(&b, chain, sizeof(chain));
 	ike_build_payload(&b, IKE_PL_DELETE, false);
 	wbuf_u8(&b.w, IKE_PROTO_IKE);
@@ -1506,21 +1569,32 @@ size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 	size_t len = seal(sa, &h, &b, out, cap);
 	sa->suite = cur;
 	if (len)
-		sa->old_ike.delete_pending = true, sa->old_ike.delete_id = sa->next_send_id;
-	swap_ctx(sa);
+		o->delete_pending = true, o->delete_id = sa->next_send_id;
+	swap_with(sa, o);
 	return len;
 }
 
-static void old_ike_done(struct ike_sa *sa)
+size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap) { return delete_ctx(sa, &sa->old_ike, out, cap); }
+
+size_t ike_delete_red_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 {
-	free(sa->old_ike.last_resp);
-	OPENSSL_cleanse(&sa->old_ike, sizeof(sa->old_ike));
-	sa->old_ike_gone = true;
+	return sa->red_ike_ours ? delete_ctx(sa, &sa->red_ike, out, cap) : 0;
 }
 
-/* A message on the old IKE SA after a rekey: its delete (request or response), or anything else
- * answered with an empty response so the peer's exchange completes. */
-static size_t on_old_ike(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *out, size_t cap)
+static void old_ike_done(struct ike_sa *sa, struct ike_old_sa *o)
+{
+	free(o->last_resp);
+	OPENSSL_cleanse(o, sizeof(*o));
+	if (o == &sa->old_ike)
+		sa->old_ike_gone = true;
+	else
+		sa->red_ike_gone = true;
+}
+
+/* A message on the old (or the redundant) IKE SA o after a rekey: its delete (request or
+ * response), or anything else answered with an empty response so the peer's exchange completes. */
+static size_t on_old_ike(struct ike_sa *sa, struct ike_old_sa *o, const uint8_t *msg, size_t len, uint8_t *out,
+			 size_t cap)
 {
 	struct ike_hdr h;
 	static __thread struct ike_chain c;
@@ -1532,7 +1606,7 @@ static size_t on_old_ike(struct ike_sa *sa, const uint8_t *msg, size_t len, uint
 		return 0;
 	}
 	bool response = h.flags & IKE_FLAG_RESPONSE, gone = false;
-	swap_ctx(sa);
+	swap_with(sa, o);
 	if (!!(h.flags & IKE_FLAG_INITIATOR) == sa->initiator)
 		goto out;
 	if (!response && sa->last_resp && h.msg_id == sa->last_resp_id) {
@@ -1545,7 +1619,7 @@ static size_t on_old_ike(struct ike_sa *sa, const uint8_t *msg, size_t len, uint
 	if (open_sk(sa, copy, len, &c, &in) != 0)
 		goto out;
 	if (response) {
-		gone = sa->old_ike.delete_pending && h.msg_id == sa->old_ike.delete_id;
+		gone = o->delete_pending && h.msg_id == o->delete_id;
 		goto out;
 	}
 	if (h.msg_id != sa->next_recv_id)
@@ -1563,10 +1637,10 @@ static size_t on_old_ike(struct ike_sa *sa, const uint8_t *msg, size_t len, uint
 	if (r)
 		cache(sa, out, r, h.msg_id);
 out:
-	swap_ctx(sa);
+	swap_with(sa, o);
 	free(copy);
 	if (gone)
-		old_ike_done(sa);
+		old_ike_done(sa, o);
 	return r;
 }
 
@@ -1775,14 +1849,18 @@ static size_t on_ccs_response(struct ike_sa *sa, uint8_t *msg, size_t len, const
 			if (n.type == IKE_N_INVALID_KE_PAYLOAD && n.data_len == 2)
 				note_wanted_group(sa, (uint16_t)(n.data[0] << 8 | n.data[1]));
 			ike_dh_free(dh);
-			if (!sa->ccs_ike)
+			if (!sa->ccs_ike) {
 				ccs_failed(sa, n.type); /* the IKE SA and the children go on */
-			else
+			} else {
 				sa->ccs_error = n.type;
+				ike_rekey_failed(sa);
+			}
 			return 0;
 		}
 	if (sa->ccs_ike) {
 		on_ike_rekey_response(sa, &in, dh);
+		if (sa->ccs_error)
+			ike_rekey_failed(sa);
 		ike_dh_free(dh);
 		return 0;
 	}
@@ -1860,7 +1938,10 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 		return 0;
 	if (sa->state == IKE_ST_ESTABLISHED && sa->old_ike.present && h.spi_i == sa->old_ike.spi_i &&
 	    h.spi_r == sa->old_ike.spi_r)
-		return on_old_ike(sa, msg, len, out, cap);
+		return on_old_ike(sa, &sa->old_ike, msg, len, out, cap);
+	if (sa->state == IKE_ST_ESTABLISHED && sa->red_ike.present && h.spi_i == sa->red_ike.spi_i &&
+	    h.spi_r == sa->red_ike.spi_r)
+		return on_old_ike(sa, &sa->red_ike, msg, len, out, cap);
 	bool response = h.flags & IKE_FLAG_RESPONSE;
 	/* the message must come from the other role, for this SA; until the SA is up, requests only
 	 * flow from the initiator */

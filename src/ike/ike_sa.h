@@ -194,6 +194,21 @@ struct ike_sa {
 		uint32_t last_resp_id;
 	} old_ike;
 	bool ike_rekeyed, old_ike_gone;
+	/* RFC 7296 2.8.2: both ends rekeyed the IKE SA at once. The peer's new SA waits in coll_ike
+	 * until our exchange ends; the one made by the exchange with the lowest nonce is redundant:
+	 * red_ike lives on only for its delete, which the side that made it sends (red_ike_ours: we do,
+	 * with ike_delete_red_ike); red_ike_gone when it is done. The old SA is deleted by the
+	 * initiator of the survivor (after the switch: us if sa->initiator). */
+	struct ike_coll_ike {
+		bool present;
+		uint64_t spi_i, spi_r;
+		struct ike_keys keys;
+		struct ike_proposal prop;
+		uint8_t *nonce;          /* owned: the lower nonce of the peer's exchange */
+		size_t nonce_len;
+	} coll_ike;
+	struct ike_old_sa red_ike;
+	bool red_ike_ours, red_ike_gone;
 	/* IKE fragmentation (RFC 7383): negotiated when both sent IKEV2_FRAGMENTATION_SUPPORTED. A
 	 * message we fragment is returned as its fragments back to back (each a whole IKE message:
 	 * split by the length in each header); received fragments are reassembled here. */
@@ -240,6 +255,9 @@ size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* After ike_rekeyed, on the side that started the rekey: the delete of the old IKE SA, sent with
  * its keys and SPIs. Returns its length or 0. */
 size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* After an IKE SA rekey collision we lost (red_ike_ours): the delete of the redundant IKE SA, sent
+ * with its keys and SPIs. Returns its length or 0. */
+size_t ike_delete_red_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* The caller installed c->next: make it the child; the old one waits in c->old. */
 void ike_child_promote(struct ike_sa *sa, struct ike_child *c);
 /* Process a received message for this SA. Returns the length of the message to send in out (0 if

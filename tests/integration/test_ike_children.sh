@@ -121,6 +121,21 @@ check "every rekey completed: four ESP SAs on each end, the same net SPIs on bot
     tb_wait 5 settled
 check "traffic through net" ping_ok h1 10.2.0.2
 check "traffic through hosts" ping_hosts
+echo "== both ends rekey the IKE SA at the same moment (RFC 7296 2.8.2), three times"
+for i in 1 2 3; do
+    tb_ctl g1 rekey-ike gw >/dev/null & a=$!
+    tb_ctl g2 rekey-ike gw >/dev/null & b=$!
+    wait "$a" "$b"
+    sleep 0.3
+done
+coll=$(grep -c "rekeyed the IKE SA at once" "$TB_DIR/g1.log")
+ike_same() { test "$(n_ike g1) $(n_ike g2)" = "1 1" && test "$(ike_sa g1 "s['spi_i'] + s['spi_r']")" = "$(ike_sa g2 "s['spi_i'] + s['spi_r']")"; }
+check "one IKE SA on each end, the same on both ($coll collisions seen on g1)" tb_wait 5 ike_same
+check "... it was rekeyed ($(ike_sa g1 "s['ike_rekeys']") rekeys on g1)" test "$(ike_sa g1 "s['ike_rekeys']")" -ge 3
+check "... the children stayed" settled
+check "... a Child SA rekey over it" tb_ctl g2 rekey gw/hosts
+check "traffic through net" ping_ok h1 10.2.0.2
+check "traffic through hosts" ping_hosts
 check "terminate deletes the IKE SA with both children" tb_ctl g1 terminate gw
 check "... on both ends" tb_wait 5 test "$(n_ike g1) $(n_ike g2) $(n_esp g1) $(n_esp g2)" = "0 0 0 0"
 

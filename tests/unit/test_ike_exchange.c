@@ -660,6 +660,86 @@ static void test_rekey_collision(void **state)
 	assert_true(lost[0] && lost[1]);
 }
 
+/* Both sides rekey the IKE SA at once (RFC 7296 2.8.2): both exchanges complete, the SA made by
+ * the exchange with the lowest nonce is redundant and deleted by the side that made it, the other
+ * one's initiator deletes the old SA, and both ends go on with the same new IKE SA. */
+static void test_ike_rekey_collision(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	uint8_t qi[4096], qr[4096], ri[4096], rr[4096], x[4096];
+	unsigned lost[2] = {0, 0};
+	for (uint64_t seed = 1; seed <= 8; seed++) {
+		conf(&ci, true), conf(&cr, false);
+		run(&p, &ci, &cr);
+		struct rec_rng gi = {.s = seed * 31337}, gr = {.s = seed * 65537};
+		p.i.rng = (struct ike_rng){rec_fill, &gi}, p.r.rng = (struct ike_rng){rec_fill, &gr};
+		uint64_t old_i = p.i.spi_i, old_r = p.i.spi_r;
+		uint32_t child = p.i.child[0]->spi_i;
+		size_t li = ike_rekey_ike(&p.i, qi, sizeof(qi)), lr = ike_rekey_ike(&p.r, qr, sizeof(qr));
+		assert_true(li && lr);
+		size_t ai = ike_process(&p.r, qi, li, ri, sizeof(ri)), ar = ike_process(&p.i, qr, lr, rr, sizeof(rr));
+		assert_true(ai && ar);
+		assert_false(p.i.ike_rekeyed || p.r.ike_rekeyed); /* undecided yet */
+		ike_process(&p.i, ri, ai, x, sizeof(x));
+		ike_process(&p.r, rr, ar, x, sizeof(x));
+		assert_int_equal(p.i.ccs_error, 0);
+		assert_int_equal(p.r.ccs_error, 0);
+		assert_true(p.i.ike_rekeyed && p.r.ike_rekeyed);
+		assert_int_equal(p.i.rekey_collisions, 1);
+		bool i_lowest = true; /* does the exchange the initiator started hold the lowest nonce? */
+		const uint8_t *lo = gi.n[0];
+		if (lower(gr.n[1], lo))
+			lo = gr.n[1];
+		if (lower(gr.n[0], lo))
+			lo = gr.n[0], i_lowest = false;
+		if (lower(gi.n[1], lo))
+			i_lowest = false;
+		lost[i_lowest]++;
+		assert_int_equal(p.i.red_ike_ours, i_lowest);
+		assert_int_equal(p.r.red_ike_ours, !i_lowest);
+		/* the same new SA on both ends; its initiator started the surviving exchange */
+		assert_int_equal(p.i.spi_i, p.r.spi_i);
+		assert_int_equal(p.i.spi_r, p.r.spi_r);
+		assert_true(p.i.spi_i != old_i && p.i.spi_r != old_r);
+		assert_memory_equal(p.i.keys.sk_d, p.r.keys.sk_d, 32);
+		assert_memory_equal(p.i.keys.sk_ei, p.r.keys.sk_ei, p.i.keys.encr_len);
+		assert_int_equal(p.i.initiator, !i_lowest);
+		assert_int_equal(p.r.initiator, i_lowest);
+		assert_true(p.i.red_ike.present && p.r.red_ike.present);
+		assert_int_equal(p.i.red_ike.spi_i, p.r.red_ike.spi_i);
+		assert_int_equal(p.i.red_ike.spi_r, p.r.red_ike.spi_r);
+		assert_true(p.i.red_ike.spi_i != p.i.spi_i);
+		/* the loser deletes the redundant SA, the survivor's initiator the old one */
+		struct ike_sa *lz = i_lowest ? &p.i : &p.r, *w = i_lowest ? &p.r : &p.i;
+		assert_int_equal(ike_delete_red_ike(w, qi, sizeof(qi)), 0);
+		size_t l1 = ike_delete_red_ike(lz, qi, sizeof(qi)), l2 = ike_delete_old_ike(w, qr, sizeof(qr));
+		assert_true(l1 && l2);
+		ai = ike_process(w, qi, l1, ri, sizeof(ri));
+		ar = ike_process(lz, qr, l2, rr, sizeof(rr));
+		assert_true(ai && ar);
+		assert_true(w->red_ike_gone && lz->old_ike_gone);
+		ike_process(lz, ri, ai, x, sizeof(x));
+		ike_process(w, rr, ar, x, sizeof(x));
+		assert_true(lz->red_ike_gone && w->old_ike_gone);
+		assert_false(p.i.red_ike.present || p.r.red_ike.present || p.i.old_ike.present || p.r.old_ike.present);
+		assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+		assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
+		/* the child lives on, and the new SA carries exchanges: a liveness check, a child rekey */
+		assert_int_equal(p.i.initiator ? p.i.child[0]->spi_i : p.i.child[0]->spi_r, child);
+		li = ike_informational(&p.r, IKE_INFO_DPD, qi, sizeof(qi));
+		ai = ike_process(&p.i, qi, li, ri, sizeof(ri));
+		assert_true(ai > 0);
+		ike_process(&p.r, ri, ai, x, sizeof(x));
+		assert_false(p.r.info_pending);
+		p.i.ike_rekeyed = p.r.ike_rekeyed = p.i.old_ike_gone = p.r.old_ike_gone = false;
+		p.i.red_ike_gone = p.r.red_ike_gone = false;
+		rekey_from(&p, true);
+		done(&p);
+	}
+	assert_true(lost[0] && lost[1]);
+}
+
 /* A Child SA rekey that meets an IKE SA rekey is not a collision: RFC 7296 2.25 TEMPORARY_FAILURE
  * for both, nothing changes, and a later rekey works. A rekey naming an unknown SPI gets
  * CHILD_SA_NOT_FOUND. */
@@ -994,6 +1074,7 @@ int main(void)
 		cmocka_unit_test(test_child_rekey),
 		cmocka_unit_test(test_rekey_collision),
 		cmocka_unit_test(test_rekey_meets_ike_rekey),
+		cmocka_unit_test(test_ike_rekey_collision),
 		cmocka_unit_test(test_children),
 		cmocka_unit_test(test_ike_rekey),
 		cmocka_unit_test(test_rekey_invalid_ke),
