@@ -1501,7 +1501,7 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	enum ike_state before = s->sa.state;
 	uint16_t group_before = s->sa.group;
 	bool info_pending = s->sa.info_pending, ccs_pending = s->sa.ccs_pending;
-	bool old_deleting = s->sa.old_ike.delete_pending, red_deleting = s->sa.red_ike.delete_pending;
+	bool old_deleting = s->sa.old_ike.delete_pending, red_deleting = s->sa.red_ike && s->sa.red_ike->delete_pending;
 	s->sa.now = (uint64_t)time(NULL); /* certificates are checked as of now */
 	size_t out = ike_process(&s->sa, msg, len, m->out, sizeof(m->out));
 	enum ike_state after = s->sa.state;
@@ -1609,9 +1609,9 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		bt_info("IKE %s: IKE SA rekeyed: now %016llx_i %016llx_r", s->conn, (unsigned long long)s->sa.spi_i,
 			(unsigned long long)s->sa.spi_r);
 		arm_ike_rekey(s);
-		if (s->sa.red_ike.present) {
+		if (s->sa.red_ike) {
 			/* both ends rekeyed at once (RFC 7296 2.8.2): the redundant SA is deleted by its maker */
-			const struct ike_old_sa *r = &s->sa.red_ike;
+			const struct ike_old_sa *r = s->sa.red_ike;
 			link_red(s, r->initiator ? r->spi_i : r->spi_r);
 			bt_info("IKE %s: both ends rekeyed the IKE SA at once (RFC 7296 2.8.2): %s, %s deletes the "
 				"redundant %016llx_i", s->conn, s->sa.initiator ? "ours stays" : "the peer's stays",

@@ -130,8 +130,14 @@ void ike_sa_free(struct ike_sa *sa)
 	free(sa->info_req);
 	ike_dh_free(sa->ccs_dh);
 	free(sa->old_ike.last_resp);
-	free(sa->red_ike.last_resp);
-	free(sa->coll_ike.nonce);
+	if (sa->red_ike) {
+		free(sa->red_ike->last_resp);
+		OPENSSL_clear_free(sa->red_ike, sizeof(*sa->red_ike));
+	}
+	if (sa->coll_ike) {
+		free(sa->coll_ike->nonce);
+		OPENSSL_clear_free(sa->coll_ike, sizeof(*sa->coll_ike));
+	}
 	for (int i = 0; i < IKE_CHILD_MAX; i++)
 		drop_child(&sa->child[i]);
 	if (sa->reasm) {
@@ -1381,7 +1387,7 @@ static int ike_keys_for(const struct ike_proposal *p, size_t *el, size_t *il)
 size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 {
 	if (sa->state != IKE_ST_ESTABLISHED || sa->ccs_pending || sa->info_pending || sa->old_ike.present ||
-	    sa->red_ike.present)
+	    sa->red_ike)
 		return 0;
 	uint8_t pub[512], chain[2048];
 	size_t pl = sizeof(pub);
@@ -1418,8 +1424,8 @@ static size_t on_ike_rekey_request(struct ike_sa *sa, const struct ike_hdr *rh, 
 {
 	/* our own IKE SA rekey in flight: both complete, the nonces decide later (RFC 7296 2.8.2); our
 	 * Child SA exchange in flight, or a rekey unfinished: TEMPORARY_FAILURE (2.25) */
-	bool collision = sa->ccs_pending && sa->ccs_ike && !sa->coll_ike.present;
-	if ((sa->ccs_pending && !collision) || sa->old_ike.present || sa->red_ike.present)
+	bool collision = sa->ccs_pending && sa->ccs_ike && !sa->coll_ike;
+	if ((sa->ccs_pending && !collision) || sa->old_ike.present || sa->red_ike)
 		return ccs_error(sa, rh->msg_id, IKE_N_TEMPORARY_FAILURE, out, cap);
 	struct proposal_list ours = IKE_PROPS(sa);
 	struct ike_sa_payload reply = {.n = 1};
@@ -1466,13 +1472,16 @@ static size_t on_ike_rekey_request(struct ike_sa *sa, const struct ike_hdr *rh, 
 	sa->next_recv_id = rh->msg_id + 1;
 	cache(sa, out, olen, rh->msg_id);
 	if (collision) {
-		struct ike_coll_ike *x = &sa->coll_ike;
+		struct ike_coll_ike *x = calloc(1, sizeof(*x));
 		const uint8_t *lo;
 		size_t ll;
 		lower_nonce(np->body, np->len, nr, sizeof(nr), &lo, &ll);
-		if ((x->nonce = dup_bytes(lo, ll))) {
-			x->present = true, x->spi_i = peer_spi, x->spi_r = spi, x->keys = k, x->prop = *chosen;
+		if (x && (x->nonce = dup_bytes(lo, ll))) {
+			x->spi_i = peer_spi, x->spi_r = spi, x->keys = k, x->prop = *chosen;
 			x->nonce_len = ll;
+			sa->coll_ike = x;
+		} else {
+			free(x);
 		}
 		ike_keys_clear(&k);
 		return olen;
@@ -1507,8 +1516,8 @@ static void on_ike_rekey_response(struct ike_sa *sa, const struct ike_chain *in,
 		return;
 	}
 	OPENSSL_cleanse(gir, sizeof(gir));
-	struct ike_coll_ike *x = &sa->coll_ike;
-	if (!x->present) {
+	struct ike_coll_ike *x = sa->coll_ike;
+	if (!x) {
 		switch_ike(sa, true, sa->ccs_ike_spi, spi64(sp.prop[0].spi), &k, &sp.prop[0]);
 		return;
 	}
@@ -1517,9 +1526,10 @@ static void on_ike_rekey_response(struct ike_sa *sa, const struct ike_chain *in,
 	size_t ll;
 	lower_nonce(sa->ccs_nonce, sizeof(sa->ccs_nonce), np->body, np->len, &lo, &ll);
 	bool ours_lost = nonce_cmp(lo, ll, x->nonce, x->nonce_len) < 0;
-	struct ike_old_sa *r = &sa->red_ike;
+	struct ike_old_sa spare = {0}, *r = sa->red_ike = calloc(1, sizeof(*r));
 	struct ike_proposal rp = ours_lost ? sp.prop[0] : x->prop;
-	memset(r, 0, sizeof(*r));
+	if (!r)
+		r = &spare; /* (out of memory: the survivor still takes over; the redundant SA is left to time out) */
 	r->present = true, r->initiator = ours_lost;
 	r->spi_i = ours_lost ? sa->ccs_ike_spi : x->spi_i, r->spi_r = ours_lost ? spi64(sp.prop[0].spi) : x->spi_r;
 	r->keys = ours_lost ? k : x->keys;
@@ -1534,21 +1544,23 @@ static void on_ike_rekey_response(struct ike_sa *sa, const struct ike_chain *in,
 	else
 		switch_ike(sa, true, sa->ccs_ike_spi, spi64(sp.prop[0].spi), &k, &sp.prop[0]);
 	ike_keys_clear(&k);
-	ike_keys_clear(&x->keys);
+	if (!sa->red_ike)
+		OPENSSL_cleanse(r, sizeof(*r));
 	free(x->nonce);
-	memset(x, 0, sizeof(*x));
+	OPENSSL_clear_free(x, sizeof(*x));
+	sa->coll_ike = NULL;
 }
 
 /* Our IKE SA rekey failed: a peer's rekey that collided with it is the rekey. */
 static void ike_rekey_failed(struct ike_sa *sa)
 {
-	struct ike_coll_ike *x = &sa->coll_ike;
-	if (!x->present)
+	struct ike_coll_ike *x = sa->coll_ike;
+	if (!x)
 		return;
 	switch_ike(sa, false, x->spi_i, x->spi_r, &x->keys, &x->prop);
-	ike_keys_clear(&x->keys);
 	free(x->nonce);
-	memset(x, 0, sizeof(*x));
+	OPENSSL_clear_free(x, sizeof(*x));
+	sa->coll_ike = NULL;
 }
 
 /* The delete of an old or redundant IKE SA o, sent with its keys and SPIs. */
@@ -1578,17 +1590,20 @@ size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap) { return 
 
 size_t ike_delete_red_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 {
-	return sa->red_ike_ours ? delete_ctx(sa, &sa->red_ike, out, cap) : 0;
+	return sa->red_ike_ours && sa->red_ike ? delete_ctx(sa, sa->red_ike, out, cap) : 0;
 }
 
 static void old_ike_done(struct ike_sa *sa, struct ike_old_sa *o)
 {
 	free(o->last_resp);
 	OPENSSL_cleanse(o, sizeof(*o));
-	if (o == &sa->old_ike)
+	if (o == &sa->old_ike) {
 		sa->old_ike_gone = true;
-	else
+	} else {
+		free(o);
+		sa->red_ike = NULL;
 		sa->red_ike_gone = true;
+	}
 }
 
 /* A message on the old (or the redundant) IKE SA o after a rekey: its delete (request or
@@ -1939,9 +1954,9 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 	if (sa->state == IKE_ST_ESTABLISHED && sa->old_ike.present && h.spi_i == sa->old_ike.spi_i &&
 	    h.spi_r == sa->old_ike.spi_r)
 		return on_old_ike(sa, &sa->old_ike, msg, len, out, cap);
-	if (sa->state == IKE_ST_ESTABLISHED && sa->red_ike.present && h.spi_i == sa->red_ike.spi_i &&
-	    h.spi_r == sa->red_ike.spi_r)
-		return on_old_ike(sa, &sa->red_ike, msg, len, out, cap);
+	if (sa->state == IKE_ST_ESTABLISHED && sa->red_ike && h.spi_i == sa->red_ike->spi_i &&
+	    h.spi_r == sa->red_ike->spi_r)
+		return on_old_ike(sa, sa->red_ike, msg, len, out, cap);
 	bool response = h.flags & IKE_FLAG_RESPONSE;
 	/* the message must come from the other role, for this SA; until the SA is up, requests only
 	 * flow from the initiator */

@@ -75,6 +75,15 @@ struct ike_conf {
 	uint8_t n_local_ts, n_remote_ts;
 };
 
+/* The peer's new IKE SA while our own rekey of the IKE SA is in flight (RFC 7296 2.8.2). */
+struct ike_coll_ike {
+	uint64_t spi_i, spi_r;
+	struct ike_keys keys;
+	struct ike_proposal prop;
+	uint8_t *nonce;              /* owned: the lower nonce of the peer's exchange */
+	size_t nonce_len;
+};
+
 struct ike_rng {
 	int (*fill)(void *arg, uint8_t *buf, size_t len); /* 0 on success */
 	void *arg;
@@ -199,15 +208,8 @@ struct ike_sa {
 	 * red_ike lives on only for its delete, which the side that made it sends (red_ike_ours: we do,
 	 * with ike_delete_red_ike); red_ike_gone when it is done. The old SA is deleted by the
 	 * initiator of the survivor (after the switch: us if sa->initiator). */
-	struct ike_coll_ike {
-		bool present;
-		uint64_t spi_i, spi_r;
-		struct ike_keys keys;
-		struct ike_proposal prop;
-		uint8_t *nonce;          /* owned: the lower nonce of the peer's exchange */
-		size_t nonce_len;
-	} coll_ike;
-	struct ike_old_sa red_ike;
+	struct ike_coll_ike *coll_ike; /* owned, only during a collision */
+	struct ike_old_sa *red_ike;  /* owned, only until the redundant SA is deleted */
 	bool red_ike_ours, red_ike_gone;
 	/* IKE fragmentation (RFC 7383): negotiated when both sent IKEV2_FRAGMENTATION_SUPPORTED. A
 	 * message we fragment is returned as its fragments back to back (each a whole IKE message:
