@@ -5,7 +5,8 @@
 #  baton <-> baton: start_action = start brings both up (the second with CREATE_CHILD_SA), traffic
 #  through each, a reload keeps them, rekey / terminate / initiate of one child by name, the other
 #  untouched; simultaneous rekeys of one child from both ends leave one Child SA (RFC 7296 2.8.1);
-#  start_action = trap: the second child's first packet brings it up on the existing IKE SA.
+#  start_action = trap: the second child's first packet brings it up on the existing IKE SA; a
+#  reload that adds a child brings it up on the IKE SA in place.
 #  baton <-> strongSwan 5.9.8 (charon, kernel-libipsec) with the same two children, both roles.
 . "$(dirname "$0")/../../scripts/testbed.sh"
 . "$(dirname "$0")/common.sh"
@@ -150,6 +151,19 @@ tb_nsx h1 ping -c 1 -W 1 -q 10.12.0.2 >/dev/null 2>&1
 check "traffic for hosts brought up hosts" tb_wait 5 both_up g1
 check "... with CREATE_CHILD_SA on the same IKE SA (one IKE SA on each end)" test "$(n_ike g1) $(n_ike g2)" = "1 1"
 check "ping through hosts" ping_hosts
+
+echo "== a reload that adds a child with start_action = start: it comes up on the IKE SA in place"
+tb_stop g1; tb_stop g2
+children_conf g2 "$TB_DIR/g2.conf" none && START=start ike_conf g1 "$TB_DIR/g1.conf" &&
+    tb_start g2 "$TB_DIR/g2.conf" && tb_start g1 "$TB_DIR/g1.conf" || die "gateways did not start"
+check "net alone comes up" ike_up g1 5
+check "... only net" test "$(kids g1 "sorted(k)")" = "['net']"
+ike0=$(ike_sa g1 "s['spi_i']"); net0=$(kids g1 "k['net']['spi_in']")
+children_conf g1 "$TB_DIR/g1.conf" start
+check "the reload with hosts added is accepted" tb_ctl g1 load
+check "... hosts comes up" tb_wait 5 both_up g1
+check "... on the same IKE SA, net untouched" test "$(ike_sa g1 "s['spi_i']") $(kids g1 "k['net']['spi_in']") $(n_ike g1)" = "$ike0 $net0 1"
+check "... ping through hosts" ping_hosts
 tb_stop g1; tb_stop g2
 
 # ss_children GW: charon in GW with connection gw and the children net and hosts.
