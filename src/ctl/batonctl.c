@@ -26,8 +26,9 @@ static void usage(FILE *f)
 		   "  stats           data-plane counters and drops by reason\n"
 		   "  load [FILE]     reload the configuration (or load FILE); invalid files change nothing\n"
 		   "  initiate NAME   negotiate connection NAME (or CONN/CHILD) with IKE\n"
-		   "  terminate NAME  delete the IKE SAs (and their Child SAs) of connection NAME\n"
-		   "  rekey NAME      rekey the Child SAs of connection NAME now (CREATE_CHILD_SA)\n"
+		   "  terminate NAME  delete the IKE SAs (and their Child SAs) of connection NAME,\n"
+		   "                  or with CONN/CHILD that Child SA only\n"
+		   "  rekey NAME      rekey the Child SAs of connection NAME (or CONN/CHILD) now\n"
 		   "  rekey-ike NAME  rekey the IKE SAs of connection NAME now\n"
 		   "  version         batond's version\n"
 		   "options:\n"
@@ -259,9 +260,11 @@ static void print_ike_sas(json_t *a)
 				printf("; Child rekey in %.0fs", json_real_value(json_object_get(o, "child_rekey_in_s")));
 			printf("\n");
 		}
-		json_t *ch = json_object_get(o, "child_sa");
-		if (ch) {
-			printf("  child: %s, in %s, out %s, ", str(ch, "proposal"), str(ch, "spi_in"), str(ch, "spi_out"));
+		json_t *kids = json_object_get(o, "children"), *ch;
+		size_t c;
+		json_array_foreach(kids, c, ch) {
+			printf("  child %s: %s, in %s, out %s, ", str(ch, "name"), str(ch, "proposal"), str(ch, "spi_in"),
+			       str(ch, "spi_out"));
 			size_t k;
 			json_t *t;
 			json_array_foreach(json_object_get(ch, "local_ts"), k, t) printf("%s%s", k ? "," : "", json_string_value(t));

@@ -215,7 +215,7 @@ static json_t *load(struct daemon *d, json_t *req)
 			 counts[2], "warnings", warn);
 }
 
-/* initiate {"name": "conn" or "conn/child"}, terminate {"name": "conn"} */
+/* initiate, terminate, rekey {"name": "conn" or "conn/child"} (rekey {"ike": true}: the IKE SA) */
 static json_t *ike_cmd(struct daemon *d, const char *cmd, json_t *req)
 {
 	const char *name = json_string_value(json_object_get(req, "name"));
@@ -232,13 +232,14 @@ static json_t *ike_cmd(struct daemon *d, const char *cmd, json_t *req)
 			return json_pack("{s:b,s:s}", "ok", 1, "message", err);
 		return rc ? error(err) : json_pack("{s:b,s:s}", "ok", 1, "message", "initiating");
 	}
-	if (child)
-		return error("terminate and rekey take a connection name");
+	bool ike = json_is_true(json_object_get(req, "ike"));
+	if (child && ike)
+		return error("rekey-ike takes a connection name");
 	if (!strcmp(cmd, "rekey")) {
-		int n = ike_mgr_rekey(d, conn, json_is_true(json_object_get(req, "ike")), err, sizeof(err));
+		int n = ike_mgr_rekey(d, conn, child, ike, err, sizeof(err));
 		return n < 0 ? error(err) : json_pack("{s:b,s:i}", "ok", 1, "rekeying", n);
 	}
-	int n = ike_mgr_terminate(d, conn, err, sizeof(err));
+	int n = ike_mgr_terminate(d, conn, child, err, sizeof(err));
 	return n < 0 ? error(err) : json_pack("{s:b,s:i}", "ok", 1, "deleted", n);
 }
 

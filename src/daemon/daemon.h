@@ -64,12 +64,15 @@ uint64_t daemon_now(void);
 int ike_mgr_start(struct daemon *d, char *err, size_t errlen);
 void ike_mgr_stop(struct daemon *d);
 void ike_mgr_reconfigured(struct daemon *d);
-/* Start a negotiation of conn (and child, NULL = its first). -EALREADY if it is up or under way. */
+/* Start a negotiation of conn (and child, NULL = its first): on an IKE SA of conn if there is one
+ * (CREATE_CHILD_SA), else a new one. -EALREADY if it is up or under way. */
 int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char *err, size_t errlen);
-/* Rekey the Child SAs (or with ike, the IKE SAs) of conn now; returns how many, or -1. */
-int ike_mgr_rekey(struct daemon *d, const char *conn, bool ike, char *err, size_t errlen);
-/* Delete the IKE SAs of conn; returns how many, or -1 if there were none. */
-int ike_mgr_terminate(struct daemon *d, const char *conn, char *err, size_t errlen);
+/* Rekey the Child SAs (all, or those named child) or with ike the IKE SAs of conn now; returns how
+ * many, or -1. */
+int ike_mgr_rekey(struct daemon *d, const char *conn, const char *child, bool ike, char *err, size_t errlen);
+/* Delete the IKE SAs of conn, or with child only those Child SAs; returns how many, or -1 if there
+ * were none. */
+int ike_mgr_terminate(struct daemon *d, const char *conn, const char *child, char *err, size_t errlen);
 json_t *ike_mgr_list(struct daemon *d);
 json_t *ike_mgr_stats(struct daemon *d);
 /* netmon.c: address, link and route changes (netlink), for MOBIKE. */

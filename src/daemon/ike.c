@@ -41,7 +41,7 @@ struct rx_item {
 };
 
 struct ike_sess {
-	struct ike_sess *next_local, *next_peer, *next_old, *next_all, **prev_all, *next_conn, **prev_conn;
+	struct ike_sess *next_local, *next_peer, *next_old, *next_red, *next_all, **prev_all, *next_conn, **prev_conn;
 	struct ike_mgr *m;
 	char conn[BT_NAME_MAX], child[BT_NAME_MAX];
 	uint8_t conf_fp[32];         /* what the configuration said, to notice changes on reload */
@@ -50,6 +50,7 @@ struct ike_sess {
 	struct bt_addr contact;      /* counted in the manager's contacts (initiator), family 0 = not */
 	uint64_t local_key;          /* our SPI, once known (0: not in the local table) */
 	uint64_t old_key;            /* our SPI of the rekeyed IKE SA until its delete completes */
+	uint64_t red_key;            /* our SPI of the redundant IKE SA of a rekey collision, until deleted */
 	bool in_peer_table;
 	struct bt_addr local, remote;
 	uint16_t lport, rport;
@@ -57,16 +58,15 @@ struct ike_sess {
 	uint8_t *req;                /* our request in flight, for retransmission */
 	size_t req_len;
 	unsigned tries;
-	ev_timer rtx, dpd, ka, rekey, irekey;
-	bool installed;
-	uint32_t spi_in, spi_out, reqid;
-	uint32_t old_spi_in;         /* the rekeyed child's inbound SA, until its delete completes */
-	struct esp_sa *next_out;     /* rekey responder: the new outbound SA, used once the old child is gone */
+	ev_timer rtx, dpd, ka, irekey, want_w;
+	struct sess_child *ch[IKE_CHILD_MAX]; /* the data plane's side of the engine's sa.child[k] */
+	const struct ike_conf **alt; /* responder, connection with several children: each child's
+				      * configuration (held references), for sa.child_confs */
+	uint8_t n_alt;
+	uint32_t want;               /* children (bit j: the connection's children[j]) to bring up with
+				      * CREATE_CHILD_SA once the IKE SA is up and idle */
+	struct conf_ref *creating;   /* the configuration of the new Child SA we asked for (held) */
 	uint64_t rekeys;
-	struct bt_ts *pol_ts;        /* the Child SA's outbound policy: pol_nl local then pol_nr remote */
-	uint8_t pol_nl, pol_nr;
-	uint32_t pol_prio;
-	_Atomic uint64_t pol_hits;   /* its hit counter (the SPD's copy points here) */
 	double started, established;
 	uint64_t last_in_packets;
 	bool half_open, closing;
@@ -79,6 +79,24 @@ struct ike_sess {
 	double moved_at;
 };
 
+/* A Child SA of a session as the data plane has it: its SAs, its outbound policy, its rekey timer. */
+struct sess_child {
+	struct ike_sess *s;
+	char name[BT_NAME_MAX];
+	struct conf_ref *cref;       /* the engine configuration it was made for (held) */
+	bool installed, closing;     /* closing: our delete of it is owed or in flight */
+	bool owe_old_delete;         /* our rekey made the new one: we delete the old one */
+	uint32_t spi_in, spi_out, reqid;
+	uint32_t old_spi_in;         /* the rekeyed child's inbound SA, until its delete completes */
+	struct esp_sa *next_out;     /* rekey responder: the new outbound SA, used once the old child is gone */
+	uint64_t rekeys;
+	struct bt_ts *pol_ts;        /* the Child SA's outbound policy: pol_nl local then pol_nr remote */
+	uint8_t pol_nl, pol_nr;
+	uint32_t pol_prio;
+	_Atomic uint64_t pol_hits;   /* its hit counter (the SPD's copy points here) */
+	ev_timer rekey;
+};
+
 /* One engine configuration, shared by every session of a connection/child with the same
  * fingerprint; it holds its own references to the certificates, so a reload can free the old
  * configuration while sessions go on. */
@@ -86,6 +104,7 @@ struct conf_ref {
 	struct conf_ref *next;
 	unsigned refs;
 	uint8_t fp[32];
+	char child[BT_NAME_MAX];     /* the child's name (in the fingerprint) */
 	struct ike_cred cred;
 	struct ike_conf conf;      /* its lists in lists[] */
 	_Alignas(max_align_t) unsigned char lists[];
@@ -104,7 +123,8 @@ struct ike_mgr {
 	struct contact contacts[CONTACTS];
 	struct conf_ref *confs[CONF_BUCKETS];
 	struct daemon *d;
-	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *by_old[SESS_BUCKETS], *by_conn[SESS_BUCKETS], *all;
+	struct ike_sess *by_local[SESS_BUCKETS], *by_peer[SESS_BUCKETS], *by_old[SESS_BUCKETS], *by_red[SESS_BUCKETS],
+		*by_conn[SESS_BUCKETS], *all;
 	size_t n_sess, n_half_open;
 	int fd4, fd6;
 	ev_io io4, io6;
@@ -175,6 +195,33 @@ static void unlink_old(struct ike_sess *s)
 			break;
 		}
 	s->old_key = 0;
+}
+
+static void link_red(struct ike_sess *s, uint64_t key)
+{
+	struct ike_sess **b = &s->m->by_red[bucket(key)];
+	s->red_key = key;
+	s->next_red = *b, *b = s;
+}
+
+static void unlink_red(struct ike_sess *s)
+{
+	if (!s->red_key)
+		return;
+	for (struct ike_sess **b = &s->m->by_red[bucket(s->red_key)]; *b; b = &(*b)->next_red)
+		if (*b == s) {
+			*b = s->next_red;
+			break;
+		}
+	s->red_key = 0;
+}
+
+static struct ike_sess *find_red(struct ike_mgr *m, uint64_t spi)
+{
+	for (struct ike_sess *s = m->by_red[bucket(spi)]; s; s = s->next_red)
+		if (s->red_key == spi)
+			return s;
+	return NULL;
 }
 
 static struct ike_sess *find_old(struct ike_mgr *m, uint64_t spi)
@@ -324,6 +371,7 @@ static void fingerprint(const struct cfg_conn *c, const struct cfg_child *ch, co
 	EVP_DigestUpdate(x, &c->encap, sizeof(c->encap));
 	EVP_DigestUpdate(x, &ch->mode, sizeof(ch->mode));
 	EVP_DigestUpdate(x, &ch->replay_window, sizeof(ch->replay_window));
+	EVP_DigestUpdate(x, ch->name, strlen(ch->name));
 	EVP_DigestFinal_ex(x, out, &l);
 	EVP_MD_CTX_free(x);
 }
@@ -484,47 +532,47 @@ static void free_sa(struct esp_sa *sa)
 	}
 }
 
-/* The Child SA's outbound policy as the SPD's dynamic level takes it (borrowing s's selectors). */
-static void sess_policy(struct ike_sess *s, struct spd_policy *p)
+/* A Child SA's outbound policy as the SPD's dynamic level takes it (borrowing sc's selectors). */
+static void child_policy(struct ike_sess *s, struct sess_child *sc, struct spd_policy *p)
 {
 	memset(p, 0, sizeof(*p));
 	/* "conn/child", each cut at 15 (as the SA names) */
-	size_t a = strnlen(s->conn, 15), b = strnlen(s->child, 15);
+	size_t a = strnlen(s->conn, 15), b = strnlen(sc->name, 15);
 	memcpy(p->name, s->conn, a);
 	p->name[a] = '/';
-	memcpy(p->name + a + 1, s->child, b);
-	p->priority = s->pol_prio, p->dir = SPD_DIR_OUT, p->action = SPD_PROTECT, p->reqid = s->reqid;
-	p->local = s->pol_ts, p->n_local = s->pol_nl;
-	p->remote = s->pol_ts + s->pol_nl, p->n_remote = s->pol_nr;
-	p->hits = &s->pol_hits;
+	memcpy(p->name + a + 1, sc->name, b);
+	p->priority = sc->pol_prio, p->dir = SPD_DIR_OUT, p->action = SPD_PROTECT, p->reqid = sc->reqid;
+	p->local = sc->pol_ts, p->n_local = sc->pol_nl;
+	p->remote = sc->pol_ts + sc->pol_nl, p->n_remote = sc->pol_nr;
+	p->hits = &sc->pol_hits;
 }
 
-static void uninstall(struct ike_sess *s)
+static void uninstall(struct ike_sess *s, struct sess_child *sc)
 {
-	if (!s->installed)
+	if (!sc || !sc->installed)
 		return;
 	struct dataplane *dp = s->m->d->dp;
 	struct spd_policy p;
-	sess_policy(s, &p);
+	child_policy(s, sc, &p);
 	dp_pol_del(dp, &p); /* first: no packet finds the policy without its SA */
-	dp_sa_del(dp, s->spi_in, ESP_DIR_IN);
-	dp_sa_del(dp, s->spi_out, ESP_DIR_OUT);
-	if (s->old_spi_in)
-		dp_sa_del(dp, s->old_spi_in, ESP_DIR_IN);
-	s->old_spi_in = 0;
-	free_sa(s->next_out);
-	s->next_out = NULL;
-	ev_timer_stop(s->m->d->loop, &s->rekey);
-	s->installed = false;
-	bt_info("IKE %s/%s: Child SA removed (in 0x%08x, out 0x%08x)", s->conn, s->child, s->spi_in, s->spi_out);
+	dp_sa_del(dp, sc->spi_in, ESP_DIR_IN);
+	dp_sa_del(dp, sc->spi_out, ESP_DIR_OUT);
+	if (sc->old_spi_in)
+		dp_sa_del(dp, sc->old_spi_in, ESP_DIR_IN);
+	sc->old_spi_in = 0;
+	free_sa(sc->next_out);
+	sc->next_out = NULL;
+	ev_timer_stop(s->m->d->loop, &sc->rekey);
+	sc->installed = false;
+	bt_info("IKE %s/%s: Child SA removed (in 0x%08x, out 0x%08x)", s->conn, sc->name, sc->spi_in, sc->spi_out);
 }
 
-/* The inbound and outbound ESP SAs of a negotiated child (sa[0] in, sa[1] out), for s->reqid. */
-static int build_sas(struct ike_sess *s, const struct ike_child *k, struct esp_sa *sa[2])
+/* The inbound and outbound ESP SAs of a negotiated child (sa[0] in, sa[1] out), for sc->reqid. */
+static int build_sas(struct ike_sess *s, struct sess_child *sc, const struct ike_child *k, struct esp_sa *sa[2])
 {
 	struct ike_mgr *m = s->m;
 	const struct cfg_conn *c = conn_by_name(m->d->cfg, s->conn);
-	const struct cfg_child *ch = child_by_name(c, s->child);
+	const struct cfg_child *ch = child_by_name(c, sc->name);
 	char err[160];
 	bool ini = s->sa.initiator;
 	sa[0] = calloc(1, sizeof(struct esp_sa)), sa[1] = calloc(1, sizeof(struct esp_sa));
@@ -535,9 +583,9 @@ static int build_sas(struct ike_sess *s, const struct ike_child *k, struct esp_s
 		bool in = d == 0;
 		/* the initiator's keys protect initiator -> responder */
 		bool i2r = in != ini;
-		snprintf(x->name, sizeof(x->name), "%.15s/%.15s", s->conn, s->child);
+		snprintf(x->name, sizeof(x->name), "%.15s/%.15s", s->conn, sc->name);
 		x->spi = in ? (ini ? k->spi_i : k->spi_r) : (ini ? k->spi_r : k->spi_i);
-		x->reqid = s->reqid;
+		x->reqid = sc->reqid;
 		x->dir = in ? ESP_DIR_IN : ESP_DIR_OUT;
 		x->mode = ch->mode;
 		x->encap = s->natt ? ESP_ENCAP_UDP : ESP_ENCAP_RAW;
@@ -548,7 +596,7 @@ static int build_sas(struct ike_sess *s, const struct ike_child *k, struct esp_s
 		const struct bt_ts *lts = ini ? k->ts_i : k->ts_r, *rts = ini ? k->ts_r : k->ts_i;
 		if (esp_sa_set_ts(x, lts, ini ? k->n_ts_i : k->n_ts_r, rts, ini ? k->n_ts_r : k->n_ts_i))
 			goto fail;
-		if (esp_algs(&s->sa.esp_chosen, x))
+		if (esp_algs(&k->esp, x))
 			goto fail;
 		x->enc_key_len = (uint8_t)k->encr_len;
 		memcpy(x->enc_key, i2r ? k->ei : k->er, k->encr_len);
@@ -580,118 +628,128 @@ fail:
 	return -1;
 }
 
-static void arm_rekey(struct ike_sess *s)
+static void arm_rekey(struct ike_sess *s, struct sess_child *sc)
 {
-	const struct cfg_child *ch = child_by_name(conn_by_name(s->m->d->cfg, s->conn), s->child);
-	ev_timer_stop(s->m->d->loop, &s->rekey);
+	const struct cfg_child *ch = child_by_name(conn_by_name(s->m->d->cfg, s->conn), sc->name);
+	ev_timer_stop(s->m->d->loop, &sc->rekey);
 	if (!ch || !ch->soft.seconds)
 		return;
 	/* a little jitter keeps two peers with the same rekey_time from colliding every time */
 	double j = (double)(rand() % 1000) / 1000.0 * (ch->soft.seconds > 10 ? 2.0 : 0.2);
-	ev_timer_set(&s->rekey, (double)ch->soft.seconds - j, 0);
-	ev_timer_start(s->m->d->loop, &s->rekey);
+	ev_timer_set(&sc->rekey, (double)ch->soft.seconds - j, 0);
+	ev_timer_start(s->m->d->loop, &sc->rekey);
 }
 
-static int install(struct ike_sess *s)
+static int install(struct ike_sess *s, struct sess_child *sc, const struct ike_child *k)
 {
 	struct ike_mgr *m = s->m;
-	const struct ike_child *k = &s->sa.child;
 	struct esp_sa *sa[2];
-	const struct cfg_child *ch = child_by_name(conn_by_name(m->d->cfg, s->conn), s->child);
+	const struct cfg_child *ch = child_by_name(conn_by_name(m->d->cfg, s->conn), sc->name);
 	bool ini = s->sa.initiator;
-	s->reqid = m->next_reqid++;
+	sc->reqid = m->next_reqid++;
 	if (m->next_reqid < IKE_REQID_BASE)
 		m->next_reqid = IKE_REQID_BASE;
-	if (!ch || build_sas(s, k, sa) != 0)
+	if (!ch || build_sas(s, sc, k, sa) != 0)
 		return -1;
-	s->spi_in = sa[0]->spi, s->spi_out = sa[1]->spi;
+	sc->spi_in = sa[0]->spi, sc->spi_out = sa[1]->spi;
 	if (dp_sa_add(m->d->dp, sa[0]) != 0) {
-		bt_err("IKE %s: inbound SPI 0x%08x already in use", s->conn, s->spi_in);
+		bt_err("IKE %s: inbound SPI 0x%08x already in use", s->conn, sc->spi_in);
 		goto fail;
 	}
 	sa[0] = NULL;
 	if (dp_sa_add(m->d->dp, sa[1]) != 0) {
-		dp_sa_del(m->d->dp, s->spi_in, ESP_DIR_IN);
+		dp_sa_del(m->d->dp, sc->spi_in, ESP_DIR_IN);
 		goto fail;
 	}
 	sa[1] = NULL;
 	/* the policy: kept here for listings, and a copy in the SPD's dynamic level */
-	s->pol_nl = ini ? k->n_ts_i : k->n_ts_r, s->pol_nr = ini ? k->n_ts_r : k->n_ts_i;
-	s->pol_prio = ch->priority;
-	free(s->pol_ts);
-	s->pol_ts = malloc(((size_t)s->pol_nl + s->pol_nr + 1) * sizeof(*s->pol_ts));
-	if (!s->pol_ts) {
-		dp_sa_del(m->d->dp, s->spi_in, ESP_DIR_IN);
-		dp_sa_del(m->d->dp, s->spi_out, ESP_DIR_OUT);
+	sc->pol_nl = ini ? k->n_ts_i : k->n_ts_r, sc->pol_nr = ini ? k->n_ts_r : k->n_ts_i;
+	sc->pol_prio = ch->priority;
+	free(sc->pol_ts);
+	sc->pol_ts = malloc(((size_t)sc->pol_nl + sc->pol_nr + 1) * sizeof(*sc->pol_ts));
+	if (!sc->pol_ts) {
+		dp_sa_del(m->d->dp, sc->spi_in, ESP_DIR_IN);
+		dp_sa_del(m->d->dp, sc->spi_out, ESP_DIR_OUT);
 		return -1;
 	}
-	memcpy(s->pol_ts, ini ? k->ts_i : k->ts_r, s->pol_nl * sizeof(*s->pol_ts));
-	memcpy(s->pol_ts + s->pol_nl, ini ? k->ts_r : k->ts_i, s->pol_nr * sizeof(*s->pol_ts));
+	memcpy(sc->pol_ts, ini ? k->ts_i : k->ts_r, sc->pol_nl * sizeof(*sc->pol_ts));
+	memcpy(sc->pol_ts + sc->pol_nl, ini ? k->ts_r : k->ts_i, sc->pol_nr * sizeof(*sc->pol_ts));
 	struct spd_policy p;
-	sess_policy(s, &p);
+	child_policy(s, sc, &p);
 	if (dp_pol_add(m->d->dp, &p) != 0) {
-		dp_sa_del(m->d->dp, s->spi_in, ESP_DIR_IN);
-		dp_sa_del(m->d->dp, s->spi_out, ESP_DIR_OUT);
+		dp_sa_del(m->d->dp, sc->spi_in, ESP_DIR_IN);
+		dp_sa_del(m->d->dp, sc->spi_out, ESP_DIR_OUT);
 		return -1;
 	}
-	s->installed = true;
+	sc->installed = true;
 	char a[64], b[64], prop[96];
-	ike_prop_name(&s->sa.esp_chosen, prop, sizeof(prop));
-	bt_info("IKE %s/%s: Child SA up, %s, in 0x%08x out 0x%08x, %s%s%s:%u", s->conn, s->child, prop, s->spi_in,
-		s->spi_out, bt_addr_str(&s->local, a, sizeof(a)), s->natt ? " UDP-encap -> " : " ESP -> ",
+	ike_prop_name(&k->esp, prop, sizeof(prop));
+	bt_info("IKE %s/%s: Child SA up, %s, in 0x%08x out 0x%08x, %s%s%s:%u", s->conn, sc->name, prop, sc->spi_in,
+		sc->spi_out, bt_addr_str(&s->local, a, sizeof(a)), s->natt ? " UDP-encap -> " : " ESP -> ",
 		bt_addr_str(&s->remote, b, sizeof(b)), s->natt ? s->rport : 0);
-	arm_rekey(s);
+	arm_rekey(s, sc);
 	return 0;
 fail:
 	free_sa(sa[0]), free_sa(sa[1]);
 	return -1;
 }
 
-/* A rekey produced a new child: its inbound SA goes in at once. The side that started the rekey
- * switches outbound now (the peer installed everything before answering); the other side switches
- * when the old child is deleted, so that nothing arrives before the peer can take it. */
-static void install_next(struct ike_sess *s, bool we_started)
+/* A rekey produced a new child: its inbound SA goes in at once. The side whose rekey made it
+ * switches outbound now (the peer installed everything before answering) and deletes the old one;
+ * the other side switches when the old child is deleted, so that nothing arrives before the peer
+ * can take it. */
+static void install_next(struct ike_sess *s, int k)
 {
 	struct ike_mgr *m = s->m;
+	struct ike_child *c = s->sa.child[k];
+	struct sess_child *sc = s->ch[k];
+	bool we_started = c->next_ours;
 	struct esp_sa *sa[2] = {NULL, NULL};
-	if (!s->installed || !s->sa.next_child || build_sas(s, s->sa.next_child, sa) != 0 || dp_sa_add(m->d->dp, sa[0]) != 0) {
+	if (c->red)
+		bt_info("IKE %s/%s: both ends rekeyed at once (RFC 7296 2.8.1): %s new Child SA stays, %s the other",
+			s->conn, sc ? sc->name : "?", we_started ? "ours" : "the peer's", c->red_delete ? "we delete" : "the peer deletes");
+	if (!sc || !sc->installed || build_sas(s, sc, c->next, sa) != 0 || dp_sa_add(m->d->dp, sa[0]) != 0) {
 		bt_err("IKE %s: cannot install the rekeyed Child SA", s->conn);
 		free_sa(sa[0]); /* not taken by the SAD */
 		free_sa(sa[1]);
-		ike_child_promote(&s->sa); /* keep the engine consistent; the SA will be deleted */
+		ike_child_promote(&s->sa, c); /* keep the engine consistent; the SA will be deleted */
 		return;
 	}
 	uint32_t new_in = sa[0]->spi, new_out = sa[1]->spi;
-	s->old_spi_in = s->spi_in;
-	s->spi_in = new_in;
+	sc->old_spi_in = sc->spi_in;
+	sc->spi_in = new_in;
 	if (we_started) {
 		dp_sa_add(m->d->dp, sa[1]); /* replaces the old outbound SA of this reqid atomically */
-		s->spi_out = new_out;
+		sc->spi_out = new_out;
+		sc->owe_old_delete = true;
 	} else {
-		free_sa(s->next_out);
-		s->next_out = sa[1];
+		free_sa(sc->next_out);
+		sc->next_out = sa[1];
 	}
-	ike_child_promote(&s->sa);
+	ike_child_promote(&s->sa, c);
+	sc->rekeys++;
 	s->rekeys++;
 	m->st.child_rekeys++;
-	bt_info("IKE %s/%s: Child SA rekeyed: in 0x%08x -> 0x%08x, out -> 0x%08x%s", s->conn, s->child, s->old_spi_in,
+	bt_info("IKE %s/%s: Child SA rekeyed: in 0x%08x -> 0x%08x, out -> 0x%08x%s", s->conn, sc->name, sc->old_spi_in,
 		new_in, new_out, we_started ? "" : " (after the old one is deleted)");
-	arm_rekey(s);
+	arm_rekey(s, sc);
 }
 
 /* The old child's delete completed: its inbound SA goes; a waiting new outbound SA takes over. */
-static void retire_old(struct ike_sess *s)
+static void retire_old(struct ike_sess *s, struct sess_child *sc)
 {
 	struct ike_mgr *m = s->m;
-	if (s->next_out) {
-		s->spi_out = s->next_out->spi;
-		dp_sa_add(m->d->dp, s->next_out);
-		s->next_out = NULL;
+	if (!sc)
+		return;
+	if (sc->next_out) {
+		sc->spi_out = sc->next_out->spi;
+		dp_sa_add(m->d->dp, sc->next_out);
+		sc->next_out = NULL;
 	}
-	if (s->old_spi_in) {
-		dp_sa_del(m->d->dp, s->old_spi_in, ESP_DIR_IN);
-		bt_debug("IKE %s/%s: old inbound SA 0x%08x removed", s->conn, s->child, s->old_spi_in);
-		s->old_spi_in = 0;
+	if (sc->old_spi_in) {
+		dp_sa_del(m->d->dp, sc->old_spi_in, ESP_DIR_IN);
+		bt_debug("IKE %s/%s: old inbound SA 0x%08x removed", s->conn, sc->name, sc->old_spi_in);
+		sc->old_spi_in = 0;
 	}
 }
 
@@ -711,16 +769,27 @@ static void sess_rebind(struct ike_sess *s, const struct bt_addr *local, uint16_
 	s->local = *local, s->remote = *remote, s->lport = lport, s->rport = rport, s->natt = natt;
 	ike_sa_set_endpoints(&s->sa, local, lport, remote, rport);
 	m->st.rebinds++;
-	if (!s->installed)
-		return;
 	struct esp_path p = {.local = *local, .remote = *remote, .local_port = dp_udp_port(m->d->dp),
 			     .remote_port = natt ? rport : ESP_UDP_PORT, .encap = natt ? ESP_ENCAP_UDP : ESP_ENCAP_RAW};
-	dp_sa_rebind(m->d->dp, ESP_DIR_OUT, s->reqid, &p);
-	dp_sa_rebind(m->d->dp, ESP_DIR_IN, s->spi_in, &p);
-	if (s->old_spi_in)
-		dp_sa_rebind(m->d->dp, ESP_DIR_IN, s->old_spi_in, &p);
-	if (s->next_out)
-		esp_sa_set_path(s->next_out, &p); /* not in the data plane yet */
+	for (int k = 0; k < IKE_CHILD_MAX; k++) {
+		struct sess_child *sc = s->ch[k];
+		if (!sc || !sc->installed)
+			continue;
+		dp_sa_rebind(m->d->dp, ESP_DIR_OUT, sc->reqid, &p);
+		dp_sa_rebind(m->d->dp, ESP_DIR_IN, sc->spi_in, &p);
+		if (sc->old_spi_in)
+			dp_sa_rebind(m->d->dp, ESP_DIR_IN, sc->old_spi_in, &p);
+		if (sc->next_out)
+			esp_sa_set_path(sc->next_out, &p); /* not in the data plane yet */
+	}
+}
+
+static bool any_installed(const struct ike_sess *s)
+{
+	for (int k = 0; k < IKE_CHILD_MAX; k++)
+		if (s->ch[k] && s->ch[k]->installed)
+			return true;
+	return false;
 }
 
 /* MOBIKE: our UPDATE_SA_ADDRESSES for the current path, as soon as no other request is in flight. */
@@ -956,26 +1025,37 @@ static void irekey_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Start a Child SA rekey now (or a little later if an exchange is in flight). */
-static int start_rekey(struct ike_sess *s)
+static int start_rekey(struct ike_sess *s, int k)
 {
 	struct ike_mgr *m = s->m;
-	size_t len = s->req ? 0 : ike_rekey_child(&s->sa, m->out, sizeof(m->out));
+	struct sess_child *sc = s->ch[k];
+	size_t len = s->req ? 0 : ike_rekey_child(&s->sa, s->sa.child[k], m->out, sizeof(m->out));
 	if (!len) {
-		ev_timer_stop(m->d->loop, &s->rekey);
-		ev_timer_set(&s->rekey, 0.5 + (double)(rand() % 1000) / 1000.0, 0);
-		ev_timer_start(m->d->loop, &s->rekey);
+		ev_timer_stop(m->d->loop, &sc->rekey);
+		ev_timer_set(&sc->rekey, 0.5 + (double)(rand() % 1000) / 1000.0, 0);
+		ev_timer_start(m->d->loop, &sc->rekey);
 		return -EBUSY;
 	}
-	bt_info("IKE %s/%s: rekeying the Child SA", s->conn, s->child);
+	bt_info("IKE %s/%s: rekeying the Child SA", s->conn, sc->name);
 	send_request(s, m->out, len);
 	return 0;
 }
 
+static int slot_of(const struct ike_sess *s, const struct sess_child *sc)
+{
+	for (int k = 0; k < IKE_CHILD_MAX; k++)
+		if (sc && s->ch[k] == sc)
+			return k;
+	return -1;
+}
+
 static void rekey_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct ike_sess *s = w->data;
-	if (s->sa.state == IKE_ST_ESTABLISHED && s->installed)
-		start_rekey(s);
+	struct sess_child *sc = w->data;
+	struct ike_sess *s = sc->s;
+	int k = slot_of(s, sc);
+	if (s->sa.state == IKE_ST_ESTABLISHED && sc->installed && !sc->closing && k >= 0 && s->sa.child[k])
+		start_rekey(s, k);
 }
 
 /* --- sessions ---------------------------------------------------------------------------------- */
@@ -983,6 +1063,8 @@ static void rekey_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void rtx_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void dpd_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void ka_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void want_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void child_down(struct ike_sess *s, int k);
 
 /* The count of our IKE SAs with peer a, changed by delta. Open addressing; a slot is never freed
  * (its count drops to 0), and a full table answers 1 (no INITIAL_CONTACT: the safe side). */
@@ -1065,36 +1147,83 @@ static void conf_put(struct ike_mgr *m, struct conf_ref *r)
 	free(r);
 }
 
+/* The held shared engine configuration of a child of connection c. */
+static struct conf_ref *child_ref(struct ike_mgr *m, const struct cfg_conn *c, const struct cfg_child *ch, char *err,
+				  size_t errlen)
+{
+	struct ike_conf k;
+	uint8_t fp[32];
+	if (conf_from(m->d->cfg, c, ch, &k, err, errlen))
+		return NULL;
+	fingerprint(c, ch, &k, fp);
+	struct conf_ref *r = conf_get(m, &k, fp);
+	OPENSSL_cleanse(&k, sizeof(k));
+	if (!r)
+		snprintf(err, errlen, "out of memory");
+	else
+		snprintf(r->child, sizeof(r->child), "%s", ch->name);
+	return r;
+}
+
+/* The engine's configurations are all inside a conf_ref. */
+static struct conf_ref *ref_of(const struct ike_conf *k)
+{
+	return (struct conf_ref *)(void *)((char *)k - offsetof(struct conf_ref, conf));
+}
+
+static void drop_alt(struct ike_sess *s)
+{
+	for (unsigned i = 0; i < s->n_alt; i++)
+		conf_put(s->m, ref_of(s->alt[i]));
+	free(s->alt);
+	s->alt = NULL, s->n_alt = 0;
+	s->sa.child_confs = NULL, s->sa.n_child_confs = 0;
+}
+
+/* The children of its connection a Child SA the peer asks for may be made for (the first whose
+ * selectors fit, as in IKE_AUTH), when there is more than one. */
+static void set_alt(struct ike_sess *s, const struct cfg_conn *c)
+{
+	char err[160];
+	drop_alt(s);
+	if (c->n_children < 2)
+		return;
+	size_t n = c->n_children < 255 ? c->n_children : 255;
+	if (!(s->alt = calloc(n, sizeof(*s->alt))))
+		return;
+	for (size_t j = 0; j < n; j++) {
+		struct conf_ref *r = child_ref(s->m, c, &c->children[j], err, sizeof(err));
+		if (r)
+			s->alt[s->n_alt++] = &r->conf;
+	}
+	s->sa.child_confs = s->alt, s->sa.n_child_confs = s->n_alt;
+}
+
 static struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, const struct cfg_child *ch,
 				 bool initiator, char *err, size_t errlen)
 {
-	struct ike_conf k;
-	if (conf_from(m->d->cfg, c, ch, &k, err, errlen))
-		return NULL;
 	struct ike_sess *s = calloc(1, sizeof(*s));
 	if (!s) {
-		OPENSSL_cleanse(&k, sizeof(k));
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	s->m = m;
-	fingerprint(c, ch, &k, s->conf_fp);
-	s->cref = conf_get(m, &k, s->conf_fp);
-	OPENSSL_cleanse(&k, sizeof(k));
+	s->cref = child_ref(m, c, ch, err, errlen);
 	if (!s->cref) {
 		free(s);
-		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	memcpy(s->conf_fp, s->cref->fp, sizeof(s->conf_fp));
 	snprintf(s->conn, sizeof(s->conn), "%s", c->name);
 	snprintf(s->child, sizeof(s->child), "%s", ch->name);
 	ike_sa_init(&s->sa, &s->cref->conf, initiator, &rng);
+	set_alt(s, c);
 	ev_timer_init(&s->rtx, rtx_cb, 1, 0);
 	ev_timer_init(&s->dpd, dpd_cb, 1, 0);
 	ev_timer_init(&s->ka, ka_cb, m->d->cfg->keepalive_s, m->d->cfg->keepalive_s);
-	ev_timer_init(&s->rekey, rekey_cb, 1, 0);
 	ev_timer_init(&s->irekey, irekey_cb, 1, 0);
-	s->rtx.data = s->dpd.data = s->ka.data = s->rekey.data = s->irekey.data = s;
+	ev_timer_init(&s->want_w, want_cb, 1, 0);
+	s->rtx.data = s->dpd.data = s->ka.data = s->irekey.data = s->want_w.data = s;
 	s->started = now_s(m);
 	struct ike_sess **cb = &m->by_conn[name_hash(s->conn) % SESS_BUCKETS];
 	s->next_conn = *cb, s->prev_conn = cb;
@@ -1112,16 +1241,20 @@ static struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, co
 static void sess_free(struct ike_sess *s)
 {
 	struct ike_mgr *m = s->m;
-	uninstall(s);
+	for (int k = 0; k < IKE_CHILD_MAX; k++)
+		child_down(s, k);
+	drop_alt(s);
+	conf_put(m, s->creating);
 	ev_timer_stop(m->d->loop, &s->rtx);
 	ev_timer_stop(m->d->loop, &s->dpd);
 	ev_timer_stop(m->d->loop, &s->ka);
-	ev_timer_stop(m->d->loop, &s->rekey);
+	ev_timer_stop(m->d->loop, &s->want_w);
 	if (s->local_key)
 		unlink_from(&m->by_local[bucket(s->local_key)], s, true);
 	if (s->in_peer_table)
 		unlink_from(&m->by_peer[bucket(s->sa.spi_i)], s, false);
 	unlink_old(s);
+	unlink_red(s);
 	ev_timer_stop(m->d->loop, &s->irekey);
 	*s->prev_all = s->next_all;
 	if (s->next_all)
@@ -1135,7 +1268,6 @@ static void sess_free(struct ike_sess *s)
 		contacts(m, &s->contact, -1);
 	m->n_sess--;
 	free(s->req);
-	free(s->pol_ts);
 	ike_sa_free(&s->sa);
 	conf_put(m, s->cref);
 	free(s);
@@ -1184,8 +1316,6 @@ static void established(struct ike_sess *s)
 			sess_free(t);
 		}
 	}
-	if (s->sa.child_ready && install(s) != 0)
-		bt_err("IKE %s: the Child SA could not be installed", s->conn);
 	if (c && c->dpd_delay) {
 		ev_timer_set(&s->dpd, (double)c->dpd_delay, 0);
 		ev_timer_start(m->d->loop, &s->dpd);
@@ -1195,6 +1325,147 @@ static void established(struct ike_sess *s)
 	arm_ike_rekey(s);
 }
 
+/* --- Child SAs of a session ------------------------------------------------------------------- */
+
+static uint32_t our_spi(const struct ike_sess *s, const struct ike_child *c)
+{
+	return s->sa.initiator ? c->spi_i : c->spi_r;
+}
+
+static int child_index(const struct cfg_conn *c, const char *name)
+{
+	for (size_t j = 0; c && j < c->n_children && j < 32; j++)
+		if (!strcmp(c->children[j].name, name))
+			return (int)j;
+	return -1;
+}
+
+/* The engine made child k (IKE_AUTH or CREATE_CHILD_SA): into the data plane with it. */
+static void child_up(struct ike_sess *s, int k)
+{
+	struct ike_child *c = s->sa.child[k];
+	struct conf_ref *r = ref_of(c->conf);
+	struct sess_child *sc = calloc(1, sizeof(*sc));
+	int j = child_index(conn_by_name(s->m->d->cfg, s->conn), r->child);
+	if (j >= 0)
+		s->want &= ~(1u << j);
+	if (!sc) {
+		bt_err("IKE %s/%s: out of memory for the Child SA", s->conn, r->child);
+		return;
+	}
+	sc->s = s;
+	snprintf(sc->name, sizeof(sc->name), "%s", r->child);
+	sc->cref = r;
+	r->refs++;
+	ev_timer_init(&sc->rekey, rekey_cb, 1, 0);
+	sc->rekey.data = sc;
+	s->ch[k] = sc;
+	if (install(s, sc, c) != 0)
+		bt_err("IKE %s/%s: the Child SA could not be installed", s->conn, sc->name);
+}
+
+static void child_down(struct ike_sess *s, int k)
+{
+	struct sess_child *sc = s->ch[k];
+	if (!sc)
+		return;
+	uninstall(s, sc);
+	ev_timer_stop(s->m->d->loop, &sc->rekey);
+	free(sc->pol_ts);
+	conf_put(s->m, sc->cref);
+	free(sc);
+	s->ch[k] = NULL;
+}
+
+/* Send what the session owes when no request of ours is in flight: the delete of an old child our
+ * rekey replaced, of a redundant one a rekey collision left to us (RFC 7296 2.8.1), of a child
+ * being terminated; then the children still to bring up (CREATE_CHILD_SA, one at a time). */
+static void kick(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	char err[160];
+	if (s->req || s->closing || s->sa.state != IKE_ST_ESTABLISHED || s->sa.ccs_pending || s->sa.info_pending)
+		return;
+	for (int k = 0; k < IKE_CHILD_MAX; k++) {
+		struct ike_child *c = s->sa.child[k];
+		struct sess_child *sc = s->ch[k];
+		uint32_t spi = 0;
+		const char *what = "";
+		if (!c || c->gone)
+			continue;
+		if (sc && sc->owe_old_delete && c->old_present && c->old) {
+			spi = our_spi(s, c->old), what = "the old Child SA";
+			sc->owe_old_delete = false;
+		} else if (c->red && c->red_delete) {
+			spi = our_spi(s, c->red), what = "the redundant Child SA of a rekey collision";
+		} else if (sc && sc->closing) {
+			spi = our_spi(s, c), what = "the Child SA";
+		}
+		if (!spi)
+			continue;
+		size_t len = ike_delete_child(&s->sa, &spi, 1, m->out, sizeof(m->out));
+		if (len) {
+			bt_info("IKE %s/%s: deleting %s (0x%08x)", s->conn, sc ? sc->name : "?", what, spi);
+			send_request(s, m->out, len);
+			return;
+		}
+	}
+	const struct cfg_conn *c = conn_by_name(m->d->cfg, s->conn);
+	if (!s->want || !c || ev_is_active(&s->want_w))
+		return;
+	for (size_t j = 0; j < c->n_children && j < 32; j++) {
+		if (!(s->want & (1u << j)))
+			continue;
+		struct conf_ref *r = child_ref(m, c, &c->children[j], err, sizeof(err));
+		size_t len = r ? ike_create_child(&s->sa, &r->conf, m->out, sizeof(m->out)) : 0;
+		if (!len) {
+			bt_warn("IKE %s/%s: cannot ask for the Child SA%s", s->conn, c->children[j].name,
+				r ? " (the IKE SA holds all it can)" : "");
+			conf_put(m, r);
+			s->want &= ~(1u << j);
+			continue;
+		}
+		s->creating = r;
+		bt_info("IKE %s/%s: asking for the Child SA on IKE SA %016llx_i (CREATE_CHILD_SA)", s->conn,
+			c->children[j].name, (unsigned long long)s->sa.spi_i);
+		send_request(s, m->out, len);
+		return;
+	}
+}
+
+static void want_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	kick(w->data);
+}
+
+/* What the engine did to the Child SAs: install new and rekeyed ones, remove old and deleted ones,
+ * then send what that leaves us to send. */
+static void sync_children(struct ike_sess *s)
+{
+	for (int k = 0; k < IKE_CHILD_MAX; k++) {
+		struct ike_child *c = s->sa.child[k];
+		if (!c)
+			continue;
+		if (c->up) {
+			c->up = false;
+			child_up(s, k);
+		}
+		if (c->next_ready)
+			install_next(s, k);
+		c = s->sa.child[k];
+		if (c->old_deleted) {
+			c->old_deleted = false;
+			retire_old(s, s->ch[k]);
+		}
+		if (c->gone && s->ch[k]) {
+			bt_info("IKE %s/%s: Child SA deleted%s", s->conn, s->ch[k]->name, s->ch[k]->closing ? "" : " by the peer");
+			child_down(s, k);
+		}
+	}
+	ike_child_reap(&s->sa);
+	kick(s);
+}
+
 /* The SA is gone: remove it, and do what the child's dpd_action or start_action asks. */
 static void sess_gone(struct ike_sess *s, bool peer_dead)
 {
@@ -1202,14 +1473,19 @@ static void sess_gone(struct ike_sess *s, bool peer_dead)
 	const struct cfg_conn *c = conn_by_name(m->d->cfg, s->conn);
 	const struct cfg_child *ch = child_by_name(c, s->child);
 	bool restart = peer_dead && ch && ch->dpd_action == CFG_DPD_RESTART && !s->closing;
-	char conn[BT_NAME_MAX], child[BT_NAME_MAX];
+	char conn[BT_NAME_MAX], child[1 + IKE_CHILD_MAX][BT_NAME_MAX];
+	unsigned n = 0;
 	snprintf(conn, sizeof(conn), "%s", s->conn);
-	snprintf(child, sizeof(child), "%s", s->child);
+	snprintf(child[n++], sizeof(child[0]), "%s", s->child);
+	for (int k = 0; k < IKE_CHILD_MAX; k++)
+		if (s->ch[k] && strcmp(s->ch[k]->name, s->child))
+			snprintf(child[n++], sizeof(child[0]), "%s", s->ch[k]->name);
 	sess_free(s);
-	if (restart) {
+	for (unsigned i = 0; restart && i < n; i++) {
 		char err[160];
-		bt_info("IKE %s: dpd_action = restart: initiating again", conn);
-		if (ike_mgr_initiate(m->d, conn, child, err, sizeof(err)) != 0)
+		bt_info("IKE %s/%s: dpd_action = restart: initiating again", conn, child[i]);
+		int rc = ike_mgr_initiate(m->d, conn, child[i], err, sizeof(err));
+		if (rc != 0 && rc != -EALREADY)
 			bt_warn("IKE %s: %s", conn, err);
 	}
 }
@@ -1264,11 +1540,12 @@ static void dpd_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (!c || !c->dpd_delay)
 		return;
 	uint64_t in = 0;
-	if (s->installed) {
-		struct esp_sa *sa = sad_lookup_in(dp_sad(s->m->d->dp), s->spi_in);
-		if (sa)
-			in = atomic_load(&sa->ctr.packets);
-	}
+	for (int k = 0; k < IKE_CHILD_MAX; k++)
+		if (s->ch[k] && s->ch[k]->installed) {
+			struct esp_sa *sa = sad_lookup_in(dp_sad(s->m->d->dp), s->ch[k]->spi_in);
+			if (sa)
+				in += atomic_load(&sa->ctr.packets);
+		}
 	if (in == s->last_in_packets && !s->req) {
 		size_t len = ike_informational(&s->sa, IKE_INFO_DPD, s->m->out, sizeof(s->m->out));
 		if (len) {
@@ -1298,13 +1575,32 @@ int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char
 			 child ? child : "");
 		return -1;
 	}
-	for (struct ike_sess *s = m->by_conn[name_hash(conn) % SESS_BUCKETS]; s; s = s->next_conn)
-		if (!strcmp(s->conn, conn) && !strcmp(s->child, ch->name) && !s->closing &&
-		    s->sa.state != IKE_ST_FAILED && s->sa.state != IKE_ST_DELETED) {
+	/* an IKE SA of this connection carries the child already, or will (RFC 7296 1.3.1: a new Child
+	 * SA goes on an existing IKE SA) */
+	struct ike_sess *host = NULL;
+	int j = child_index(c, ch->name);
+	for (struct ike_sess *s = m->by_conn[name_hash(conn) % SESS_BUCKETS]; s; s = s->next_conn) {
+		if (strcmp(s->conn, conn) || s->closing || s->sa.state == IKE_ST_FAILED || s->sa.state == IKE_ST_DELETED)
+			continue;
+		bool has = (s->sa.state != IKE_ST_ESTABLISHED && !strcmp(s->child, ch->name)) ||
+			   (j >= 0 && (s->want & (1u << j))) || (s->creating && !strcmp(s->creating->child, ch->name));
+		for (int k = 0; k < IKE_CHILD_MAX && !has; k++)
+			has = s->ch[k] && !s->ch[k]->closing && !strcmp(s->ch[k]->name, ch->name);
+		if (has) {
 			snprintf(err, errlen, "%s/%s is already %s", conn, ch->name,
-				 s->sa.state == IKE_ST_ESTABLISHED ? "up" : "being negotiated");
+				 s->sa.state == IKE_ST_ESTABLISHED && !(j >= 0 && (s->want & (1u << j))) && !s->creating
+					 ? "up" : "being negotiated");
 			return -EALREADY;
 		}
+		if (!host && s->sa.state != IKE_ST_IDLE && (s->sa.initiator || s->sa.state == IKE_ST_ESTABLISHED))
+			host = s;
+	}
+	if (host && j >= 0) {
+		host->want |= 1u << j;
+		bt_info("IKE %s/%s: to come up on IKE SA %016llx_i", conn, ch->name, (unsigned long long)host->sa.spi_i);
+		kick(host);
+		return 0;
+	}
 	const struct bt_prefix *rh = NULL;
 	for (unsigned i = 0; i < c->n_remote_addrs && !rh; i++)
 		if (c->remote_addrs[i].len == (c->remote_addrs[i].addr.family == AF_INET ? 32 : 128))
@@ -1340,32 +1636,70 @@ int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char
 	return 0;
 }
 
-int ike_mgr_rekey(struct daemon *d, const char *conn, bool ike, char *err, size_t errlen)
+int ike_mgr_rekey(struct daemon *d, const char *conn, const char *child, bool ike, char *err, size_t errlen)
 {
 	int n = 0;
-	for (struct ike_sess *s = d->ike->by_conn[name_hash(conn) % SESS_BUCKETS]; s; s = s->next_conn)
-		if (!strcmp(s->conn, conn) && s->sa.state == IKE_ST_ESTABLISHED && (s->installed || ike) && !s->closing) {
-			ike ? start_ike_rekey(s) : start_rekey(s);
+	for (struct ike_sess *s = d->ike->by_conn[name_hash(conn) % SESS_BUCKETS]; s; s = s->next_conn) {
+		if (strcmp(s->conn, conn) || s->sa.state != IKE_ST_ESTABLISHED || s->closing)
+			continue;
+		if (ike) {
+			start_ike_rekey(s);
 			n++;
+			continue;
 		}
+		/* one request at a time: the children after the first retry shortly (start_rekey) */
+		for (int k = 0; k < IKE_CHILD_MAX; k++)
+			if (s->ch[k] && s->ch[k]->installed && !s->ch[k]->closing && (!child || !strcmp(child, s->ch[k]->name))) {
+				start_rekey(s, k);
+				n++;
+			}
+	}
 	if (!n) {
-		snprintf(err, errlen, "no established Child SA of connection '%s'", conn);
+		snprintf(err, errlen, "no established %s SA of connection '%s%s%s'", ike ? "IKE" : "Child", conn,
+			 child ? "/" : "", child ? child : "");
 		return -1;
 	}
 	return n;
 }
 
-int ike_mgr_terminate(struct daemon *d, const char *conn, char *err, size_t errlen)
+/* One child of the connection's IKE SAs: its SAs go now, its delete is sent when the IKE SA is idle. */
+static int terminate_child(struct ike_mgr *m, const char *conn, const char *child, char *err, size_t errlen)
+{
+	int n = 0;
+	const struct cfg_conn *c = conn_by_name(m->d->cfg, conn);
+	int j = child_index(c, child);
+	for (struct ike_sess *s = m->by_conn[name_hash(conn) % SESS_BUCKETS]; s; s = s->next_conn) {
+		if (strcmp(s->conn, conn) || s->closing)
+			continue;
+		if (j >= 0 && (s->want & (1u << j)))
+			s->want &= ~(1u << j), n++;
+		for (int k = 0; k < IKE_CHILD_MAX; k++)
+			if (s->ch[k] && !s->ch[k]->closing && !strcmp(s->ch[k]->name, child)) {
+				s->ch[k]->closing = true;
+				uninstall(s, s->ch[k]);
+				n++;
+			}
+		kick(s);
+	}
+	if (!n)
+		snprintf(err, errlen, "no Child SA %s/%s", conn, child);
+	return n ? n : -1;
+}
+
+int ike_mgr_terminate(struct daemon *d, const char *conn, const char *child, char *err, size_t errlen)
 {
 	struct ike_mgr *m = d->ike;
 	unsigned n = 0;
+	if (child)
+		return terminate_child(m, conn, child, err, errlen);
 	for (struct ike_sess *s = m->by_conn[name_hash(conn) % SESS_BUCKETS], *next; s; s = next) {
 		next = s->next_conn;
 		if (strcmp(s->conn, conn) || s->closing)
 			continue;
 		n++;
 		s->closing = true;
-		uninstall(s);
+		for (int k = 0; k < IKE_CHILD_MAX; k++)
+			uninstall(s, s->ch[k]);
 		size_t len = s->sa.state == IKE_ST_ESTABLISHED && !s->req
 				     ? ike_informational(&s->sa, IKE_INFO_DELETE_IKE, m->out, sizeof(m->out))
 				     : 0;
@@ -1478,6 +1812,8 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		s = find_local(m, from_initiator ? h.spi_r : h.spi_i, !from_initiator);
 		if (!s)
 			s = find_old(m, h.spi_i) ? find_old(m, h.spi_i) : find_old(m, h.spi_r);
+		if (!s)
+			s = find_red(m, h.spi_i) ? find_red(m, h.spi_i) : find_red(m, h.spi_r);
 		if (!s) {
 			m->st.drop_unknown_spi++;
 			return;
@@ -1485,8 +1821,8 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	}
 	enum ike_state before = s->sa.state;
 	uint16_t group_before = s->sa.group;
-	bool info_pending = s->sa.info_pending, child_was = s->sa.child_ready, ccs_pending = s->sa.ccs_pending;
-	bool ike_rekeying = ccs_pending && s->sa.ccs_ike, old_deleting = s->sa.old_ike.delete_pending;
+	bool info_pending = s->sa.info_pending, ccs_pending = s->sa.ccs_pending;
+	bool old_deleting = s->sa.old_ike.delete_pending, red_deleting = s->sa.red_ike && s->sa.red_ike->delete_pending;
 	s->sa.now = (uint64_t)time(NULL); /* certificates are checked as of now */
 	s->sa.rx_local = *dst, s->sa.rx_remote = *src, s->sa.rx_local_port = dport, s->sa.rx_remote_port = sport;
 	if (s->sa.state != IKE_ST_ESTABLISHED && multi_addr(conn_by_name(m->d->cfg, s->conn)))
@@ -1494,7 +1830,7 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	size_t out = ike_process(&s->sa, msg, len, m->out, sizeof(m->out));
 	enum ike_state after = s->sa.state;
 	bool progressed = out || after != before || info_pending != s->sa.info_pending || ccs_pending != s->sa.ccs_pending ||
-			  s->sa.old_ike_gone;
+			  s->sa.old_ike_gone || s->sa.red_ike_gone;
 	if (!progressed) {
 		m->st.drop_ignored++;
 		bt_debug("IKE %s: message ignored (exchange %u, id %u, state %s)", s->conn, h.exchange, h.msg_id,
@@ -1513,7 +1849,7 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		sess_rebind(s, dst, dport, src, sport, natt);
 	} else if (moved && after != IKE_ST_FAILED && (natt || !s->natt) &&
 		   (!s->sa.mobike || (!s->sa.mobike_initiator && s->sa.nat_remote && bt_addr_eq(src, &s->remote)))) {
-		if (s->installed)
+		if (any_installed(s))
 			sess_rebind(s, dst, dport, src, sport, natt);
 		else
 			s->remote = *src, s->rport = sport, s->local = *dst, s->lport = dport, s->natt = natt;
@@ -1562,24 +1898,39 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 	if (after == IKE_ST_ESTABLISHED && before != IKE_ST_ESTABLISHED) {
 		request_done(s);
 		established(s);
+		sync_children(s);
 		return;
 	}
 	if (info_pending && !s->sa.info_pending)
 		request_done(s); /* our INFORMATIONAL was answered */
 	if (ccs_pending && !s->sa.ccs_pending) {
 		request_done(s); /* our CREATE_CHILD_SA was answered */
+		struct conf_ref *made = s->creating;
+		s->creating = NULL;
 		if (s->sa.ccs_error) {
 			bool again = s->sa.ccs_error == IKE_N_TEMPORARY_FAILURE || s->sa.ccs_error == IKE_N_INVALID_KE_PAYLOAD;
-			bt_warn("IKE %s/%s: the peer refused the %s rekey (notify %u)%s", s->conn, s->child,
-				s->sa.ccs_ike ? "IKE SA" : "Child SA", s->sa.ccs_error, again ? ": trying again shortly" : "");
-			m->st.rekey_failed++;
-			if (again) {
-				ev_timer *t = s->sa.ccs_ike ? &s->irekey : &s->rekey;
+			int k = 0;
+			while (k < IKE_CHILD_MAX && (!s->sa.ccs_child || s->sa.child[k] != s->sa.ccs_child))
+				k++;
+			bt_warn("IKE %s/%s: the peer refused the %s (notify %u)%s", s->conn,
+				made ? made->child : k < IKE_CHILD_MAX && s->ch[k] ? s->ch[k]->name : s->child,
+				s->sa.ccs_ike ? "IKE SA rekey" : made ? "new Child SA" : "Child SA rekey", s->sa.ccs_error,
+				again ? ": trying again shortly" : "");
+			if (!made)
+				m->st.rekey_failed++;
+			ev_timer *t = s->sa.ccs_ike ? &s->irekey : made ? &s->want_w : k < IKE_CHILD_MAX && s->ch[k] ? &s->ch[k]->rekey : NULL;
+			if (made && !again) {
+				int j = child_index(conn_by_name(m->d->cfg, s->conn), made->child);
+				if (j >= 0)
+					s->want &= ~(1u << j);
+			}
+			if (again && t) {
 				ev_timer_stop(m->d->loop, t);
 				ev_timer_set(t, 0.2 + (double)(rand() % 800) / 1000.0, 0);
 				ev_timer_start(m->d->loop, t);
 			}
 		}
+		conf_put(m, made);
 	}
 	if (s->sa.ike_rekeyed) {
 		/* new SPIs: index them; the old ones stay reachable until the old SA's delete is done */
@@ -1593,11 +1944,26 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		bt_info("IKE %s: IKE SA rekeyed: now %016llx_i %016llx_r", s->conn, (unsigned long long)s->sa.spi_i,
 			(unsigned long long)s->sa.spi_r);
 		arm_ike_rekey(s);
-		if (ike_rekeying) {
-			size_t dl = ike_delete_old_ike(&s->sa, m->out, sizeof(m->out));
-			if (dl)
-				send_request(s, m->out, dl);
+		if (s->sa.red_ike) {
+			/* both ends rekeyed at once (RFC 7296 2.8.2): the redundant SA is deleted by its maker */
+			const struct ike_old_sa *r = s->sa.red_ike;
+			link_red(s, r->initiator ? r->spi_i : r->spi_r);
+			bt_info("IKE %s: both ends rekeyed the IKE SA at once (RFC 7296 2.8.2): %s, %s deletes the "
+				"redundant %016llx_i", s->conn, s->sa.initiator ? "ours stays" : "the peer's stays",
+				s->sa.red_ike_ours ? "we" : "the peer", (unsigned long long)r->spi_i);
 		}
+		/* the initiator of the surviving SA deletes the old one; the maker of a redundant one that */
+		size_t dl = s->sa.initiator ? ike_delete_old_ike(&s->sa, m->out, sizeof(m->out))
+					    : ike_delete_red_ike(&s->sa, m->out, sizeof(m->out));
+		if (dl)
+			send_request(s, m->out, dl);
+	}
+	if (s->sa.red_ike_gone) {
+		s->sa.red_ike_gone = false;
+		unlink_red(s);
+		if (red_deleting)
+			request_done(s);
+		bt_debug("IKE %s: the redundant IKE SA is gone", s->conn);
 	}
 	if (s->sa.old_ike_gone) {
 		s->sa.old_ike_gone = false;
@@ -1606,26 +1972,12 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 			request_done(s);
 		bt_debug("IKE %s: the old IKE SA is gone", s->conn);
 	}
-	if (s->sa.next_ready) {
-		bool we_started = ccs_pending && !s->sa.ccs_pending;
-		install_next(s, we_started);
-		if (we_started) {
-			size_t dl = ike_informational(&s->sa, IKE_INFO_DELETE_OLD_CHILD, m->out, sizeof(m->out));
-			if (dl)
-				send_request(s, m->out, dl);
-		}
-	}
-	if (s->sa.old_deleted) {
-		s->sa.old_deleted = false;
-		retire_old(s);
-	}
 	if (after == IKE_ST_DELETED) {
 		bt_info("IKE %s: IKE SA deleted%s", s->conn, response ? "" : " by the peer");
 		sess_gone(s, false);
 		return;
 	}
-	if (child_was && !s->sa.child_ready)
-		uninstall(s);
+	sync_children(s);
 	mobike_events(s);
 }
 
@@ -1922,9 +2274,25 @@ void ike_mgr_reconfigured(struct daemon *d)
 			same = !memcmp(fp, s->conf_fp, sizeof(fp));
 			OPENSSL_cleanse(&k, sizeof(k));
 		}
+		/* each of its Child SAs as configured still */
+		for (int j = 0; j < IKE_CHILD_MAX && same; j++) {
+			const struct cfg_child *cj = s->ch[j] ? child_by_name(c, s->ch[j]->name) : NULL;
+			if (!s->ch[j])
+				continue;
+			same = cj && conf_from(d->cfg, c, cj, &k, err, sizeof(err)) == 0;
+			if (same) {
+				fingerprint(c, cj, &k, fp);
+				same = !memcmp(fp, s->ch[j]->cref->fp, sizeof(fp));
+				OPENSSL_cleanse(&k, sizeof(k));
+			}
+		}
+		if (same && !s->closing) {
+			set_alt(s, c); /* children added to or dropped from the connection */
+			s->want = 0;
+		}
 		if (!same && !s->closing) {
 			bt_info("IKE %s: the connection changed or is gone: closing its IKE SA", s->conn);
-			ike_mgr_terminate(d, s->conn, err, sizeof(err));
+			ike_mgr_terminate(d, s->conn, NULL, err, sizeof(err));
 			/* terminate may have freed several, next among them: start over (the closed ones are
 			 * skipped as closing, the freed ones are gone) */
 			next = m->all;
@@ -2020,8 +2388,12 @@ json_t *ike_mgr_list(struct daemon *d)
 		}
 		if (ev_is_active(&s->irekey))
 			json_object_set_new(o, "ike_rekey_in_s", json_real(ev_timer_remaining(m->d->loop, &s->irekey)));
-		if (ev_is_active(&s->rekey))
-			json_object_set_new(o, "child_rekey_in_s", json_real(ev_timer_remaining(m->d->loop, &s->rekey)));
+		struct sess_child *first = NULL;
+		for (int k = 0; k < IKE_CHILD_MAX && !first; k++)
+			if (s->ch[k] && s->ch[k]->installed)
+				first = s->ch[k];
+		if (first && ev_is_active(&first->rekey))
+			json_object_set_new(o, "child_rekey_in_s", json_real(ev_timer_remaining(m->d->loop, &first->rekey)));
 		json_object_set_new(o, "fragments_sent", json_integer((json_int_t)s->sa.frags_sent));
 		json_object_set_new(o, "fragments_received", json_integer((json_int_t)s->sa.frags_received));
 		if (s->established)
@@ -2037,16 +2409,26 @@ json_t *ike_mgr_list(struct daemon *d)
 				json_object_set_new(o, "peer_cert", json_string(ike_dn_str(X509_get_subject_name(s->sa.peer_cert),
 											   id, sizeof(id))));
 		}
-		if (s->installed) {
-			ike_prop_name(&s->sa.esp_chosen, eprop, sizeof(eprop));
+		/* every Child SA in "children"; the first also as "child_sa" */
+		json_t *kids = json_array();
+		for (int k = 0; k < IKE_CHILD_MAX; k++) {
+			struct sess_child *sc = s->ch[k];
+			if (!sc || !sc->installed || !s->sa.child[k])
+				continue;
+			ike_prop_name(&s->sa.child[k]->esp, eprop, sizeof(eprop));
 			char in[16], out[16];
-			snprintf(in, sizeof(in), "%08x", s->spi_in);
-			snprintf(out, sizeof(out), "%08x", s->spi_out);
-			json_object_set_new(o, "child_sa",
-					    json_pack("{s:s,s:s,s:s,s:o,s:o}", "spi_in", in, "spi_out", out, "proposal",
-						      eprop, "local_ts", control_ts_json(s->pol_ts, s->pol_nl), "remote_ts",
-						      control_ts_json(s->pol_ts + s->pol_nl, s->pol_nr)));
+			snprintf(in, sizeof(in), "%08x", sc->spi_in);
+			snprintf(out, sizeof(out), "%08x", sc->spi_out);
+			json_t *x = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:I}", "name", sc->name, "spi_in", in, "spi_out", out,
+					      "proposal", eprop, "local_ts", control_ts_json(sc->pol_ts, sc->pol_nl), "remote_ts",
+					      control_ts_json(sc->pol_ts + sc->pol_nl, sc->pol_nr), "rekeys", (json_int_t)sc->rekeys);
+			if (ev_is_active(&sc->rekey))
+				json_object_set_new(x, "rekey_in_s", json_real(ev_timer_remaining(m->d->loop, &sc->rekey)));
+			if (sc == first)
+				json_object_set_new(o, "child_sa", json_deep_copy(x));
+			json_array_append_new(kids, x);
 		}
+		json_object_set_new(o, "children", kids);
 		json_array_append_new(a, o);
 	}
 	return a;

@@ -1,6 +1,6 @@
-/* ike_exchange.c — IKE_SA_INIT and IKE_AUTH (pre-shared key or certificates, one Child SA) for both
- * roles, as a pure function of the SA and the received message. Facts come from ike_msg.c; this file
- * decides. */
+/* ike_exchange.c — IKE_SA_INIT, IKE_AUTH (pre-shared key or certificates), CREATE_CHILD_SA and
+ * INFORMATIONAL for both roles, as a pure function of the SA and the received message. Facts come
+ * from ike_msg.c; this file decides. */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +20,49 @@ const char *ike_state_name(enum ike_state s)
 /* The decrypted chain of a message reassembled from fragments, while ike_process handles it. */
 static __thread struct ike_chain pre_in;
 
+static void child_free(struct ike_child *c)
+{
+	if (!c)
+		return;
+	child_free(c->next), child_free(c->old), child_free(c->coll), child_free(c->red);
+	free(c->ts_i), free(c->ts_r), free(c->coll_nonce);
+	OPENSSL_cleanse(c, sizeof(*c));
+	free(c);
+}
+
 static void drop_child(struct ike_child **c)
 {
-	if (*c) {
-		OPENSSL_cleanse(*c, sizeof(**c));
-		free(*c);
-		*c = NULL;
-	}
+	child_free(*c);
+	*c = NULL;
+}
+
+static struct ike_child *child_new(const struct ike_conf *cc)
+{
+	struct ike_child *c = calloc(1, sizeof(*c));
+	if (c)
+		c->conf = cc;
+	return c;
+}
+
+/* A child's selectors, each list allocated to its exact size. */
+static int child_set_ts(struct ike_child *c, const struct bt_ts *ti, unsigned ni, const struct bt_ts *tr, unsigned nr)
+{
+	free(c->ts_i), free(c->ts_r);
+	c->n_ts_i = c->n_ts_r = 0;
+	c->ts_i = malloc((ni ? ni : 1) * sizeof(*ti)), c->ts_r = malloc((nr ? nr : 1) * sizeof(*tr));
+	if (!c->ts_i || !c->ts_r)
+		return -1;
+	memcpy(c->ts_i, ti, ni * sizeof(*ti)), memcpy(c->ts_r, tr, nr * sizeof(*tr));
+	c->n_ts_i = (uint8_t)ni, c->n_ts_r = (uint8_t)nr;
+	return 0;
+}
+
+static int free_slot(const struct ike_sa *sa)
+{
+	for (int i = 0; i < IKE_CHILD_MAX; i++)
+		if (!sa->child[i])
+			return i;
+	return -1;
 }
 
 void ike_conf_use_room(struct ike_conf *c, struct ike_conf_room *r)
@@ -102,8 +138,16 @@ void ike_sa_free(struct ike_sa *sa)
 	free(sa->info_req);
 	ike_dh_free(sa->ccs_dh);
 	free(sa->old_ike.last_resp);
-	drop_child(&sa->next_child);
-	drop_child(&sa->old_child);
+	if (sa->red_ike) {
+		free(sa->red_ike->last_resp);
+		OPENSSL_clear_free(sa->red_ike, sizeof(*sa->red_ike));
+	}
+	if (sa->coll_ike) {
+		free(sa->coll_ike->nonce);
+		OPENSSL_clear_free(sa->coll_ike, sizeof(*sa->coll_ike));
+	}
+	for (int i = 0; i < IKE_CHILD_MAX; i++)
+		drop_child(&sa->child[i]);
 	if (sa->reasm) {
 		ike_frag_reasm_clear(sa->reasm);
 		free(sa->reasm);
@@ -137,7 +181,7 @@ struct proposal_list {
 	unsigned n;
 };
 #define IKE_PROPS(sa) ((struct proposal_list){(sa)->conf->ike_props, (sa)->conf->n_ike_props})
-#define ESP_PROPS(sa) ((struct proposal_list){(sa)->conf->esp_props, (sa)->conf->n_esp_props})
+#define ESP_PROPS(cc) ((struct proposal_list){(cc)->esp_props, (cc)->n_esp_props})
 
 static void put_spi(struct ike_proposal *p, uint32_t spi)
 {
@@ -222,6 +266,33 @@ static bool subset(const struct bt_ts *sub, unsigned ns, const struct bt_ts *sup
 	return ns > 0;
 }
 
+/* Responder: the first configured child (only, else sa->child_confs, else sa->conf) whose
+ * selectors meet the peer's (tsi: the requester's side) and one of whose ESP proposals it offers;
+ * with the narrowed selectors (theirs: the requester's side). Returns 0 or the notify refusing it. */
+static uint16_t pick_child(const struct ike_sa *sa, const struct ike_conf *only, const struct ike_sa_payload *sp,
+			   bool ignore_dh, const struct ike_ts_payload *tsi, const struct ike_ts_payload *tsr,
+			   struct ike_proposal *chosen, const struct ike_conf **cc, struct bt_ts *theirs, unsigned *nt,
+			   struct bt_ts *mine, unsigned *nm)
+{
+	unsigned n = only || !sa->n_child_confs ? 1 : sa->n_child_confs;
+	uint16_t err = IKE_N_TS_UNACCEPTABLE;
+	for (unsigned i = 0; i < n; i++) {
+		const struct ike_conf *k = only ? only : sa->n_child_confs ? sa->child_confs[i] : sa->conf;
+		*nt = narrow(tsi->ts, tsi->n, k->remote_ts, k->n_remote_ts, theirs);
+		*nm = narrow(tsr->ts, tsr->n, k->local_ts, k->n_local_ts, mine);
+		if (!*nt || !*nm)
+			continue;
+		struct proposal_list l = ESP_PROPS(k);
+		if (!choose(sp, &l, ignore_dh, chosen) || chosen->spi_len != 4) {
+			err = IKE_N_NO_PROPOSAL_CHOSEN;
+			continue;
+		}
+		*cc = k;
+		return 0;
+	}
+	return err;
+}
+
 /* --- keys and AUTH ----------------------------------------------------------------------------- */
 
 static int derive_ike(struct ike_sa *sa, const uint8_t *peer_ke, size_t peer_ke_len)
@@ -238,10 +309,9 @@ static int derive_ike(struct ike_sa *sa, const uint8_t *peer_ke, size_t peer_ke_
 	return rc;
 }
 
-static int derive_child(struct ike_sa *sa)
+static int derive_child(struct ike_sa *sa, struct ike_child *c)
 {
-	struct ike_child *c = &sa->child;
-	if (ike_prop_esp_key_lens(&sa->esp_chosen, &c->encr_len, &c->integ_len) != 0)
+	if (ike_prop_esp_key_lens(&c->esp, &c->encr_len, &c->integ_len) != 0)
 		return -1;
 	return ike_child_keymat(sa->prf, sa->keys.sk_d, NULL, 0, sa->ni, sa->ni_len, sa->nr, sa->nr_len,
 				c->encr_len, c->integ_len, c->ei, c->ai, c->er, c->ar);
@@ -833,9 +903,9 @@ static size_t on_init_response(struct ike_sa *sa, const uint8_t *msg, size_t len
 	if (rnd(sa, &spi, sizeof(spi)))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	spi |= 0xc0000000u; /* stay clear of the reserved 1..255 */
-	sa->child.spi_i = spi;
+	sa->ccs_spi = spi;   /* kept for the child IKE_AUTH makes */
 	struct ike_sa_payload esp;
-	struct proposal_list eo = ESP_PROPS(sa);
+	struct proposal_list eo = ESP_PROPS(sa->conf);
 	offer(&eo, spi, &esp);
 	size_t olen = auth_message(sa, &esp, sa->conf->local_ts, sa->conf->n_local_ts, sa->conf->remote_ts,
 				   sa->conf->n_remote_ts, out, cap);
@@ -908,21 +978,21 @@ static size_t on_auth_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 				 *rp = ike_find(&in, IKE_PL_TSR, 0);
 	if (!sap || !ip || !rp || ike_parse_sa(sap, &sp) || ike_parse_ts(ip, &tsi) || ike_parse_ts(rp, &tsr))
 		return cache(sa, out, auth_error(sa, IKE_N_INVALID_SYNTAX, out, cap), 1);
-	struct proposal_list ours = ESP_PROPS(sa);
 	struct ike_sa_payload reply = {.n = 1};
 	struct ike_proposal *chosen = &reply.prop[0];
-	if (!choose(&sp, &ours, true, chosen) || chosen->spi_len != 4)
-		return cache(sa, out, auth_error(sa, IKE_N_NO_PROPOSAL_CHOSEN, out, cap), 1);
-	sa->esp_chosen = *chosen;
-	struct ike_child *ch = &sa->child;
+	const struct ike_conf *cc = NULL;
+	struct bt_ts ti[BT_TS_MAX], tr[BT_TS_MAX];
+	unsigned ni, nr;
 	/* the initiator's TSi is its side, our remote side; TSr ours */
-	ch->n_ts_i = (uint8_t)narrow(tsi.ts, tsi.n, sa->conf->remote_ts, sa->conf->n_remote_ts, ch->ts_i);
-	ch->n_ts_r = (uint8_t)narrow(tsr.ts, tsr.n, sa->conf->local_ts, sa->conf->n_local_ts, ch->ts_r);
-	if (!ch->n_ts_i || !ch->n_ts_r)
-		return cache(sa, out, auth_error(sa, IKE_N_TS_UNACCEPTABLE, out, cap), 1);
-	ch->spi_i = spi32(chosen->spi);
+	if ((err = pick_child(sa, NULL, &sp, true, &tsi, &tsr, chosen, &cc, ti, &ni, tr, &nr)))
+		return cache(sa, out, auth_error(sa, err, out, cap), 1);
+	struct ike_child *ch = sa->child[0] = child_new(cc);
 	uint32_t spi;
-	if (rnd(sa, &spi, sizeof(spi)) || derive_child(sa))
+	if (!ch || child_set_ts(ch, ti, ni, tr, nr))
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	ch->esp = *chosen;
+	ch->spi_i = spi32(chosen->spi);
+	if (rnd(sa, &spi, sizeof(spi)) || derive_child(sa, ch))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	ch->spi_r = spi | 0xc0000000u;
 	put_spi(chosen, ch->spi_r);
@@ -930,7 +1000,7 @@ static size_t on_auth_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 	if (!olen)
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	sa->next_recv_id = 2;
-	sa->child_ready = true;
+	ch->up = true;
 	sa->mobike_initiator = false;
 	sa->state = IKE_ST_ESTABLISHED;
 	return cache(sa, out, olen, 1);
@@ -952,7 +1022,7 @@ static size_t on_auth_response(struct ike_sa *sa, uint8_t *msg, size_t len, cons
 	struct ike_ts_payload tsi, tsr;
 	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0), *ip = ike_find(&in, IKE_PL_TSI, 0),
 				 *rp = ike_find(&in, IKE_PL_TSR, 0);
-	struct proposal_list ours = ESP_PROPS(sa);
+	struct proposal_list ours = ESP_PROPS(sa->conf);
 	if (!sap || !ip || !rp || ike_parse_sa(sap, &sp) || !accepted(&sp, &ours, true) ||
 	    sp.prop[0].spi_len != 4 || ike_parse_ts(ip, &tsi) || ike_parse_ts(rp, &tsr))
 		return fail(sa, IKE_N_INVALID_SYNTAX);
@@ -960,41 +1030,71 @@ static size_t on_auth_response(struct ike_sa *sa, uint8_t *msg, size_t len, cons
 	if (!subset(tsi.ts, tsi.n, sa->conf->local_ts, sa->conf->n_local_ts) ||
 	    !subset(tsr.ts, tsr.n, sa->conf->remote_ts, sa->conf->n_remote_ts))
 		return fail(sa, IKE_N_TS_UNACCEPTABLE);
-	struct ike_child *ch = &sa->child;
+	struct ike_child *ch = sa->child[0] = child_new(sa->conf);
+	if (!ch || child_set_ts(ch, tsi.ts, tsi.n, tsr.ts, tsr.n))
+		return fail(sa, IKE_N_TEMPORARY_FAILURE);
+	ch->spi_i = sa->ccs_spi;
 	ch->spi_r = spi32(sp.prop[0].spi);
-	sa->esp_chosen = sp.prop[0];
-	memcpy(ch->ts_i, tsi.ts, tsi.n * sizeof(tsi.ts[0]));
-	memcpy(ch->ts_r, tsr.ts, tsr.n * sizeof(tsr.ts[0]));
-	ch->n_ts_i = (uint8_t)tsi.n, ch->n_ts_r = (uint8_t)tsr.n;
-	if (derive_child(sa))
+	ch->esp = sp.prop[0];
+	if (derive_child(sa, ch))
 		return fail(sa, IKE_N_TEMPORARY_FAILURE);
 	note_mobike(sa, &in, true, NULL, NULL);
 	sa->next_send_id = 2;
-	sa->child_ready = true;
+	ch->up = true;
 	sa->mobike_initiator = true;
 	sa->state = IKE_ST_ESTABLISHED;
 	return 0;
 }
 
-/* Our inbound SPI of the Child SA (what the peer sends to), and the peer's. */
-static uint32_t our_child_spi(const struct ike_sa *sa) { return sa->initiator ? sa->child.spi_i : sa->child.spi_r; }
-static uint32_t peer_child_spi(const struct ike_sa *sa) { return sa->initiator ? sa->child.spi_r : sa->child.spi_i; }
+/* Our inbound SPI of a Child SA (what the peer sends to, and names in its deletes and rekeys of
+ * it: RFC 7296 3.10, 3.11), and the peer's. */
+static uint32_t our_spi(const struct ike_sa *sa, const struct ike_child *c) { return sa->initiator ? c->spi_i : c->spi_r; }
+static uint32_t peer_spi(const struct ike_sa *sa, const struct ike_child *c) { return sa->initiator ? c->spi_r : c->spi_i; }
 
-static void put_child_delete(struct ike_builder *b, uint32_t spi)
+struct ike_child *ike_child_by_spi(struct ike_sa *sa, uint32_t spi)
+{
+	for (int i = 0; i < IKE_CHILD_MAX; i++)
+		if (sa->child[i] && !sa->child[i]->gone && our_spi(sa, sa->child[i]) == spi)
+			return sa->child[i];
+	return NULL;
+}
+
+void ike_child_reap(struct ike_sa *sa)
+{
+	for (int i = 0; i < IKE_CHILD_MAX; i++)
+		if (sa->child[i] && sa->child[i]->gone && !(sa->ccs_pending && sa->ccs_child == sa->child[i]))
+			drop_child(&sa->child[i]);
+}
+
+/* One DELETE payload for n ESP SPIs. */
+static void put_child_delete(struct ike_builder *b, const uint32_t *spi, unsigned n)
 {
 	ike_build_payload(b, IKE_PL_DELETE, false);
 	wbuf_u8(&b->w, IKE_PROTO_ESP);
 	wbuf_u8(&b->w, 4);
-	wbuf_u16(&b->w, 1);
-	wbuf_u32(&b->w, spi);
+	wbuf_u16(&b->w, (uint16_t)n);
+	for (unsigned i = 0; i < n; i++)
+		wbuf_u32(&b->w, spi[i]);
+}
+
+static size_t info_request(struct ike_sa *sa, enum ike_info what, struct ike_builder *b, uint8_t *out, size_t cap)
+{
+	struct ike_hdr h = hdr(sa, IKE_INFORMATIONAL, false, sa->next_send_id);
+	size_t len = seal(sa, &h, b, out, cap);
+	if (!len)
+		return 0;
+	free(sa->info_req);
+	sa->info_req = dup_bytes(out, len);
+	sa->info_req_len = sa->info_req ? len : 0;
+	sa->info_pending = true, sa->info_what = what, sa->info_id = sa->next_send_id;
+	return len;
 }
 
 size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, size_t cap)
 {
 	uint8_t chain[256];
 	struct ike_builder b;
-	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || sa->ccs_pending ||
-	    (what == IKE_INFO_DELETE_CHILD && !sa->child_ready) || (what == IKE_INFO_DELETE_OLD_CHILD && !sa->old_present) ||
+	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || sa->ccs_pending || what == IKE_INFO_DELETE_CHILD ||
 	    (what == IKE_INFO_UPDATE && (!sa->mobike || !sa->mobike_initiator)) || (what == IKE_INFO_PROBE && !sa->mobike) ||
 	    (what == IKE_INFO_ADDRS && !sa->mobike))
 		return 0;
@@ -1018,19 +1118,62 @@ size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, si
 		wbuf_u8(&b.w, IKE_PROTO_IKE);
 		wbuf_u8(&b.w, 0);
 		wbuf_u16(&b.w, 0);
-	} else if (what == IKE_INFO_DELETE_CHILD) {
-		put_child_delete(&b, our_child_spi(sa)); /* RFC 7296 3.11: the SPI the sender expects inbound */
-	} else if (what == IKE_INFO_DELETE_OLD_CHILD) {
-		put_child_delete(&b, sa->initiator ? sa->old_child->spi_i : sa->old_child->spi_r);
 	}
-	struct ike_hdr h = hdr(sa, IKE_INFORMATIONAL, false, sa->next_send_id);
-	size_t len = seal(sa, &h, &b, out, cap);
-	if (!len)
+	return info_request(sa, what, &b, out, cap);
+}
+
+/* Which SA of ours an SPI names: a current child, the old SA of one after a rekey, or a redundant
+ * one of a collision; `ours` says whether spi is our inbound SPI or the peer's. */
+enum spi_kind { SPI_NONE = 0, SPI_CHILD, SPI_OLD, SPI_RED };
+
+static enum spi_kind find_spi(struct ike_sa *sa, uint32_t spi, bool ours, struct ike_child **owner)
+{
+	for (int i = 0; i < IKE_CHILD_MAX; i++) {
+		struct ike_child *c = sa->child[i];
+		if (!c || c->gone)
+			continue;
+		*owner = c;
+		if ((ours ? our_spi(sa, c) : peer_spi(sa, c)) == spi)
+			return SPI_CHILD;
+		if (c->old_present && c->old && (ours ? our_spi(sa, c->old) : peer_spi(sa, c->old)) == spi)
+			return SPI_OLD;
+		if (c->red && (ours ? our_spi(sa, c->red) : peer_spi(sa, c->red)) == spi)
+			return SPI_RED;
+	}
+	return SPI_NONE;
+}
+
+/* A child SA's delete completed (ours answered, or the peer's received). */
+static void child_deleted(struct ike_child *c, enum spi_kind k)
+{
+	if (k == SPI_CHILD) {
+		c->gone = true;
+	} else if (k == SPI_OLD) {
+		c->old_present = false, c->old_deleted = true;
+		drop_child(&c->old);
+	} else if (k == SPI_RED) {
+		drop_child(&c->red);
+		c->red_delete = false;
+	}
+}
+
+size_t ike_delete_child(struct ike_sa *sa, const uint32_t *spis, unsigned n, uint8_t *out, size_t cap)
+{
+	uint8_t chain[64 + 4 * IKE_CHILD_MAX];
+	struct ike_builder b;
+	struct ike_child *c;
+	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || sa->ccs_pending || !n || n > IKE_CHILD_MAX)
 		return 0;
-	free(sa->info_req);
-	sa->info_req = dup_bytes(out, len);
-	sa->info_req_len = sa->info_req ? len : 0;
-	sa->info_pending = true, sa->info_what = what, sa->info_id = sa->next_send_id;
+	for (unsigned i = 0; i < n; i++)
+		if (find_spi(sa, spis[i], true, &c) == SPI_NONE)
+			return 0;
+	ike_build_chain_begin(&b, chain, sizeof(chain));
+	put_child_delete(&b, spis, n); /* RFC 7296 3.11: the SPIs the sender expects inbound */
+	size_t len = info_request(sa, IKE_INFO_DELETE_CHILD, &b, out, cap);
+	if (len) {
+		memcpy(sa->info_spi, spis, n * sizeof(*spis));
+		sa->info_n_spi = (uint8_t)n;
+	}
 	return len;
 }
 
@@ -1059,7 +1202,9 @@ static size_t on_info_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 	struct ike_chain in;
 	if (open_sk(sa, msg, len, c, &in) != 0)
 		return 0;
-	uint8_t chain[512];
+	uint8_t chain[512 + 4 * 3 * IKE_CHILD_MAX];
+	uint32_t ours[3 * IKE_CHILD_MAX];
+	unsigned n = 0;
 	struct ike_builder b;
 	bool delete_ike = false, update = false;
 	struct ike_notify_payload cookie2 = {0};
@@ -1085,27 +1230,29 @@ static size_t on_info_request(struct ike_sa *sa, uint8_t *msg, size_t len, const
 			continue;
 		if (d.protocol == IKE_PROTO_IKE) {
 			delete_ike = true;
-		} else if (d.protocol == IKE_PROTO_ESP && sa->child_ready) {
+		} else if (d.protocol == IKE_PROTO_ESP && d.spi_len == 4) {
+			/* each SA the peer closes: answer with our half (RFC 7296 1.4.1); unknown SPIs are ignored */
 			for (unsigned k = 0; k < d.n_spi; k++) {
-				uint32_t spi = spi32(d.spis + 4 * k);
-				if (sa->old_present && spi == (sa->initiator ? sa->old_child->spi_r : sa->old_child->spi_i)) {
-					/* the peer closes the child it rekeyed */
-					put_child_delete(&b, sa->initiator ? sa->old_child->spi_i : sa->old_child->spi_r);
-					sa->old_present = false, sa->old_deleted = true, drop_child(&sa->old_child);
-				} else if (spi == peer_child_spi(sa)) {
-					put_child_delete(&b, our_child_spi(sa)); /* answer with our half */
-					sa->child_ready = false;
-				}
+				struct ike_child *ch;
+				enum spi_kind kind = find_spi(sa, spi32(d.spis + 4 * k), false, &ch);
+				if (kind == SPI_NONE || n >= sizeof(ours) / sizeof(ours[0]))
+					continue;
+				ours[n++] = our_spi(sa, kind == SPI_CHILD ? ch : kind == SPI_OLD ? ch->old : ch->red);
+				child_deleted(ch, kind);
 			}
 		}
 	}
+	if (n)
+		put_child_delete(&b, ours, n);
 	struct ike_hdr h = hdr(sa, IKE_INFORMATIONAL, true, rh->msg_id);
 	size_t olen = seal(sa, &h, &b, out, cap);
 	if (!olen)
 		return 0;
 	sa->next_recv_id = rh->msg_id + 1;
 	if (delete_ike) {
-		sa->child_ready = false;
+		for (int i = 0; i < IKE_CHILD_MAX; i++)
+			if (sa->child[i])
+				sa->child[i]->gone = true;
 		sa->state = IKE_ST_DELETED;
 	}
 	olen = cache(sa, out, olen, rh->msg_id);
@@ -1153,26 +1300,32 @@ static size_t on_info_response(struct ike_sa *sa, uint8_t *msg, size_t len, cons
 	if (open_response(sa, msg, len, c, &in) != 0)
 		return 0;
 	sa->info_pending = false;
-	if (sa->info_what == IKE_INFO_DELETE_CHILD)
-		sa->child_ready = false;
-	else if (sa->info_what == IKE_INFO_DELETE_OLD_CHILD && sa->old_present)
-		sa->old_present = false, sa->old_deleted = true, drop_child(&sa->old_child);
-	else if (sa->info_what == IKE_INFO_DELETE_IKE) {
-		sa->child_ready = false;
+	if (sa->info_what == IKE_INFO_DELETE_CHILD) {
+		for (unsigned i = 0; i < sa->info_n_spi; i++) {
+			struct ike_child *ch;
+			enum spi_kind kind = find_spi(sa, sa->info_spi[i], true, &ch);
+			if (kind != SPI_NONE)
+				child_deleted(ch, kind);
+		}
+		sa->info_n_spi = 0;
+	} else if (sa->info_what == IKE_INFO_DELETE_IKE) {
+		for (int i = 0; i < IKE_CHILD_MAX; i++)
+			if (sa->child[i])
+				sa->child[i]->gone = true;
 		sa->state = IKE_ST_DELETED;
 	}
 	return 0;
 }
 
-/* --- CREATE_CHILD_SA: rekeying the Child SA ------------------------------------------------------ */
+/* --- CREATE_CHILD_SA: new Child SAs and their rekeys --------------------------------------------- */
 
-/* Fill a child from KEYMAT of an exchange we (ours_first) or the peer started, keeping the
- * convention of struct ike_child: "i" is the IKE SA's original initiator. */
+/* Fill a child (ch->esp set) from KEYMAT of an exchange we (we_started) or the peer started, keeping
+ * the convention of struct ike_child: "i" is the IKE SA's initiator. */
 static int child_keys(struct ike_sa *sa, struct ike_child *ch, bool we_started, const uint8_t *g, size_t gl,
 		      const uint8_t *n_req, size_t n_req_len, const uint8_t *n_resp, size_t n_resp_len)
 {
 	uint8_t e1[IKE_KEY_MAX + 4], a1[IKE_KEY_MAX], e2[IKE_KEY_MAX + 4], a2[IKE_KEY_MAX];
-	if (ike_prop_esp_key_lens(&sa->esp_chosen, &ch->encr_len, &ch->integ_len) != 0 ||
+	if (ike_prop_esp_key_lens(&ch->esp, &ch->encr_len, &ch->integ_len) != 0 ||
 	    ike_child_keymat(sa->prf, sa->keys.sk_d, g, gl, n_req, n_req_len, n_resp, n_resp_len, ch->encr_len,
 			     ch->integ_len, e1, a1, e2, a2) != 0)
 		return -1;
@@ -1187,20 +1340,22 @@ static int child_keys(struct ike_sa *sa, struct ike_child *ch, bool we_started, 
 	return 0;
 }
 
-/* Our own side's and the peer's selectors of the current child. */
-static void child_ts(const struct ike_sa *sa, const struct bt_ts **mine, unsigned *nm, const struct bt_ts **theirs,
-		     unsigned *nt)
+/* SPIs and selectors of a child made by a CREATE_CHILD_SA exchange, given as that exchange names
+ * them (its TSi is the requester's side), into the child's "i = IKE SA initiator" convention. */
+static int child_fill(struct ike_sa *sa, struct ike_child *nc, bool we_started, uint32_t ours, uint32_t theirs,
+		      const struct bt_ts *req, unsigned nreq, const struct bt_ts *resp, unsigned nresp)
 {
-	const struct ike_child *c = &sa->child;
-	*mine = sa->initiator ? c->ts_i : c->ts_r, *nm = sa->initiator ? c->n_ts_i : c->n_ts_r;
-	*theirs = sa->initiator ? c->ts_r : c->ts_i, *nt = sa->initiator ? c->n_ts_r : c->n_ts_i;
+	nc->spi_i = sa->initiator ? ours : theirs;
+	nc->spi_r = sa->initiator ? theirs : ours;
+	const struct bt_ts *mine = we_started ? req : resp, *peer = we_started ? resp : req;
+	unsigned nm = we_started ? nreq : nresp, np = we_started ? nresp : nreq;
+	return sa->initiator ? child_set_ts(nc, mine, nm, peer, np) : child_set_ts(nc, peer, np, mine, nm);
 }
 
-size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap)
+/* Our CREATE_CHILD_SA request for configured child cc: rekeying c, or a new Child SA (c NULL). */
+static size_t ccs_child_request(struct ike_sa *sa, struct ike_child *c, const struct ike_conf *cc, uint8_t *out,
+				size_t cap)
 {
-	if (sa->state != IKE_ST_ESTABLISHED || !sa->child_ready || sa->ccs_pending || sa->info_pending ||
-	    sa->next_ready || sa->old_present || sa->old_ike.present)
-		return 0;
 	uint32_t spi;
 	uint8_t pub[512], chain[2048];
 	size_t pl = 0;
@@ -1208,7 +1363,7 @@ size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap)
 		return 0;
 	sa->ccs_spi = spi | 0xc0000000u;
 	/* PFS when our first ESP proposal names a group (or the one the peer asked for) */
-	const struct ike_transform *g = ike_prop_get(&sa->conf->esp_props[0], IKE_TR_DH);
+	const struct ike_transform *g = ike_prop_get(&cc->esp_props[0], IKE_TR_DH);
 	uint16_t group = sa->ccs_group ? sa->ccs_group : g ? g->id : 0;
 	ike_dh_free(sa->ccs_dh);
 	sa->ccs_dh = NULL;
@@ -1218,29 +1373,54 @@ size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap)
 			return 0;
 	}
 	struct ike_sa_payload esp;
-	struct proposal_list eo = ESP_PROPS(sa);
+	struct proposal_list eo = ESP_PROPS(cc);
 	offer(&eo, sa->ccs_spi, &esp);
-	const struct bt_ts *mine, *theirs;
-	unsigned nm, nt;
-	child_ts(sa, &mine, &nm, &theirs, &nt);
 	struct ike_builder b;
 	ike_build_chain_begin(&b, chain, sizeof(chain));
-	uint8_t old[4];
-	uint32_t o = our_child_spi(sa);
-	old[0] = (uint8_t)(o >> 24), old[1] = (uint8_t)(o >> 16), old[2] = (uint8_t)(o >> 8), old[3] = (uint8_t)o;
-	ike_put_notify(&b, IKE_PROTO_ESP, old, 4, IKE_N_REKEY_SA, NULL, 0);
+	if (c) {
+		uint8_t old[4];
+		uint32_t o = our_spi(sa, c);
+		old[0] = (uint8_t)(o >> 24), old[1] = (uint8_t)(o >> 16), old[2] = (uint8_t)(o >> 8), old[3] = (uint8_t)o;
+		ike_put_notify(&b, IKE_PROTO_ESP, old, 4, IKE_N_REKEY_SA, NULL, 0);
+	}
 	ike_put_sa(&b, &esp);
 	ike_put_raw(&b, IKE_PL_NONCE, sa->ccs_nonce, sizeof(sa->ccs_nonce));
 	if (sa->ccs_dh)
 		ike_put_ke(&b, group, pub, pl);
-	ike_put_ts(&b, IKE_PL_TSI, mine, nm);
-	ike_put_ts(&b, IKE_PL_TSR, theirs, nt);
+	/* a rekey proposes the selectors the child has (RFC 7296 2.9.2), a new child the configured ones */
+	if (c) {
+		ike_put_ts(&b, IKE_PL_TSI, sa->initiator ? c->ts_i : c->ts_r, sa->initiator ? c->n_ts_i : c->n_ts_r);
+		ike_put_ts(&b, IKE_PL_TSR, sa->initiator ? c->ts_r : c->ts_i, sa->initiator ? c->n_ts_r : c->n_ts_i);
+	} else {
+		ike_put_ts(&b, IKE_PL_TSI, cc->local_ts, cc->n_local_ts);
+		ike_put_ts(&b, IKE_PL_TSR, cc->remote_ts, cc->n_remote_ts);
+	}
 	struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, false, sa->next_send_id);
 	size_t len = seal(sa, &h, &b, out, cap);
 	if (!len)
 		return 0;
 	sa->ccs_pending = true, sa->ccs_ike = false, sa->ccs_id = sa->next_send_id, sa->ccs_error = 0;
+	sa->ccs_child = c, sa->ccs_conf = cc;
 	return len;
+}
+
+static bool ccs_busy(const struct ike_sa *sa)
+{
+	return sa->state != IKE_ST_ESTABLISHED || sa->ccs_pending || sa->info_pending || sa->old_ike.present;
+}
+
+size_t ike_rekey_child(struct ike_sa *sa, struct ike_child *c, uint8_t *out, size_t cap)
+{
+	if (ccs_busy(sa) || !c || c->gone || c->next_ready || c->old_present || c->coll || c->red || !c->conf)
+		return 0;
+	return ccs_child_request(sa, c, c->conf, out, cap);
+}
+
+size_t ike_create_child(struct ike_sa *sa, const struct ike_conf *cc, uint8_t *out, size_t cap)
+{
+	if (ccs_busy(sa) || !cc || !cc->n_esp_props || !cc->n_local_ts || !cc->n_remote_ts || free_slot(sa) < 0)
+		return 0;
+	return ccs_child_request(sa, NULL, cc, out, cap);
 }
 
 /* A CREATE_CHILD_SA error response (with the notify's data: the group of INVALID_KE_PAYLOAD). */
@@ -1269,11 +1449,25 @@ static size_t ccs_invalid_ke(struct ike_sa *sa, uint32_t id, uint16_t group, uin
 	return ccs_error_data(sa, id, IKE_N_INVALID_KE_PAYLOAD, gb, sizeof(gb), out, cap);
 }
 
+/* RFC 7296 2.8.1: "lowest" compares octet by octet; a nonce that is a prefix of the other is lower. */
+static int nonce_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	int r = memcmp(a, b, al < bl ? al : bl);
+	return r ? r : (al > bl) - (al < bl);
+}
+
+static void lower_nonce(const uint8_t *a, size_t al, const uint8_t *b, size_t bl, const uint8_t **lo, size_t *ll)
+{
+	bool first = nonce_cmp(a, al, b, bl) <= 0;
+	*lo = first ? a : b, *ll = first ? al : bl;
+}
+
 /* --- IKE SA rekey ------------------------------------------------------------------------------ */
 
-static void swap_ctx(struct ike_sa *sa)
+/* Swap the current context with o (the old or the redundant IKE SA), to handle a message on it. */
+static void swap_with(struct ike_sa *sa, struct ike_old_sa *o)
 {
-	struct ike_old_sa *o = &sa->old_ike, t;
+	struct ike_old_sa t;
 	t.initiator = sa->initiator, sa->initiator = o->initiator, o->initiator = t.initiator;
 	t.spi_i = sa->spi_i, sa->spi_i = o->spi_i, o->spi_i = t.spi_i;
 	t.spi_r = sa->spi_r, sa->spi_r = o->spi_r, o->spi_r = t.spi_r;
@@ -1288,15 +1482,23 @@ static void swap_ctx(struct ike_sa *sa)
 	OPENSSL_cleanse(&t.keys, sizeof(t.keys));
 }
 
+static void swap_ctx(struct ike_sa *sa) { swap_with(sa, &sa->old_ike); }
+
 static void flip_child(struct ike_child *c)
 {
-	struct ike_child t = *c;
-	c->spi_i = t.spi_r, c->spi_r = t.spi_i;
-	memcpy(c->ei, t.er, sizeof(c->ei)), memcpy(c->er, t.ei, sizeof(c->er));
-	memcpy(c->ai, t.ar, sizeof(c->ai)), memcpy(c->ar, t.ai, sizeof(c->ar));
-	memcpy(c->ts_i, t.ts_r, sizeof(c->ts_i)), memcpy(c->ts_r, t.ts_i, sizeof(c->ts_r));
-	c->n_ts_i = t.n_ts_r, c->n_ts_r = t.n_ts_i;
-	OPENSSL_cleanse(&t, sizeof(t));
+	if (!c)
+		return;
+	uint32_t spi = c->spi_i;
+	c->spi_i = c->spi_r, c->spi_r = spi;
+	uint8_t e[sizeof(c->ei)], a[sizeof(c->ai)];
+	memcpy(e, c->ei, sizeof(e)), memcpy(c->ei, c->er, sizeof(e)), memcpy(c->er, e, sizeof(e));
+	memcpy(a, c->ai, sizeof(a)), memcpy(c->ai, c->ar, sizeof(a)), memcpy(c->ar, a, sizeof(a));
+	OPENSSL_cleanse(e, sizeof(e)), OPENSSL_cleanse(a, sizeof(a));
+	struct bt_ts *t = c->ts_i;
+	c->ts_i = c->ts_r, c->ts_r = t;
+	uint8_t n = c->n_ts_i;
+	c->n_ts_i = c->n_ts_r, c->n_ts_r = n;
+	flip_child(c->next), flip_child(c->old), flip_child(c->coll), flip_child(c->red);
 }
 
 /* The rekey is done: the current SA becomes old_ike, the new one (keys k, chosen p) takes over. */
@@ -1317,13 +1519,8 @@ static void switch_ike(struct ike_sa *sa, bool new_initiator, uint64_t spi_i, ui
 	sa->next_send_id = sa->next_recv_id = 0;
 	if (new_initiator != o->initiator) {
 		/* struct ike_child names sides after the IKE SA's initiator */
-		flip_child(&sa->child);
-		if (sa->old_present)
-			if (sa->old_child)
-			flip_child(sa->old_child);
-		if (sa->next_ready)
-			if (sa->next_child)
-			flip_child(sa->next_child);
+		for (int i = 0; i < IKE_CHILD_MAX; i++)
+			flip_child(sa->child[i]);
 	}
 	sa->ike_rekeyed = true;
 	sa->ike_rekeys++;
@@ -1353,7 +1550,8 @@ static int ike_keys_for(const struct ike_proposal *p, size_t *el, size_t *il)
 
 size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 {
-	if (sa->state != IKE_ST_ESTABLISHED || sa->ccs_pending || sa->info_pending || sa->old_ike.present)
+	if (sa->state != IKE_ST_ESTABLISHED || sa->ccs_pending || sa->info_pending || sa->old_ike.present ||
+	    sa->red_ike)
 		return 0;
 	uint8_t pub[512], chain[2048];
 	size_t pl = sizeof(pub);
@@ -1388,7 +1586,10 @@ size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 static size_t on_ike_rekey_request(struct ike_sa *sa, const struct ike_hdr *rh, const struct ike_chain *in,
 				   const struct ike_sa_payload *sp, uint8_t *out, size_t cap)
 {
-	if (sa->ccs_pending || sa->old_ike.present)
+	/* our own IKE SA rekey in flight: both complete, the nonces decide later (RFC 7296 2.8.2); our
+	 * Child SA exchange in flight, or a rekey unfinished: TEMPORARY_FAILURE (2.25) */
+	bool collision = sa->ccs_pending && sa->ccs_ike && !sa->coll_ike;
+	if ((sa->ccs_pending && !collision) || sa->old_ike.present || sa->red_ike)
 		return ccs_error(sa, rh->msg_id, IKE_N_TEMPORARY_FAILURE, out, cap);
 	struct proposal_list ours = IKE_PROPS(sa);
 	struct ike_sa_payload reply = {.n = 1};
@@ -1434,6 +1635,21 @@ static size_t on_ike_rekey_request(struct ike_sa *sa, const struct ike_hdr *rh, 
 	}
 	sa->next_recv_id = rh->msg_id + 1;
 	cache(sa, out, olen, rh->msg_id);
+	if (collision) {
+		struct ike_coll_ike *x = calloc(1, sizeof(*x));
+		const uint8_t *lo;
+		size_t ll;
+		lower_nonce(np->body, np->len, nr, sizeof(nr), &lo, &ll);
+		if (x && (x->nonce = dup_bytes(lo, ll))) {
+			x->spi_i = peer_spi, x->spi_r = spi, x->keys = k, x->prop = *chosen;
+			x->nonce_len = ll;
+			sa->coll_ike = x;
+		} else {
+			free(x);
+		}
+		ike_keys_clear(&k);
+		return olen;
+	}
 	switch_ike(sa, false, peer_spi, spi, &k, chosen);
 	return olen;
 }
@@ -1464,16 +1680,61 @@ static void on_ike_rekey_response(struct ike_sa *sa, const struct ike_chain *in,
 		return;
 	}
 	OPENSSL_cleanse(gir, sizeof(gir));
-	switch_ike(sa, true, sa->ccs_ike_spi, spi64(sp.prop[0].spi), &k, &sp.prop[0]);
+	struct ike_coll_ike *x = sa->coll_ike;
+	if (!x) {
+		switch_ike(sa, true, sa->ccs_ike_spi, spi64(sp.prop[0].spi), &k, &sp.prop[0]);
+		return;
+	}
+	/* both rekeyed (RFC 7296 2.8.2): the exchange with the lowest nonce made the redundant SA */
+	const uint8_t *lo;
+	size_t ll;
+	lower_nonce(sa->ccs_nonce, sizeof(sa->ccs_nonce), np->body, np->len, &lo, &ll);
+	bool ours_lost = nonce_cmp(lo, ll, x->nonce, x->nonce_len) < 0;
+	struct ike_old_sa spare = {0}, *r = sa->red_ike = calloc(1, sizeof(*r));
+	struct ike_proposal rp = ours_lost ? sp.prop[0] : x->prop;
+	if (!r)
+		r = &spare; /* (out of memory: the survivor still takes over; the redundant SA is left to time out) */
+	r->present = true, r->initiator = ours_lost;
+	r->spi_i = ours_lost ? sa->ccs_ike_spi : x->spi_i, r->spi_r = ours_lost ? spi64(sp.prop[0].spi) : x->spi_r;
+	r->keys = ours_lost ? k : x->keys;
+	const struct ike_transform *e = ike_prop_get(&rp, IKE_TR_ENCR), *i = ike_prop_get(&rp, IKE_TR_INTEG),
+				   *rf = ike_prop_get(&rp, IKE_TR_PRF);
+	r->ike = (struct ike_sk_suite){e ? e->id : 0, e ? e->key_bits : 0, i ? i->id : IKE_INTEG_NONE};
+	r->prf = rf ? rf->id : 0;
+	sa->red_ike_ours = ours_lost;
+	sa->rekey_collisions++;
+	if (ours_lost)
+		switch_ike(sa, false, x->spi_i, x->spi_r, &x->keys, &x->prop);
+	else
+		switch_ike(sa, true, sa->ccs_ike_spi, spi64(sp.prop[0].spi), &k, &sp.prop[0]);
+	ike_keys_clear(&k);
+	if (!sa->red_ike)
+		OPENSSL_cleanse(r, sizeof(*r));
+	free(x->nonce);
+	OPENSSL_clear_free(x, sizeof(*x));
+	sa->coll_ike = NULL;
 }
 
-size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
+/* Our IKE SA rekey failed: a peer's rekey that collided with it is the rekey. */
+static void ike_rekey_failed(struct ike_sa *sa)
+{
+	struct ike_coll_ike *x = sa->coll_ike;
+	if (!x)
+		return;
+	switch_ike(sa, false, x->spi_i, x->spi_r, &x->keys, &x->prop);
+	free(x->nonce);
+	OPENSSL_clear_free(x, sizeof(*x));
+	sa->coll_ike = NULL;
+}
+
+/* The delete of an old or redundant IKE SA o, sent with its keys and SPIs. */
+static size_t delete_ctx(struct ike_sa *sa, struct ike_old_sa *o, uint8_t *out, size_t cap)
 {
 	uint8_t chain[64];
 	struct ike_builder b;
-	if (!sa->old_ike.present || sa->old_ike.delete_pending)
+	if (!o->present || o->delete_pending)
 		return 0;
-	swap_ctx(sa);
+	swap_with(sa, o);
 	ike_build_chain_begin(&b, chain, sizeof(chain));
 	ike_build_payload(&b, IKE_PL_DELETE, false);
 	wbuf_u8(&b.w, IKE_PROTO_IKE);
@@ -1484,21 +1745,35 @@ size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 	size_t len = seal(sa, &h, &b, out, cap);
 	sa->suite = cur;
 	if (len)
-		sa->old_ike.delete_pending = true, sa->old_ike.delete_id = sa->next_send_id;
-	swap_ctx(sa);
+		o->delete_pending = true, o->delete_id = sa->next_send_id;
+	swap_with(sa, o);
 	return len;
 }
 
-static void old_ike_done(struct ike_sa *sa)
+size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap) { return delete_ctx(sa, &sa->old_ike, out, cap); }
+
+size_t ike_delete_red_ike(struct ike_sa *sa, uint8_t *out, size_t cap)
 {
-	free(sa->old_ike.last_resp);
-	OPENSSL_cleanse(&sa->old_ike, sizeof(sa->old_ike));
-	sa->old_ike_gone = true;
+	return sa->red_ike_ours && sa->red_ike ? delete_ctx(sa, sa->red_ike, out, cap) : 0;
 }
 
-/* A message on the old IKE SA after a rekey: its delete (request or response), or anything else
- * answered with an empty response so the peer's exchange completes. */
-static size_t on_old_ike(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *out, size_t cap)
+static void old_ike_done(struct ike_sa *sa, struct ike_old_sa *o)
+{
+	free(o->last_resp);
+	OPENSSL_cleanse(o, sizeof(*o));
+	if (o == &sa->old_ike) {
+		sa->old_ike_gone = true;
+	} else {
+		free(o);
+		sa->red_ike = NULL;
+		sa->red_ike_gone = true;
+	}
+}
+
+/* A message on the old (or the redundant) IKE SA o after a rekey: its delete (request or
+ * response), or anything else answered with an empty response so the peer's exchange completes. */
+static size_t on_old_ike(struct ike_sa *sa, struct ike_old_sa *o, const uint8_t *msg, size_t len, uint8_t *out,
+			 size_t cap)
 {
 	struct ike_hdr h;
 	static __thread struct ike_chain c;
@@ -1510,7 +1785,7 @@ static size_t on_old_ike(struct ike_sa *sa, const uint8_t *msg, size_t len, uint
 		return 0;
 	}
 	bool response = h.flags & IKE_FLAG_RESPONSE, gone = false;
-	swap_ctx(sa);
+	swap_with(sa, o);
 	if (!!(h.flags & IKE_FLAG_INITIATOR) == sa->initiator)
 		goto out;
 	if (!response && sa->last_resp && h.msg_id == sa->last_resp_id) {
@@ -1523,7 +1798,7 @@ static size_t on_old_ike(struct ike_sa *sa, const uint8_t *msg, size_t len, uint
 	if (open_sk(sa, copy, len, &c, &in) != 0)
 		goto out;
 	if (response) {
-		gone = sa->old_ike.delete_pending && h.msg_id == sa->old_ike.delete_id;
+		gone = o->delete_pending && h.msg_id == o->delete_id;
 		goto out;
 	}
 	if (h.msg_id != sa->next_recv_id)
@@ -1541,70 +1816,92 @@ static size_t on_old_ike(struct ike_sa *sa, const uint8_t *msg, size_t len, uint
 	if (r)
 		cache(sa, out, r, h.msg_id);
 out:
-	swap_ctx(sa);
+	swap_with(sa, o);
 	free(copy);
 	if (gone)
-		old_ike_done(sa);
+		old_ike_done(sa, o);
 	return r;
 }
 
-void ike_child_promote(struct ike_sa *sa)
+static int slot_of(const struct ike_sa *sa, const struct ike_child *c)
 {
-	if (!sa->next_ready || !sa->next_child)
+	for (int i = 0; i < IKE_CHILD_MAX; i++)
+		if (c && sa->child[i] == c)
+			return i;
+	return -1;
+}
+
+void ike_child_promote(struct ike_sa *sa, struct ike_child *c)
+{
+	int i = slot_of(sa, c);
+	if (i < 0 || !c->next_ready || !c->next)
 		return;
-	if (!sa->old_child)
-		sa->old_child = malloc(sizeof(*sa->old_child));
-	if (sa->old_child) {
-		*sa->old_child = sa->child;
-		sa->old_present = true;
-	}
-	sa->child = *sa->next_child;
-	drop_child(&sa->next_child);
-	sa->next_ready = false;
+	/* the new child takes the slot; the old one waits in it for its delete */
+	struct ike_child *n = c->next;
+	c->next = NULL, c->next_ready = false;
+	n->old = c, n->old_present = true;
+	n->red = c->red, n->red_delete = c->red_delete, n->coll = c->coll;
+	n->coll_nonce = c->coll_nonce, n->coll_nonce_len = c->coll_nonce_len;
+	c->red = c->coll = NULL, c->coll_nonce = NULL, c->red_delete = false;
+	drop_child(&c->old);
+	c->old_present = false;
+	n->rekeys = c->rekeys + 1;
+	n->conf = c->conf;
+	sa->child[i] = n;
+	if (sa->ccs_child == c)
+		sa->ccs_child = n;
 	sa->child_rekeys++;
 }
 
-
-/* The peer's CREATE_CHILD_SA: a rekey of our Child SA. New Child SAs beside it and IKE SA rekeys
- * are refused for now (NO_ADDITIONAL_SAS). */
+/* The peer's CREATE_CHILD_SA: a new Child SA for one of our configured children, a rekey of one
+ * (by its SPI in REKEY_SA), or a rekey of the IKE SA. A refusal is an error notify that leaves the
+ * IKE SA and the other children as they were. */
 static size_t on_ccs_request(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_hdr *rh,
 			     const struct ike_chain *c, uint8_t *out, size_t cap)
 {
 	struct ike_chain in;
 	if (open_sk(sa, msg, len, c, &in) != 0)
 		return 0;
-	struct ike_sa_payload isp;
-	const struct ike_payload *isap = ike_find(&in, IKE_PL_SA, 0);
-	if (isap && ike_parse_sa(isap, &isp) == IKE_PERR_OK && isp.n && isp.prop[0].protocol == IKE_PROTO_IKE)
-		return on_ike_rekey_request(sa, rh, &in, &isp, out, cap);
-	bool rekey = false, match = false;
+	struct ike_sa_payload sp;
+	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0);
+	if (sap && ike_parse_sa(sap, &sp) == IKE_PERR_OK && sp.n && sp.prop[0].protocol == IKE_PROTO_IKE)
+		return on_ike_rekey_request(sa, rh, &in, &sp, out, cap);
+	bool rekey = false;
+	struct ike_child *old = NULL;
 	for (unsigned i = 0; ike_find(&in, IKE_PL_NOTIFY, i); i++) {
 		struct ike_notify_payload n;
 		if (ike_parse_notify(ike_find(&in, IKE_PL_NOTIFY, i), &n) != IKE_PERR_OK || n.type != IKE_N_REKEY_SA)
 			continue;
 		rekey = true;
-		match |= n.protocol == IKE_PROTO_ESP && n.spi_len == 4 && sa->child_ready && spi32(n.spi) == peer_child_spi(sa);
+		for (int k = 0; k < IKE_CHILD_MAX && n.protocol == IKE_PROTO_ESP && n.spi_len == 4 && !old; k++)
+			if (sa->child[k] && !sa->child[k]->gone && peer_spi(sa, sa->child[k]) == spi32(n.spi))
+				old = sa->child[k];
 	}
-	if (!rekey)
-		return ccs_error(sa, rh->msg_id, IKE_N_NO_ADDITIONAL_SAS, out, cap);
-	if (!match)
+	if (rekey && !old)
 		return ccs_error(sa, rh->msg_id, IKE_N_CHILD_SA_NOT_FOUND, out, cap);
-	/* RFC 7296 2.25: a child we are rekeying ourselves, or whose rekey is not finished */
-	if (sa->ccs_pending || sa->next_ready || sa->old_present)
+	/* RFC 7296 2.25: a child whose rekey is unfinished, or while the IKE SA is being rekeyed. Our own
+	 * rekey of the same child in flight is a collision that both complete (2.8.1). */
+	bool collision = old && sa->ccs_pending && !sa->ccs_ike && sa->ccs_child == old;
+	if (old && (old->next_ready || old->old_present || old->coll || old->red || (sa->ccs_pending && sa->ccs_ike) ||
+		    sa->old_ike.present))
 		return ccs_error(sa, rh->msg_id, IKE_N_TEMPORARY_FAILURE, out, cap);
-	struct ike_sa_payload sp;
+	int slot = old ? -1 : free_slot(sa);
+	if (!old && slot < 0)
+		return ccs_error(sa, rh->msg_id, IKE_N_NO_ADDITIONAL_SAS, out, cap);
 	struct ike_ts_payload tsi, tsr;
-	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0), *np = ike_find(&in, IKE_PL_NONCE, 0),
-				 *kep = ike_find(&in, IKE_PL_KE, 0), *ip = ike_find(&in, IKE_PL_TSI, 0),
-				 *tp = ike_find(&in, IKE_PL_TSR, 0);
+	const struct ike_payload *np = ike_find(&in, IKE_PL_NONCE, 0), *kep = ike_find(&in, IKE_PL_KE, 0),
+				 *ip = ike_find(&in, IKE_PL_TSI, 0), *tp = ike_find(&in, IKE_PL_TSR, 0);
 	if (!sap || !np || !ip || !tp || ike_parse_sa(sap, &sp) || ike_parse_ts(ip, &tsi) || ike_parse_ts(tp, &tsr) ||
 	    np->len < 16 || np->len > 256)
 		return ccs_error(sa, rh->msg_id, IKE_N_INVALID_SYNTAX, out, cap);
-	struct proposal_list ours = ESP_PROPS(sa);
 	struct ike_sa_payload reply = {.n = 1};
 	struct ike_proposal *chosen = &reply.prop[0];
-	if (!choose(&sp, &ours, false, chosen) || chosen->spi_len != 4)
-		return ccs_error(sa, rh->msg_id, IKE_N_NO_PROPOSAL_CHOSEN, out, cap);
+	const struct ike_conf *cc = NULL;
+	struct bt_ts pi[BT_TS_MAX], mi[BT_TS_MAX]; /* the peer's side, ours */
+	unsigned npi, nmi;
+	uint16_t err = pick_child(sa, old ? old->conf : NULL, &sp, false, &tsi, &tsr, chosen, &cc, pi, &npi, mi, &nmi);
+	if (err)
+		return ccs_error(sa, rh->msg_id, err, out, cap);
 	const struct ike_transform *g = ike_prop_get(chosen, IKE_TR_DH);
 	struct ike_ke_payload ke;
 	uint8_t pub[512], gir[512], nr[32];
@@ -1619,38 +1916,28 @@ static size_t on_ccs_request(struct ike_sa *sa, uint8_t *msg, size_t len, const 
 			return ccs_error(sa, rh->msg_id, IKE_N_INVALID_KE_PAYLOAD, out, cap);
 		}
 	}
-	if (!sa->next_child && !(sa->next_child = malloc(sizeof(*sa->next_child)))) {
+	struct ike_child *nc = child_new(cc);
+	uint32_t spi = 0;
+	const uint8_t *lo;
+	size_t ll = 0;
+	int bad = !nc || rnd(sa, &spi, sizeof(spi)) || rnd(sa, nr, sizeof(nr));
+	if (!bad) {
+		spi |= 0xc0000000u;
+		nc->esp = *chosen;
+		bad = child_keys(sa, nc, false, gl ? gir : NULL, gl, np->body, np->len, nr, sizeof(nr)) ||
+		      child_fill(sa, nc, false, spi, spi32(chosen->spi), pi, npi, mi, nmi);
+	}
+	OPENSSL_cleanse(gir, sizeof(gir));
+	if (!bad && collision) {
+		lower_nonce(np->body, np->len, nr, sizeof(nr), &lo, &ll);
+		bad = !(old->coll_nonce = dup_bytes(lo, ll));
+		old->coll_nonce_len = ll;
+	}
+	if (bad) {
+		child_free(nc);
 		ike_dh_free(dh);
 		return ccs_error(sa, rh->msg_id, IKE_N_TEMPORARY_FAILURE, out, cap);
 	}
-	struct ike_child *nc = sa->next_child;
-	memset(nc, 0, sizeof(*nc));
-	/* the peer's TSi is its side */
-	struct bt_ts pi[BT_TS_MAX], mi[BT_TS_MAX];
-	unsigned npi = narrow(tsi.ts, tsi.n, sa->conf->remote_ts, sa->conf->n_remote_ts, pi);
-	unsigned nmi = narrow(tsr.ts, tsr.n, sa->conf->local_ts, sa->conf->n_local_ts, mi);
-	uint32_t spi;
-	struct ike_proposal saved = sa->esp_chosen;
-	sa->esp_chosen = *chosen;
-	int bad = !npi || !nmi || rnd(sa, &spi, sizeof(spi)) || rnd(sa, nr, sizeof(nr)) ||
-		  child_keys(sa, nc, false, gl ? gir : NULL, gl, np->body, np->len, nr, sizeof(nr));
-	OPENSSL_cleanse(gir, sizeof(gir));
-	if (bad) {
-		sa->esp_chosen = saved;
-		ike_dh_free(dh);
-		return ccs_error(sa, rh->msg_id, !npi || !nmi ? IKE_N_TS_UNACCEPTABLE : IKE_N_TEMPORARY_FAILURE, out, cap);
-	}
-	spi |= 0xc0000000u;
-	/* SPIs and selectors in the child's "i = original initiator" convention */
-	uint32_t peer_spi = spi32(chosen->spi);
-	nc->spi_i = sa->initiator ? spi : peer_spi;
-	nc->spi_r = sa->initiator ? peer_spi : spi;
-	memcpy(sa->initiator ? nc->ts_i : nc->ts_r, mi, nmi * sizeof(mi[0]));
-	memcpy(sa->initiator ? nc->ts_r : nc->ts_i, pi, npi * sizeof(pi[0]));
-	if (sa->initiator)
-		nc->n_ts_i = (uint8_t)nmi, nc->n_ts_r = (uint8_t)npi;
-	else
-		nc->n_ts_r = (uint8_t)nmi, nc->n_ts_i = (uint8_t)npi;
 	put_spi(chosen, spi);
 	uint8_t chain[2048];
 	struct ike_builder b;
@@ -1665,11 +1952,20 @@ static size_t on_ccs_request(struct ike_sa *sa, uint8_t *msg, size_t len, const 
 	struct ike_hdr h = hdr(sa, IKE_CREATE_CHILD_SA, true, rh->msg_id);
 	size_t olen = seal(sa, &h, &b, out, cap);
 	if (!olen) {
-		sa->esp_chosen = saved;
+		child_free(nc);
+		if (collision)
+			free(old->coll_nonce), old->coll_nonce = NULL;
 		return 0;
 	}
 	sa->next_recv_id = rh->msg_id + 1;
-	sa->next_ready = true;
+	if (collision) {
+		old->coll = nc; /* decided when our own exchange ends */
+	} else if (old) {
+		old->next = nc, old->next_ready = true, old->next_ours = false;
+	} else {
+		nc->up = true;
+		sa->child[slot] = nc;
+	}
 	return cache(sa, out, olen, rh->msg_id);
 }
 
@@ -1677,7 +1973,7 @@ static size_t on_ccs_request(struct ike_sa *sa, uint8_t *msg, size_t len, const 
  * next try (ike_rekey_child / ike_rekey_ike). */
 static void note_wanted_group(struct ike_sa *sa, uint16_t g)
 {
-	const struct proposal_list l = sa->ccs_ike ? IKE_PROPS(sa) : ESP_PROPS(sa);
+	const struct proposal_list l = sa->ccs_ike ? IKE_PROPS(sa) : ESP_PROPS(sa->ccs_conf);
 	for (unsigned i = 0; i < l.n; i++)
 		for (unsigned t = 0; t < l.p[i].n_tr; t++)
 			if (l.p[i].tr[t].type == IKE_TR_DH && l.p[i].tr[t].id == g) {
@@ -1687,6 +1983,35 @@ static void note_wanted_group(struct ike_sa *sa, uint16_t g)
 					sa->ccs_group = g;
 				return;
 			}
+}
+
+/* Our rekey of c and the peer's of the same child both completed (RFC 7296 2.8.1): the exchange
+ * holding the lowest of the four nonces made the redundant SA, which its creator deletes; the
+ * other becomes c's next. ours is the child our exchange made, lo its lower nonce. */
+static void settle_collision(struct ike_sa *sa, struct ike_child *c, struct ike_child *ours, const uint8_t *lo, size_t ll)
+{
+	bool ours_lost = nonce_cmp(lo, ll, c->coll_nonce, c->coll_nonce_len) < 0;
+	struct ike_child *theirs = c->coll;
+	c->coll = NULL;
+	free(c->coll_nonce);
+	c->coll_nonce = NULL, c->coll_nonce_len = 0;
+	c->next = ours_lost ? theirs : ours;
+	c->red = ours_lost ? ours : theirs;
+	c->next_ready = true, c->next_ours = !ours_lost, c->red_delete = ours_lost;
+	sa->rekey_collisions++;
+}
+
+/* Our CREATE_CHILD_SA was refused or failed: a peer's rekey that collided with it is the rekey. */
+static void ccs_failed(struct ike_sa *sa, uint16_t why)
+{
+	struct ike_child *c = sa->ccs_child;
+	sa->ccs_error = why;
+	if (c && c->coll) {
+		c->next = c->coll, c->next_ready = true, c->next_ours = false;
+		c->coll = NULL;
+		free(c->coll_nonce);
+		c->coll_nonce = NULL, c->coll_nonce_len = 0;
+	}
 }
 
 static size_t on_ccs_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c)
@@ -1700,33 +2025,47 @@ static size_t on_ccs_response(struct ike_sa *sa, uint8_t *msg, size_t len, const
 	struct ike_notify_payload n;
 	for (unsigned i = 0; ike_find(&in, IKE_PL_NOTIFY, i); i++)
 		if (ike_parse_notify(ike_find(&in, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK && n.type < 16384) {
-			sa->ccs_error = n.type; /* the rekey failed; the IKE SA and the old child go on */
 			if (n.type == IKE_N_INVALID_KE_PAYLOAD && n.data_len == 2)
 				note_wanted_group(sa, (uint16_t)(n.data[0] << 8 | n.data[1]));
 			ike_dh_free(dh);
+			if (!sa->ccs_ike) {
+				ccs_failed(sa, n.type); /* the IKE SA and the children go on */
+			} else {
+				sa->ccs_error = n.type;
+				ike_rekey_failed(sa);
+			}
 			return 0;
 		}
 	if (sa->ccs_ike) {
 		on_ike_rekey_response(sa, &in, dh);
+		if (sa->ccs_error)
+			ike_rekey_failed(sa);
 		ike_dh_free(dh);
 		return 0;
 	}
+	struct ike_child *old = sa->ccs_child;
+	const struct ike_conf *cc = sa->ccs_conf;
+	int slot = old ? -1 : free_slot(sa);
 	struct ike_sa_payload sp;
 	struct ike_ts_payload tsi, tsr;
 	struct ike_ke_payload ke;
 	const struct ike_payload *sap = ike_find(&in, IKE_PL_SA, 0), *np = ike_find(&in, IKE_PL_NONCE, 0),
 				 *kep = ike_find(&in, IKE_PL_KE, 0), *ip = ike_find(&in, IKE_PL_TSI, 0),
 				 *tp = ike_find(&in, IKE_PL_TSR, 0);
-	struct proposal_list ours = ESP_PROPS(sa);
-	const struct bt_ts *mine, *theirs;
-	unsigned nm, nt;
-	child_ts(sa, &mine, &nm, &theirs, &nt);
+	struct proposal_list ours = ESP_PROPS(cc);
+	/* what we proposed: a rekey the child's selectors, a new child the configured ones */
+	const struct bt_ts *mine = cc->local_ts, *theirs = cc->remote_ts;
+	unsigned nm = cc->n_local_ts, nt = cc->n_remote_ts;
+	if (old) {
+		mine = sa->initiator ? old->ts_i : old->ts_r, nm = sa->initiator ? old->n_ts_i : old->n_ts_r;
+		theirs = sa->initiator ? old->ts_r : old->ts_i, nt = sa->initiator ? old->n_ts_r : old->n_ts_i;
+	}
 	uint8_t gir[512];
 	size_t gl = 0;
 	if (!sap || !np || !ip || !tp || ike_parse_sa(sap, &sp) || !accepted(&sp, &ours, false) || sp.prop[0].spi_len != 4 ||
 	    ike_parse_ts(ip, &tsi) || ike_parse_ts(tp, &tsr) || np->len < 16 || np->len > 256 ||
 	    !subset(tsi.ts, tsi.n, mine, nm) || !subset(tsr.ts, tsr.n, theirs, nt)) {
-		sa->ccs_error = IKE_N_INVALID_SYNTAX;
+		ccs_failed(sa, IKE_N_INVALID_SYNTAX);
 		ike_dh_free(dh);
 		return 0;
 	}
@@ -1735,38 +2074,36 @@ static size_t on_ccs_response(struct ike_sa *sa, uint8_t *msg, size_t len, const
 		gl = sizeof(gir);
 		if (!dh || !kep || ike_parse_ke(kep, &ke) || ke.group != g->id ||
 		    ike_dh_shared(dh, ke.data, ke.len, gir, &gl)) {
-			sa->ccs_error = IKE_N_INVALID_KE_PAYLOAD;
+			ccs_failed(sa, IKE_N_INVALID_KE_PAYLOAD);
 			ike_dh_free(dh);
 			return 0;
 		}
 	}
 	ike_dh_free(dh);
-	if (!sa->next_child && !(sa->next_child = malloc(sizeof(*sa->next_child)))) {
-		sa->ccs_error = IKE_N_TEMPORARY_FAILURE;
+	struct ike_child *nc = (old && old->gone) || (!old && slot < 0) ? NULL : child_new(cc);
+	if (nc)
+		nc->esp = sp.prop[0];
+	if (!nc || child_keys(sa, nc, true, gl ? gir : NULL, gl, sa->ccs_nonce, sizeof(sa->ccs_nonce), np->body, np->len) ||
+	    child_fill(sa, nc, true, sa->ccs_spi, spi32(sp.prop[0].spi), tsi.ts, tsi.n, tsr.ts, tsr.n)) {
+		OPENSSL_cleanse(gir, sizeof(gir));
+		child_free(nc);
+		/* (a child deleted meanwhile, or no slot left for a new one: the peer's half is left to it) */
+		ccs_failed(sa, old && old->gone ? IKE_N_CHILD_SA_NOT_FOUND : !old && slot < 0 ? IKE_N_NO_ADDITIONAL_SAS
+									      : IKE_N_TEMPORARY_FAILURE);
 		return 0;
 	}
-	struct ike_child *nc = sa->next_child;
-	memset(nc, 0, sizeof(*nc));
-	struct ike_proposal saved = sa->esp_chosen;
-	sa->esp_chosen = sp.prop[0];
-	int bad = child_keys(sa, nc, true, gl ? gir : NULL, gl, sa->ccs_nonce, sizeof(sa->ccs_nonce), np->body, np->len);
 	OPENSSL_cleanse(gir, sizeof(gir));
-	if (bad) {
-		sa->esp_chosen = saved;
-		sa->ccs_error = IKE_N_TEMPORARY_FAILURE;
-		return 0;
+	if (!old) {
+		nc->up = true;
+		sa->child[slot] = nc;
+	} else if (old->coll) {
+		const uint8_t *lo;
+		size_t ll;
+		lower_nonce(sa->ccs_nonce, sizeof(sa->ccs_nonce), np->body, np->len, &lo, &ll);
+		settle_collision(sa, old, nc, lo, ll);
+	} else {
+		old->next = nc, old->next_ready = true, old->next_ours = true;
 	}
-	uint32_t peer_spi = spi32(sp.prop[0].spi);
-	nc->spi_i = sa->initiator ? sa->ccs_spi : peer_spi;
-	nc->spi_r = sa->initiator ? peer_spi : sa->ccs_spi;
-	/* TSi of this exchange is our side */
-	memcpy(sa->initiator ? nc->ts_i : nc->ts_r, tsi.ts, tsi.n * sizeof(tsi.ts[0]));
-	memcpy(sa->initiator ? nc->ts_r : nc->ts_i, tsr.ts, tsr.n * sizeof(tsr.ts[0]));
-	if (sa->initiator)
-		nc->n_ts_i = (uint8_t)tsi.n, nc->n_ts_r = (uint8_t)tsr.n;
-	else
-		nc->n_ts_r = (uint8_t)tsi.n, nc->n_ts_i = (uint8_t)tsr.n;
-	sa->next_ready = true;
 	return 0;
 }
 
@@ -1780,7 +2117,10 @@ size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *o
 		return 0;
 	if (sa->state == IKE_ST_ESTABLISHED && sa->old_ike.present && h.spi_i == sa->old_ike.spi_i &&
 	    h.spi_r == sa->old_ike.spi_r)
-		return on_old_ike(sa, msg, len, out, cap);
+		return on_old_ike(sa, &sa->old_ike, msg, len, out, cap);
+	if (sa->state == IKE_ST_ESTABLISHED && sa->red_ike && h.spi_i == sa->red_ike->spi_i &&
+	    h.spi_r == sa->red_ike->spi_r)
+		return on_old_ike(sa, sa->red_ike, msg, len, out, cap);
 	bool response = h.flags & IKE_FLAG_RESPONSE;
 	/* the message must come from the other role, for this SA; until the SA is up, requests only
 	 * flow from the initiator */

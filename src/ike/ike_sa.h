@@ -2,8 +2,9 @@
  *
  * The engine is pure: it takes a received message (the time through sa->now, randomness through a
  * callback) and returns the message to send and what changed; it opens no socket and arms no timer.
- * This slice does IKE_SA_INIT and IKE_AUTH with a pre-shared key or certificates (RFC 7427
- * signatures) and one Child SA, both roles. The record is the
+ * It does IKE_SA_INIT and IKE_AUTH with a pre-shared key or certificates (RFC 7427 signatures),
+ * CREATE_CHILD_SA (new Child SAs, Child and IKE SA rekeys) and INFORMATIONAL, both roles, for a
+ * small table of Child SAs per IKE SA. The record is the
  * start of the session context that transfer and HA will serialise.
  */
 #ifndef BT_IKE_SA_H
@@ -32,9 +33,9 @@ enum ike_state {
 	IKE_ST_DELETED,       /* an IKE SA delete was sent and answered, or received */
 };
 
-/* What an INFORMATIONAL request of ours carries. */
+/* What an INFORMATIONAL request of ours carries (Child SA deletes: ike_delete_child). */
 enum ike_info {
-	IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE, IKE_INFO_DELETE_OLD_CHILD,
+	IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE,
 	IKE_INFO_UPDATE,  /* MOBIKE: UPDATE_SA_ADDRESSES with NAT detection and COOKIE2 (ike_mobike_update) */
 	IKE_INFO_PROBE,   /* MOBIKE: a path test, COOKIE2 only (ike_mobike_probe) */
 	IKE_INFO_ADDRS,   /* MOBIKE: our additional addresses changed (ike_mobike_addresses) */
@@ -46,7 +47,9 @@ enum ike_authby { IKE_AUTHBY_PSK = 0, IKE_AUTHBY_PUBKEY, IKE_AUTHBY_ANY };
 
 #define IKE_ID_MAX 256 /* an identity's bytes: long enough for a certificate's subject DN */
 
-/* What one side asks for (a connection and its child, reduced to what this slice needs). */
+/* What one side asks for (a connection and one of its children, reduced to what the engine needs).
+ * The IKE SA takes its IKE settings from one; each Child SA keeps the one of its child (ESP
+ * proposals and selectors). */
 struct ike_conf {
 	/* What we offer or accept, in order of preference: n_ike_props / n_esp_props proposals in the
 	 * caller's storage (borrowed like the configuration, sized to what it holds). Left empty, one
@@ -88,18 +91,49 @@ struct ike_conf_room {
 };
 void ike_conf_use_room(struct ike_conf *conf, struct ike_conf_room *room);
 
+/* The peer's new IKE SA while our own rekey of the IKE SA is in flight (RFC 7296 2.8.2). */
+struct ike_coll_ike {
+	uint64_t spi_i, spi_r;
+	struct ike_keys keys;
+	struct ike_proposal prop;
+	uint8_t *nonce;              /* owned: the lower nonce of the peer's exchange */
+	size_t nonce_len;
+};
+
 struct ike_rng {
 	int (*fill)(void *arg, uint8_t *buf, size_t len); /* 0 on success */
 	void *arg;
 };
 
-/* The Child SA that IKE_AUTH established: SPIs as each side chose them for its inbound SA. */
+#define IKE_CHILD_MAX 8 /* Child SAs per IKE SA */
+
+/* A Child SA: SPIs as each side chose them for its inbound SA; "i" is the IKE SA's (current)
+ * initiator. While a rekey is under way (RFC 7296 1.3.3, 2.8) the new child waits in next
+ * (next_ready): the caller installs it and calls ike_child_promote(), which keeps the old one in old
+ * until its delete completes (old_deleted: the caller removes the old SAs). */
 struct ike_child {
 	uint32_t spi_i, spi_r;       /* initiator's inbound SPI, responder's inbound SPI */
 	uint8_t ei[IKE_KEY_MAX + 4], ai[IKE_KEY_MAX], er[IKE_KEY_MAX + 4], ar[IKE_KEY_MAX];
 	size_t encr_len, integ_len;
-	struct bt_ts ts_i[BT_TS_MAX], ts_r[BT_TS_MAX]; /* as agreed: initiator's side, responder's side */
+	struct ike_proposal esp;     /* as negotiated: one transform per type */
+	const struct ike_conf *conf; /* borrowed: the configured child it was made for (proposals, selectors) */
+	struct bt_ts *ts_i, *ts_r;   /* owned, exactly n_ts_i / n_ts_r long: as agreed, initiator's side,
+				      * responder's side */
 	uint8_t n_ts_i, n_ts_r;
+	/* events for the caller, which clears up; gone children stay until ike_child_reap() */
+	bool up;                     /* newly established (IKE_AUTH or CREATE_CHILD_SA): install it */
+	bool gone;                   /* deleted by the peer or by our delete: remove its SAs */
+	struct ike_child *next, *old;
+	bool next_ready, next_ours, old_present, old_deleted; /* next_ours: our rekey made next */
+	/* RFC 7296 2.8.1: both ends rekeyed this child at once. coll holds the peer's new child until our
+	 * own exchange ends and the nonces decide: the winner becomes next, the loser red (redundant,
+	 * never installed), deleted by the side that created it: red_delete asks the caller to send
+	 * that delete (ike_delete_child), otherwise the peer's comes. */
+	struct ike_child *coll, *red;
+	uint8_t *coll_nonce;         /* owned: the lower nonce of the peer's exchange */
+	size_t coll_nonce_len;
+	bool red_delete;
+	uint64_t rekeys;
 };
 
 struct ike_sa {
@@ -119,12 +153,16 @@ struct ike_sa {
 	uint8_t *last_resp;          /* cached response for retransmitted requests */
 	size_t last_resp_len;
 	uint32_t last_resp_id;
-	struct ike_proposal ike_chosen, esp_chosen; /* one transform per type */
+	struct ike_proposal ike_chosen; /* one transform per type */
 	uint8_t restarts;            /* IKE_SA_INIT restarts after INVALID_KE_PAYLOAD or COOKIE */
 	uint8_t cookie[64];          /* the responder's COOKIE, echoed in our IKE_SA_INIT */
 	size_t cookie_len;
-	struct ike_child child;
-	bool child_ready;
+	struct ike_child *child[IKE_CHILD_MAX]; /* owned; NULL = free slot. The first comes with IKE_AUTH */
+	/* responder: the children we are configured for (borrowed as conf, completed by ike_conf_finish);
+	 * a Child SA the peer asks for is made for the first whose selectors and proposals fit. None:
+	 * conf alone. */
+	const struct ike_conf *const *child_confs;
+	uint8_t n_child_confs;
 	uint16_t error;              /* notify type that failed the SA, 0 = none */
 	char error_detail[160];      /* why certificate authentication failed, for the log ("" = n/a) */
 	uint64_t now;                /* the caller's clock (unix seconds), set before ike_process: the
@@ -147,15 +185,17 @@ struct ike_sa {
 	bool info_pending;
 	enum ike_info info_what;
 	uint32_t info_id;
+	uint32_t info_spi[IKE_CHILD_MAX]; /* our inbound SPIs of the Child SAs it deletes */
+	uint8_t info_n_spi;
 	uint8_t *info_req;           /* kept for retransmission by the caller's timers */
 	size_t info_req_len;
 	uint64_t peer_answers;       /* INFORMATIONAL responses received: liveness */
-	/* CREATE_CHILD_SA rekeying the Child SA (RFC 7296 1.3.3, 2.8), started by either side. The
-	 * new child is reported in next_child (next_ready); the caller installs it and calls
-	 * ike_child_promote(), which keeps the old one in old_child until its delete completes
-	 * (old_deleted: the caller removes the old SAs). */
+	/* CREATE_CHILD_SA (RFC 7296 1.3) started by either side: a new Child SA (reported with up), a
+	 * Child SA rekey (reported in the child's next) or an IKE SA rekey. */
 	bool ccs_pending;            /* our CREATE_CHILD_SA request is in flight */
 	bool ccs_ike;                /* ... and it rekeys the IKE SA */
+	struct ike_child *ccs_child; /* ... the Child SA it rekeys (NULL: a new one, for ccs_conf) */
+	const struct ike_conf *ccs_conf;
 	uint64_t ccs_ike_spi;        /* our SPI for the new IKE SA */
 	uint32_t ccs_id;
 	uint8_t ccs_nonce[32];
@@ -163,9 +203,7 @@ struct ike_sa {
 	struct ike_dh *ccs_dh;       /* PFS */
 	uint16_t ccs_error;          /* the notify that refused our last request, 0 = none */
 	uint16_t ccs_group;          /* PFS group the peer asked for with INVALID_KE_PAYLOAD, 0 = ours */
-	struct ike_child *next_child, *old_child; /* allocated while a rekey is under way */
-	bool next_ready, old_present, old_deleted;
-	uint64_t child_rekeys;
+	uint64_t child_rekeys, rekey_collisions;
 	/* IKE SA rekey (RFC 7296 2.18): the new SA takes over at once (SPIs, keys, message IDs from 0;
 	 * its initiator is whoever started the rekey); the old one lives on here only to send or answer
 	 * its delete. Events for the caller: ike_rekeyed (index the new SPIs), old_ike_gone. */
@@ -181,6 +219,14 @@ struct ike_sa {
 		uint32_t last_resp_id;
 	} old_ike;
 	bool ike_rekeyed, old_ike_gone;
+	/* RFC 7296 2.8.2: both ends rekeyed the IKE SA at once. The peer's new SA waits in coll_ike
+	 * until our exchange ends; the one made by the exchange with the lowest nonce is redundant:
+	 * red_ike lives on only for its delete, which the side that made it sends (red_ike_ours: we do,
+	 * with ike_delete_red_ike); red_ike_gone when it is done. The old SA is deleted by the
+	 * initiator of the survivor (after the switch: us if sa->initiator). */
+	struct ike_coll_ike *coll_ike; /* owned, only during a collision */
+	struct ike_old_sa *red_ike;  /* owned, only until the redundant SA is deleted */
+	bool red_ike_ours, red_ike_gone;
 	/* IKE fragmentation (RFC 7383): negotiated when both sent IKEV2_FRAGMENTATION_SUPPORTED. A
 	 * message we fragment is returned as its fragments back to back (each a whole IKE message:
 	 * split by the length in each header); received fragments are reassembled here. */
@@ -233,12 +279,24 @@ void ike_sa_set_endpoints(struct ike_sa *sa, const struct bt_addr *local, uint16
 
 /* Initiator: the IKE_SA_INIT request. Returns its length in out, 0 on failure. */
 size_t ike_start(struct ike_sa *sa, uint8_t *out, size_t cap);
-/* An INFORMATIONAL request (liveness check, delete of the Child SA or of the IKE SA) from an
- * established SA, either role. Returns its length, 0 if one is already in flight or on error. */
+/* An INFORMATIONAL request (liveness check, delete of the IKE SA) from an established SA, either
+ * role. Returns its length, 0 if one is already in flight or on error. */
 size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, size_t cap);
-/* A CREATE_CHILD_SA request rekeying the Child SA (with PFS when the ESP proposal names a group).
- * Returns its length, 0 if a request is in flight, a rekey is unfinished, or on error. */
-size_t ike_rekey_child(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* An INFORMATIONAL request deleting Child SAs, named by our inbound SPIs (of a child, of its old SA
+ * after a rekey, or of a redundant one after a collision), in one DELETE payload. Returns its
+ * length, 0 if an exchange is in flight, an SPI is not ours, or on error. */
+size_t ike_delete_child(struct ike_sa *sa, const uint32_t *spis, unsigned n, uint8_t *out, size_t cap);
+/* A CREATE_CHILD_SA request rekeying child c (with PFS when its ESP proposal names a group).
+ * Returns its length, 0 if a request is in flight, its rekey is unfinished, or on error. */
+size_t ike_rekey_child(struct ike_sa *sa, struct ike_child *c, uint8_t *out, size_t cap);
+/* A CREATE_CHILD_SA request for a new Child SA of configured child cc (borrowed: it must outlive
+ * the SA; completed by ike_conf_finish), RFC 7296 1.3.1. Returns its length, 0 if a request is in flight, the table is full, or
+ * on error. The new child comes with up set. */
+size_t ike_create_child(struct ike_sa *sa, const struct ike_conf *cc, uint8_t *out, size_t cap);
+/* Our Child SA with this inbound SPI (current SAs only), or NULL. */
+struct ike_child *ike_child_by_spi(struct ike_sa *sa, uint32_t spi);
+/* Free the children marked gone (after the caller removed their SAs). */
+void ike_child_reap(struct ike_sa *sa);
 /* A CREATE_CHILD_SA request rekeying the IKE SA itself. Returns its length or 0 (busy, error). */
 size_t ike_rekey_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* After ike_rekeyed, on the side that started the rekey: the delete of the old IKE SA, sent with
@@ -255,10 +313,13 @@ size_t ike_mobike_probe(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* MOBIKE, either role: our additional addresses (my_addrs) changed; an INFORMATIONAL with the new
  * list, or NO_ADDITIONAL_ADDRESSES (RFC 4555 3.6). Returns 0 without MOBIKE or when busy. */
 size_t ike_mobike_addresses(struct ike_sa *sa, uint8_t *out, size_t cap);
-/* The caller installed next_child: make it the Child SA; the old one waits in old_child. */
-void ike_child_promote(struct ike_sa *sa);
+/* After an IKE SA rekey collision we lost (red_ike_ours): the delete of the redundant IKE SA, sent
+ * with its keys and SPIs. Returns its length or 0. */
+size_t ike_delete_red_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* The caller installed c->next: make it the child; the old one waits in c->old. */
+void ike_child_promote(struct ike_sa *sa, struct ike_child *c);
 /* Process a received message for this SA. Returns the length of the message to send in out (0 if
- * none); the SA's state, child and error say what happened. */
+ * none); the SA's state, children and error say what happened. */
 size_t ike_process(struct ike_sa *sa, const uint8_t *msg, size_t len, uint8_t *out, size_t cap);
 
 #endif

@@ -4,8 +4,10 @@
  * IKE rekeys), INFORMATIONAL (deletes), IKE_AUTH, or as RFC 7383 fragments — so the parsers and
  * handlers behind the integrity check see it: a response or nothing, never a crash or a leak.
  * Input: [0] exchange selector, [1] flags (bit 0: response, bit 1: as fragments, bit 2: first a
- * Child rekey so an old child exists, bit 3: first an IKE rekey), [2] first payload type, [3] message
- * ID offset, then the chain. */
+ * Child rekey so an old child exists, bit 3: first an IKE rekey, bit 4: first a second Child SA by
+ * CREATE_CHILD_SA, bit 5: the responder's own IKE SA rekey in flight, bit 6: its own rekey of the
+ * first child in flight — so a rekey in the input meets a collision, RFC 7296 2.8), [2] first
+ * payload type, [3] message ID offset, then the chain. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,10 +91,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	deliver(&i, m2, l, m1, sizeof(m1));
 	if (i.state != IKE_ST_ESTABLISHED || r.state != IKE_ST_ESTABLISHED)
 		abort(); /* the fixed exchange must work */
-	if (data[1] & 4) {
-		l = ike_rekey_child(&i, m1, sizeof(m1));
+	if (data[1] & 16) {
+		l = ike_create_child(&i, &ci, m1, sizeof(m1));
 		exchange(&i, &r, l);
-		ike_child_promote(&i), ike_child_promote(&r);
+		if (!i.child[1] || !r.child[1])
+			abort(); /* the fixed exchange must work */
+	}
+	if (data[1] & 4) {
+		l = ike_rekey_child(&i, i.child[0], m1, sizeof(m1));
+		exchange(&i, &r, l);
+		ike_child_promote(&i, i.child[0]), ike_child_promote(&r, r.child[0]);
 	}
 	if (data[1] & 8) {
 		l = ike_rekey_ike(&i, m1, sizeof(m1));
@@ -105,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[1] & 16) {
 		/* MOBIKE: the input answers the initiator's UPDATE_SA_ADDRESSES (or path test), sealed by
 		 * the responder */
-		l = data[1] & 32 ? ike_mobike_probe(&i, m1, sizeof(m1)) : ike_mobike_update(&i, m1, sizeof(m1));
+		l = data[3] & 4 ? ike_mobike_probe(&i, m1, sizeof(m1)) : ike_mobike_update(&i, m1, sizeof(m1));
 		if (!l)
 			abort(); /* MOBIKE was negotiated: the request must be built */
 		struct ike_hdr h = {.spi_i = i.spi_i, .spi_r = i.spi_r, .exchange = IKE_INFORMATIONAL,
@@ -118,6 +126,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ike_sa_free(&r);
 		return 0;
 	}
+	if (data[1] & 32)
+		ike_rekey_ike(&r, m2, sizeof(m2)); /* (not delivered: in flight when the input comes) */
+	else if (data[1] & 64)
+		ike_rekey_child(&r, r.child[0], m2, sizeof(m2));
 	/* the input, sealed by the initiator as the given exchange */
 	static const uint8_t ex[] = {IKE_CREATE_CHILD_SA, IKE_INFORMATIONAL, IKE_AUTH, IKE_CREATE_CHILD_SA};
 	bool response = data[1] & 1;

@@ -27,9 +27,10 @@ static int xorshift(void *arg, uint8_t *buf, size_t len)
 static void conf(struct ike_conf *c, bool initiator)
 {
 	char err[64];
-	static struct ike_conf_room room[2]; /* one configuration per role at a time */
+	static struct ike_conf_room room[8]; /* the last 8 configurations made (a test holds at most 4) */
+	static unsigned next;
 	memset(c, 0, sizeof(*c));
-	ike_conf_use_room(c, &room[initiator]);
+	ike_conf_use_room(c, &room[next++ % 8]);
 	c->ike = (struct ike_sk_suite){IKE_ENCR_AES_CBC, 128, IKE_INTEG_HMAC_SHA2_256_128};
 	c->prf = IKE_PRF_HMAC_SHA2_256;
 	c->dh = IKE_DH_X25519;
@@ -85,17 +86,17 @@ static void test_established(void **state)
 	assert_memory_equal(p.i.keys.sk_d, p.r.keys.sk_d, 32);
 	assert_memory_equal(p.i.keys.sk_ei, p.r.keys.sk_ei, 16);
 	/* the Child SA: same SPIs and keys on both ends */
-	assert_true(p.i.child_ready && p.r.child_ready);
-	assert_int_equal(p.i.child.spi_i, p.r.child.spi_i);
-	assert_int_equal(p.i.child.spi_r, p.r.child.spi_r);
-	assert_int_equal(p.i.child.encr_len, 20);
-	assert_memory_equal(p.i.child.ei, p.r.child.ei, 20);
-	assert_memory_equal(p.i.child.er, p.r.child.er, 20);
-	assert_memory_not_equal(p.i.child.ei, p.i.child.er, 20);
+	assert_true((p.i.child[0] && !p.i.child[0]->gone) && (p.r.child[0] && !p.r.child[0]->gone));
+	assert_int_equal(p.i.child[0]->spi_i, p.r.child[0]->spi_i);
+	assert_int_equal(p.i.child[0]->spi_r, p.r.child[0]->spi_r);
+	assert_int_equal(p.i.child[0]->encr_len, 20);
+	assert_memory_equal(p.i.child[0]->ei, p.r.child[0]->ei, 20);
+	assert_memory_equal(p.i.child[0]->er, p.r.child[0]->er, 20);
+	assert_memory_not_equal(p.i.child[0]->ei, p.i.child[0]->er, 20);
 	/* narrowed: the initiator asked 10.1/16 <-> 10.2/16, the responder allows 10.1/24 <-> 10.2/24 */
 	char buf[64];
-	assert_string_equal(bt_ts_str(&p.i.child.ts_i[0], buf, sizeof(buf)), "10.1.0.0/24");
-	assert_string_equal(bt_ts_str(&p.i.child.ts_r[0], buf, sizeof(buf)), "10.2.0.0/24");
+	assert_string_equal(bt_ts_str(&p.i.child[0]->ts_i[0], buf, sizeof(buf)), "10.1.0.0/24");
+	assert_string_equal(bt_ts_str(&p.i.child[0]->ts_r[0], buf, sizeof(buf)), "10.2.0.0/24");
 	/* the IKE_AUTH request again (a retransmission): the very same response */
 	uint8_t again[4096];
 	size_t la = ike_process(&p.r, p.m3, p.l3, again, sizeof(again));
@@ -126,8 +127,8 @@ static void test_suites(void **state)
 		run(&p, &ci, &cr);
 		assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
 		assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
-		assert_memory_equal(p.i.child.ei, p.r.child.ei, p.i.child.encr_len);
-		assert_memory_equal(p.i.child.ar, p.r.child.ar, p.i.child.integ_len);
+		assert_memory_equal(p.i.child[0]->ei, p.r.child[0]->ei, p.i.child[0]->encr_len);
+		assert_memory_equal(p.i.child[0]->ar, p.r.child[0]->ar, p.i.child[0]->integ_len);
 		done(&p);
 	}
 }
@@ -142,7 +143,7 @@ static void test_failures(void **state)
 	run(&p, &ci, &cr);
 	assert_int_equal(p.r.error, IKE_N_AUTHENTICATION_FAILED);
 	assert_int_equal(p.i.error, IKE_N_AUTHENTICATION_FAILED); /* told in the encrypted response */
-	assert_false(p.i.child_ready || p.r.child_ready);
+	assert_false((p.i.child[0] && !p.i.child[0]->gone) || (p.r.child[0] && !p.r.child[0]->gone));
 	done(&p);
 
 	conf(&ci, true), conf(&cr, false);
@@ -312,16 +313,21 @@ static void test_informational(void **state)
 	ike_process(&p.i, resp, lr, again, sizeof(again));
 
 	/* the initiator deletes the Child SA: both sides drop it, the IKE SA stays */
-	lq = ike_informational(&p.i, IKE_INFO_DELETE_CHILD, req, sizeof(req));
+	assert_int_equal(ike_informational(&p.i, IKE_INFO_DELETE_CHILD, req, sizeof(req)), 0);
+	uint32_t spi = p.i.child[0]->spi_i;
+	assert_int_equal(ike_delete_child(&p.i, &p.i.child[0]->spi_r, 1, req, sizeof(req)), 0); /* not ours */
+	lq = ike_delete_child(&p.i, &spi, 1, req, sizeof(req));
 	lr = ike_process(&p.r, req, lq, resp, sizeof(resp));
-	assert_false(p.r.child_ready);
+	assert_false((p.r.child[0] && !p.r.child[0]->gone));
 	static struct ike_chain c, in;
 	struct ike_hdr h;
 	assert_int_equal(ike_parse(resp, lr, &h, &c), IKE_PERR_OK);
 	ike_process(&p.i, resp, lr, again, sizeof(again));
-	assert_false(p.i.child_ready);
+	assert_false((p.i.child[0] && !p.i.child[0]->gone));
 	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
-	assert_int_equal(ike_informational(&p.i, IKE_INFO_DELETE_CHILD, req, sizeof(req)), 0);
+	ike_child_reap(&p.i), ike_child_reap(&p.r);
+	assert_null(p.i.child[0]);
+	assert_int_equal(ike_delete_child(&p.i, &spi, 1, req, sizeof(req)), 0);
 
 	/* the responder deletes the IKE SA */
 	lq = ike_informational(&p.r, IKE_INFO_DELETE_IKE, req, sizeof(req));
@@ -364,10 +370,10 @@ static void test_proposal_choice(void **state)
 	assert_string_equal(name, "aes256gcm16-prfsha512-curve25519");
 	ike_prop_name(&p.r.ike_chosen, name, sizeof(name));
 	assert_string_equal(name, "aes256gcm16-prfsha512-curve25519");
-	ike_prop_name(&p.i.esp_chosen, name, sizeof(name));
+	ike_prop_name(&p.i.child[0]->esp, name, sizeof(name));
 	assert_string_equal(name, "chacha20poly1305"); /* the initiator's order wins */
-	assert_int_equal(p.i.child.encr_len, 36);
-	assert_memory_equal(p.i.child.ei, p.r.child.ei, 36);
+	assert_int_equal(p.i.child[0]->encr_len, 36);
+	assert_memory_equal(p.i.child[0]->ei, p.r.child[0]->ei, 36);
 	done(&p);
 	/* nothing in common */
 	props(&cr, "aes128-sha1-modp2048", "aes128gcm16");
@@ -474,50 +480,56 @@ static void test_cookie_and_init_retransmit(void **state)
 
 /* One side's CREATE_CHILD_SA rekey: both ends end up with the same new child (new SPIs, new keys
  * that agree and differ from the old ones), the old one is kept until its delete completes. */
-static void rekey_from(struct pair *p, bool by_initiator)
+static void rekey_slot(struct pair *p, bool by_initiator, int k)
 {
 	struct ike_sa *a = by_initiator ? &p->i : &p->r, *b = by_initiator ? &p->r : &p->i;
 	uint8_t req[4096], resp[4096];
-	uint32_t old_in_i = p->i.child.spi_i, old_in_r = p->i.child.spi_r;
+	struct ike_child *ca = a->child[k], *cb = b->child[k];
+	uint32_t old_in_i = ca->spi_i, old_in_r = ca->spi_r;
 	uint8_t old_key[36];
-	memcpy(old_key, p->i.child.ei, sizeof(old_key));
-	size_t lq = ike_rekey_child(a, req, sizeof(req));
+	memcpy(old_key, ca->ei, sizeof(old_key));
+	size_t lq = ike_rekey_child(a, ca, req, sizeof(req));
 	assert_true(lq > 0);
-	assert_int_equal(ike_rekey_child(a, resp, sizeof(resp)), 0); /* one at a time */
+	assert_int_equal(ike_rekey_child(a, ca, resp, sizeof(resp)), 0); /* one at a time */
 	assert_int_equal(ike_informational(a, IKE_INFO_DPD, resp, sizeof(resp)), 0);
 	size_t lr = ike_process(b, req, lq, resp, sizeof(resp));
 	assert_true(lr > 0);
-	assert_true(b->next_ready);
+	assert_true(cb->next_ready && !cb->next_ours);
 	/* a retransmitted request gets the same response and changes nothing */
 	uint8_t again[4096];
 	assert_int_equal(ike_process(b, req, lq, again, sizeof(again)), lr);
 	assert_memory_equal(again, resp, lr);
 	assert_int_equal(ike_process(a, resp, lr, again, sizeof(again)), 0);
-	assert_true(a->next_ready);
+	assert_true(ca->next_ready && ca->next_ours);
 	assert_int_equal(a->ccs_error, 0);
-	assert_int_equal(a->next_child->spi_i, b->next_child->spi_i);
-	assert_int_equal(a->next_child->spi_r, b->next_child->spi_r);
-	assert_int_not_equal(a->next_child->spi_i, old_in_i);
-	assert_int_not_equal(a->next_child->spi_r, old_in_r);
-	assert_int_equal(a->next_child->encr_len, p->i.child.encr_len);
-	assert_memory_equal(a->next_child->ei, b->next_child->ei, a->next_child->encr_len);
-	assert_memory_equal(a->next_child->er, b->next_child->er, a->next_child->encr_len);
-	assert_memory_not_equal(a->next_child->ei, old_key, a->next_child->encr_len);
-	assert_int_equal(a->next_child->n_ts_i, b->next_child->n_ts_i);
-	ike_child_promote(a);
-	ike_child_promote(b);
-	assert_true(a->old_present && b->old_present);
+	assert_int_equal(ca->next->spi_i, cb->next->spi_i);
+	assert_int_equal(ca->next->spi_r, cb->next->spi_r);
+	assert_int_not_equal(ca->next->spi_i, old_in_i);
+	assert_int_not_equal(ca->next->spi_r, old_in_r);
+	assert_int_equal(ca->next->encr_len, ca->encr_len);
+	assert_memory_equal(ca->next->ei, cb->next->ei, ca->next->encr_len);
+	assert_memory_equal(ca->next->er, cb->next->er, ca->next->encr_len);
+	assert_memory_not_equal(ca->next->ei, old_key, ca->next->encr_len);
+	assert_int_equal(ca->next->n_ts_i, cb->next->n_ts_i);
+	assert_memory_equal(ca->next->ts_i, cb->next->ts_i, ca->next->n_ts_i * sizeof(struct bt_ts));
+	ike_child_promote(a, ca);
+	ike_child_promote(b, cb);
+	ca = a->child[k], cb = b->child[k];
+	assert_true(ca->old_present && cb->old_present);
 	/* the side that rekeyed deletes the old child */
-	lq = ike_informational(a, IKE_INFO_DELETE_OLD_CHILD, req, sizeof(req));
+	uint32_t old_spi = by_initiator == p->i.initiator ? old_in_i : old_in_r;
+	lq = ike_delete_child(a, &old_spi, 1, req, sizeof(req));
 	assert_true(lq > 0);
 	lr = ike_process(b, req, lq, resp, sizeof(resp));
 	assert_true(lr > 0);
-	assert_true(b->old_deleted && !b->old_present);
+	assert_true(cb->old_deleted && !cb->old_present);
 	assert_int_equal(ike_process(a, resp, lr, again, sizeof(again)), 0);
-	assert_true(a->old_deleted && !a->old_present);
-	assert_true(a->child_ready && b->child_ready);
-	a->old_deleted = b->old_deleted = false;
+	assert_true(ca->old_deleted && !ca->old_present);
+	assert_true(!ca->gone && !cb->gone);
+	ca->old_deleted = cb->old_deleted = false;
 }
+
+static void rekey_from(struct pair *p, bool by_initiator) { rekey_slot(p, by_initiator, 0); }
 
 static void test_child_rekey(void **state)
 {
@@ -549,17 +561,199 @@ static void test_child_rekey(void **state)
 	done(&p);
 }
 
-/* Both sides start a rekey of the same child at once: each answers the other's with
- * TEMPORARY_FAILURE (RFC 7296 2.25), nothing changes, and a later rekey works. A rekey naming an
- * unknown SPI gets CHILD_SA_NOT_FOUND. */
+/* Randomness that also records every 32-byte draw (the nonces), in order. */
+struct rec_rng {
+	uint64_t s;
+	uint8_t n[4][32];
+	unsigned k;
+};
+
+static int rec_fill(void *arg, uint8_t *buf, size_t len)
+{
+	struct rec_rng *r = arg;
+	xorshift(&r->s, buf, len);
+	if (len == 32 && r->k < 4)
+		memcpy(r->n[r->k++], buf, 32);
+	return 0;
+}
+
+/* RFC 7296 2.8.1 order: octet by octet. */
+static bool lower(const uint8_t *a, const uint8_t *b) { return memcmp(a, b, 32) < 0; }
+
+/* Both sides rekey the same child at once: both exchanges complete, the SA made by the exchange
+ * with the lowest of the four nonces is deleted by the side that started it, and afterwards one new
+ * child survives on both ends with the same SPIs and keys. Run with several seeds, so that each
+ * side loses at least once. */
 static void test_rekey_collision(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	uint8_t qi[4096], qr[4096], ri[4096], rr[4096], x[4096];
+	unsigned lost[2] = {0, 0};
+	for (uint64_t seed = 1; seed <= 8; seed++) {
+		conf(&ci, true), conf(&cr, false);
+		run(&p, &ci, &cr);
+		struct rec_rng gi = {.s = seed * 7919}, gr = {.s = seed * 104729};
+		p.i.rng = (struct ike_rng){rec_fill, &gi}, p.r.rng = (struct ike_rng){rec_fill, &gr};
+		uint32_t old_i = p.i.child[0]->spi_i, old_r = p.i.child[0]->spi_r;
+		size_t li = ike_rekey_child(&p.i, p.i.child[0], qi, sizeof(qi));
+		size_t lr = ike_rekey_child(&p.r, p.r.child[0], qr, sizeof(qr));
+		assert_true(li && lr);
+		size_t ai = ike_process(&p.r, qi, li, ri, sizeof(ri)), ar = ike_process(&p.i, qr, lr, rr, sizeof(rr));
+		assert_true(ai && ar);
+		assert_false(p.i.child[0]->next_ready || p.r.child[0]->next_ready); /* undecided yet */
+		assert_int_equal(ike_process(&p.i, ri, ai, x, sizeof(x)), 0);
+		assert_int_equal(ike_process(&p.r, rr, ar, x, sizeof(x)), 0);
+		assert_int_equal(p.i.ccs_error, 0);
+		assert_int_equal(p.r.ccs_error, 0);
+		struct ike_child *a = p.i.child[0], *b = p.r.child[0];
+		assert_true(a->next_ready && b->next_ready && a->red && b->red);
+		assert_int_equal(p.i.rekey_collisions, 1);
+		/* nonces: each side drew its request's, then its response's */
+		bool i_exchange_lowest = false;
+		const uint8_t *lo = gi.n[0];
+		i_exchange_lowest = true;
+		if (lower(gr.n[1], lo))
+			lo = gr.n[1];
+		if (lower(gr.n[0], lo))
+			lo = gr.n[0], i_exchange_lowest = false;
+		if (lower(gi.n[1], lo))
+			lo = gi.n[1], i_exchange_lowest = false;
+		assert_int_equal(a->red_delete, i_exchange_lowest);
+		assert_int_equal(b->red_delete, !i_exchange_lowest);
+		assert_int_equal(a->next_ours, !i_exchange_lowest);
+		assert_int_equal(b->next_ours, i_exchange_lowest);
+		lost[i_exchange_lowest]++;
+		/* the same survivor on both sides, the redundant SAs paired too */
+		assert_int_equal(a->next->spi_i, b->next->spi_i);
+		assert_int_equal(a->next->spi_r, b->next->spi_r);
+		assert_memory_equal(a->next->ei, b->next->ei, a->next->encr_len);
+		assert_memory_equal(a->next->er, b->next->er, a->next->encr_len);
+		assert_int_equal(a->red->spi_i, b->red->spi_i);
+		assert_int_equal(a->red->spi_r, b->red->spi_r);
+		assert_int_not_equal(a->next->spi_i, a->red->spi_i);
+		ike_child_promote(&p.i, a), ike_child_promote(&p.r, b);
+		a = p.i.child[0], b = p.r.child[0];
+		/* the loser deletes its redundant SA, the winner the old child */
+		struct ike_sa *lz = i_exchange_lowest ? &p.i : &p.r, *w = i_exchange_lowest ? &p.r : &p.i;
+		struct ike_child *lc = lz->child[0], *wc = w->child[0];
+		uint32_t red = lz->initiator ? lc->red->spi_i : lc->red->spi_r;
+		uint32_t old = w->initiator ? old_i : old_r;
+		size_t l1 = ike_delete_child(lz, &red, 1, qi, sizeof(qi)), l2 = ike_delete_child(w, &old, 1, qr, sizeof(qr));
+		assert_true(l1 && l2);
+		ai = ike_process(w, qi, l1, ri, sizeof(ri));
+		ar = ike_process(lz, qr, l2, rr, sizeof(rr));
+		assert_true(ai && ar);
+		ike_process(lz, ri, ai, x, sizeof(x));
+		ike_process(w, rr, ar, x, sizeof(x));
+		assert_true(!lc->red && !wc->red && !lc->old_present && !wc->old_present);
+		assert_true(lc->old_deleted && wc->old_deleted);
+		assert_false(a->gone || b->gone);
+		assert_int_equal(a->spi_i, b->spi_i);
+		assert_int_equal(a->spi_r, b->spi_r);
+		assert_memory_equal(a->ei, b->ei, a->encr_len);
+		assert_memory_equal(a->ar, b->ar, a->integ_len);
+		assert_true(a->spi_i != old_i && a->spi_r != old_r);
+		assert_null(p.i.child[1]);
+		assert_null(p.r.child[1]);
+		a->old_deleted = b->old_deleted = false;
+		rekey_from(&p, false); /* and it rekeys again */
+		done(&p);
+	}
+	assert_true(lost[0] && lost[1]);
+}
+
+/* Both sides rekey the IKE SA at once (RFC 7296 2.8.2): both exchanges complete, the SA made by
+ * the exchange with the lowest nonce is redundant and deleted by the side that made it, the other
+ * one's initiator deletes the old SA, and both ends go on with the same new IKE SA. */
+static void test_ike_rekey_collision(void **state)
+{
+	static struct pair p;
+	struct ike_conf ci, cr;
+	uint8_t qi[4096], qr[4096], ri[4096], rr[4096], x[4096];
+	unsigned lost[2] = {0, 0};
+	for (uint64_t seed = 1; seed <= 8; seed++) {
+		conf(&ci, true), conf(&cr, false);
+		run(&p, &ci, &cr);
+		struct rec_rng gi = {.s = seed * 31337}, gr = {.s = seed * 65537};
+		p.i.rng = (struct ike_rng){rec_fill, &gi}, p.r.rng = (struct ike_rng){rec_fill, &gr};
+		uint64_t old_i = p.i.spi_i, old_r = p.i.spi_r;
+		uint32_t child = p.i.child[0]->spi_i;
+		size_t li = ike_rekey_ike(&p.i, qi, sizeof(qi)), lr = ike_rekey_ike(&p.r, qr, sizeof(qr));
+		assert_true(li && lr);
+		size_t ai = ike_process(&p.r, qi, li, ri, sizeof(ri)), ar = ike_process(&p.i, qr, lr, rr, sizeof(rr));
+		assert_true(ai && ar);
+		assert_false(p.i.ike_rekeyed || p.r.ike_rekeyed); /* undecided yet */
+		ike_process(&p.i, ri, ai, x, sizeof(x));
+		ike_process(&p.r, rr, ar, x, sizeof(x));
+		assert_int_equal(p.i.ccs_error, 0);
+		assert_int_equal(p.r.ccs_error, 0);
+		assert_true(p.i.ike_rekeyed && p.r.ike_rekeyed);
+		assert_int_equal(p.i.rekey_collisions, 1);
+		bool i_lowest = true; /* does the exchange the initiator started hold the lowest nonce? */
+		const uint8_t *lo = gi.n[0];
+		if (lower(gr.n[1], lo))
+			lo = gr.n[1];
+		if (lower(gr.n[0], lo))
+			lo = gr.n[0], i_lowest = false;
+		if (lower(gi.n[1], lo))
+			i_lowest = false;
+		lost[i_lowest]++;
+		assert_int_equal(p.i.red_ike_ours, i_lowest);
+		assert_int_equal(p.r.red_ike_ours, !i_lowest);
+		/* the same new SA on both ends; its initiator started the surviving exchange */
+		assert_int_equal(p.i.spi_i, p.r.spi_i);
+		assert_int_equal(p.i.spi_r, p.r.spi_r);
+		assert_true(p.i.spi_i != old_i && p.i.spi_r != old_r);
+		assert_memory_equal(p.i.keys.sk_d, p.r.keys.sk_d, 32);
+		assert_memory_equal(p.i.keys.sk_ei, p.r.keys.sk_ei, p.i.keys.encr_len);
+		assert_int_equal(p.i.initiator, !i_lowest);
+		assert_int_equal(p.r.initiator, i_lowest);
+		assert_true(p.i.red_ike && p.r.red_ike);
+		assert_int_equal(p.i.red_ike->spi_i, p.r.red_ike->spi_i);
+		assert_int_equal(p.i.red_ike->spi_r, p.r.red_ike->spi_r);
+		assert_true(p.i.red_ike->spi_i != p.i.spi_i);
+		/* the loser deletes the redundant SA, the survivor's initiator the old one */
+		struct ike_sa *lz = i_lowest ? &p.i : &p.r, *w = i_lowest ? &p.r : &p.i;
+		assert_int_equal(ike_delete_red_ike(w, qi, sizeof(qi)), 0);
+		size_t l1 = ike_delete_red_ike(lz, qi, sizeof(qi)), l2 = ike_delete_old_ike(w, qr, sizeof(qr));
+		assert_true(l1 && l2);
+		ai = ike_process(w, qi, l1, ri, sizeof(ri));
+		ar = ike_process(lz, qr, l2, rr, sizeof(rr));
+		assert_true(ai && ar);
+		assert_true(w->red_ike_gone && lz->old_ike_gone);
+		ike_process(lz, ri, ai, x, sizeof(x));
+		ike_process(w, rr, ar, x, sizeof(x));
+		assert_true(lz->red_ike_gone && w->old_ike_gone);
+		assert_false(p.i.red_ike || p.r.red_ike || p.i.old_ike.present || p.r.old_ike.present);
+		assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+		assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
+		/* the child lives on, and the new SA carries exchanges: a liveness check, a child rekey */
+		assert_int_equal(p.i.initiator ? p.i.child[0]->spi_i : p.i.child[0]->spi_r, child);
+		li = ike_informational(&p.r, IKE_INFO_DPD, qi, sizeof(qi));
+		ai = ike_process(&p.i, qi, li, ri, sizeof(ri));
+		assert_true(ai > 0);
+		ike_process(&p.r, ri, ai, x, sizeof(x));
+		assert_false(p.r.info_pending);
+		p.i.ike_rekeyed = p.r.ike_rekeyed = p.i.old_ike_gone = p.r.old_ike_gone = false;
+		p.i.red_ike_gone = p.r.red_ike_gone = false;
+		rekey_from(&p, true);
+		done(&p);
+	}
+	assert_true(lost[0] && lost[1]);
+}
+
+/* A Child SA rekey that meets an IKE SA rekey is not a collision: RFC 7296 2.25 TEMPORARY_FAILURE
+ * for both, nothing changes, and a later rekey works. A rekey naming an unknown SPI gets
+ * CHILD_SA_NOT_FOUND. */
+static void test_rekey_meets_ike_rekey(void **state)
 {
 	static struct pair p;
 	struct ike_conf ci, cr;
 	uint8_t qi[4096], qr[4096], ri[4096], rr[4096], x[4096];
 	conf(&ci, true), conf(&cr, false);
 	run(&p, &ci, &cr);
-	size_t li = ike_rekey_child(&p.i, qi, sizeof(qi)), lr = ike_rekey_child(&p.r, qr, sizeof(qr));
+	size_t li = ike_rekey_ike(&p.i, qi, sizeof(qi)), lr = ike_rekey_child(&p.r, p.r.child[0], qr, sizeof(qr));
 	assert_true(li && lr);
 	size_t ai = ike_process(&p.r, qi, li, ri, sizeof(ri)), ar = ike_process(&p.i, qr, lr, rr, sizeof(rr));
 	assert_true(ai && ar);
@@ -567,8 +761,150 @@ static void test_rekey_collision(void **state)
 	ike_process(&p.r, rr, ar, x, sizeof(x));
 	assert_int_equal(p.i.ccs_error, IKE_N_TEMPORARY_FAILURE);
 	assert_int_equal(p.r.ccs_error, IKE_N_TEMPORARY_FAILURE);
-	assert_false(p.i.next_ready || p.r.next_ready || p.i.ccs_pending || p.r.ccs_pending);
+	assert_false(p.i.child[0]->next_ready || p.r.child[0]->next_ready || p.i.ccs_pending || p.r.ccs_pending);
+	assert_false(p.i.ike_rekeyed || p.r.ike_rekeyed);
 	rekey_from(&p, false);
+	/* REKEY_SA naming an SPI that is no child of ours */
+	p.r.child[0]->spi_r ^= 1;
+	lr = ike_rekey_child(&p.r, p.r.child[0], qr, sizeof(qr));
+	p.r.child[0]->spi_r ^= 1;
+	ar = ike_process(&p.i, qr, lr, rr, sizeof(rr));
+	ike_process(&p.r, rr, ar, x, sizeof(x));
+	assert_int_equal(p.r.ccs_error, IKE_N_CHILD_SA_NOT_FOUND);
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	rekey_from(&p, true);
+	done(&p);
+}
+
+static void ike_rekey_from(struct pair *p, bool by_initiator);
+
+/* One CREATE_CHILD_SA exchange from a to b; returns b's response length. */
+static size_t ccs(struct ike_sa *a, struct ike_sa *b, size_t lq, uint8_t *req)
+{
+	uint8_t resp[4096], x[4096];
+	assert_true(lq > 0);
+	size_t lr = ike_process(b, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	assert_int_equal(ike_process(a, resp, lr, x, sizeof(x)), 0);
+	assert_false(a->ccs_pending);
+	return lr;
+}
+
+static void same_child(const struct ike_child *a, const struct ike_child *b)
+{
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(a->spi_i, b->spi_i);
+	assert_int_equal(a->spi_r, b->spi_r);
+	assert_int_equal(a->encr_len, b->encr_len);
+	assert_memory_equal(a->ei, b->ei, a->encr_len);
+	assert_memory_equal(a->er, b->er, a->encr_len);
+	assert_int_equal(a->n_ts_i, b->n_ts_i);
+	assert_int_equal(a->n_ts_r, b->n_ts_r);
+	assert_memory_equal(a->ts_i, b->ts_i, a->n_ts_i * sizeof(struct bt_ts));
+	assert_memory_equal(a->ts_r, b->ts_r, a->n_ts_r * sizeof(struct bt_ts));
+}
+
+/* Several Child SAs on one IKE SA (RFC 7296 1.3.1): new ones from either side, made for the
+ * configured child whose selectors fit; one that fits none gets TS_UNACCEPTABLE and leaves the IKE
+ * SA and the other children as they were; a second child rekeys on its own; one DELETE closes two. */
+static void test_children(void **state)
+{
+	static struct pair p;
+	static struct ike_conf ci, cr, ci2, cr2;
+	uint8_t req[4096], x[4096];
+	char buf[128], err[64];
+	conf(&ci, true), conf(&cr, false), conf(&ci2, true), conf(&cr2, false);
+	bt_ts_parse("10.3.0.0/24", &ci2.local_ts[0], err, sizeof(err));
+	bt_ts_parse("10.4.0.0/16[tcp/443]", &ci2.remote_ts[0], err, sizeof(err));
+	bt_ts_parse("10.4.0.0/24", &cr2.local_ts[0], err, sizeof(err));
+	bt_ts_parse("10.3.0.0/16", &cr2.remote_ts[0], err, sizeof(err));
+	ike_conf_finish(&ci2), ike_conf_finish(&cr2);
+	const struct ike_conf *rconfs[] = {&cr, &cr2}, *iconfs[] = {&ci, &ci2};
+	run(&p, &ci, &cr);
+	p.r.child_confs = rconfs, p.r.n_child_confs = 2;
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	assert_true(p.i.child[0]->up && p.r.child[0]->up);
+	p.i.child[0]->up = p.r.child[0]->up = false;
+	struct ike_child c0 = *p.i.child[0];
+
+	/* the initiator asks for the second child: the responder picks cr2 and narrows */
+	ccs(&p.i, &p.r, ike_create_child(&p.i, &ci2, req, sizeof(req)), req);
+	assert_int_equal(p.i.ccs_error, 0);
+	same_child(p.i.child[1], p.r.child[1]);
+	assert_true(p.i.child[1]->up && p.r.child[1]->up);
+	assert_ptr_equal(p.i.child[1]->conf, &ci2);
+	assert_ptr_equal(p.r.child[1]->conf, &cr2);
+	assert_string_equal(bt_ts_str(&p.i.child[1]->ts_i[0], buf, sizeof(buf)), "10.3.0.0/24");
+	assert_string_equal(bt_ts_str(&p.i.child[1]->ts_r[0], buf, sizeof(buf)), "10.4.0.0/24[tcp/443]");
+	assert_int_not_equal(p.i.child[1]->spi_i, p.i.child[0]->spi_i);
+	assert_memory_not_equal(p.i.child[1]->ei, p.i.child[0]->ei, p.i.child[0]->encr_len);
+
+	/* the responder asks for one the initiator is not configured for: TS_UNACCEPTABLE */
+	ccs(&p.r, &p.i, ike_create_child(&p.r, &cr2, req, sizeof(req)), req);
+	assert_int_equal(p.r.ccs_error, IKE_N_TS_UNACCEPTABLE);
+	assert_null(p.i.child[2]);
+	assert_null(p.r.child[2]);
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
+	assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
+	same_child(p.i.child[0], &c0);
+	same_child(p.i.child[1], p.r.child[1]);
+	/* no proposal in common: NO_PROPOSAL_CHOSEN, same result */
+	p.i.child_confs = iconfs, p.i.n_child_confs = 2;
+	props(&cr2, "aes128gcm16-prfsha256-x25519", "aes256gcm16");
+	ccs(&p.r, &p.i, ike_create_child(&p.r, &cr2, req, sizeof(req)), req);
+	assert_int_equal(p.r.ccs_error, IKE_N_NO_PROPOSAL_CHOSEN);
+	assert_null(p.i.child[2]);
+	/* once configured, it works from the responder's side too */
+	props(&cr2, "aes128gcm16-prfsha256-x25519", "aes128gcm16");
+	ccs(&p.r, &p.i, ike_create_child(&p.r, &cr2, req, sizeof(req)), req);
+	assert_int_equal(p.r.ccs_error, 0);
+	same_child(p.i.child[2], p.r.child[2]);
+	assert_ptr_equal(p.i.child[2]->conf, &ci2);
+	assert_string_equal(bt_ts_str(&p.r.child[2]->ts_r[0], buf, sizeof(buf)), "10.4.0.0/24[tcp/443]");
+
+	/* the second child rekeys on its own, from either side; the first does not change */
+	rekey_slot(&p, false, 1);
+	rekey_slot(&p, true, 1);
+	same_child(p.i.child[0], &c0);
+	same_child(p.i.child[1], p.r.child[1]);
+	assert_int_equal(p.i.child[1]->rekeys, 2);
+	assert_int_equal(p.i.child[0]->rekeys, 0);
+
+	/* an IKE SA rekey by the responder flips roles: every child follows */
+	ike_rekey_from(&p, false);
+	for (int k = 0; k < 3; k++)
+		same_child(p.i.child[k], p.r.child[k]);
+
+	/* one DELETE with two SPIs: both go, on both sides; the first child stays */
+	uint32_t spis[2] = {p.r.initiator ? p.r.child[1]->spi_i : p.r.child[1]->spi_r,
+			    p.r.initiator ? p.r.child[2]->spi_i : p.r.child[2]->spi_r};
+	size_t lq = ike_delete_child(&p.r, spis, 2, req, sizeof(req));
+	uint8_t resp[4096];
+	size_t lr = ike_process(&p.i, req, lq, resp, sizeof(resp));
+	assert_true(lr > 0);
+	static struct ike_chain c, in;
+	struct ike_hdr h;
+	assert_true(p.i.child[1]->gone && p.i.child[2]->gone && !p.i.child[0]->gone);
+	assert_int_equal(ike_parse(resp, lr, &h, &c), IKE_PERR_OK);
+	ike_process(&p.r, resp, lr, x, sizeof(x));
+	assert_true(p.r.child[1]->gone && p.r.child[2]->gone && !p.r.child[0]->gone);
+	ike_child_reap(&p.i), ike_child_reap(&p.r);
+	assert_null(p.i.child[1]);
+	assert_null(p.r.child[2]);
+	assert_non_null(p.r.child[0]);
+	(void)in;
+	rekey_from(&p, true);
+	/* the table fills up: NO_ADDITIONAL_SAS from the peer when it is full there */
+	for (int k = 1; k < IKE_CHILD_MAX; k++)
+		ccs(&p.i, &p.r, ike_create_child(&p.i, &ci2, req, sizeof(req)), req);
+	assert_int_equal(ike_create_child(&p.i, &ci2, req, sizeof(req)), 0);
+	p.r.child[1]->gone = true; /* (not told to the initiator: its table stays full) */
+	ike_child_reap(&p.r);
+	ccs(&p.r, &p.i, ike_create_child(&p.r, &cr2, req, sizeof(req)), req);
+	assert_int_equal(p.r.ccs_error, IKE_N_NO_ADDITIONAL_SAS);
+	assert_null(p.r.child[1]);
+	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
 	done(&p);
 }
 
@@ -581,10 +917,10 @@ static void ike_rekey_from(struct pair *p, bool by_initiator)
 	uint64_t old_i = a->spi_i, old_r = a->spi_r;
 	uint8_t old_d[32];
 	memcpy(old_d, a->keys.sk_d, 32);
-	uint32_t child_in = a->initiator ? a->child.spi_i : a->child.spi_r;
+	uint32_t child_in = a->initiator ? a->child[0]->spi_i : a->child[0]->spi_r;
 	size_t lq = ike_rekey_ike(a, req, sizeof(req));
 	assert_true(lq > 0);
-	assert_int_equal(ike_rekey_child(a, x, sizeof(x)), 0);
+	assert_int_equal(ike_rekey_child(a, a->child[0], x, sizeof(x)), 0);
 	size_t lr = ike_process(b, req, lq, resp, sizeof(resp));
 	assert_true(lr > 0);
 	assert_true(b->ike_rekeyed);
@@ -601,7 +937,7 @@ static void ike_rekey_from(struct pair *p, bool by_initiator)
 	assert_memory_equal(a->keys.sk_ei, b->keys.sk_ei, a->keys.encr_len);
 	assert_int_equal(a->next_send_id, 0);
 	/* the child's SPIs, seen from each side, did not change */
-	assert_int_equal(a->initiator ? a->child.spi_i : a->child.spi_r, child_in);
+	assert_int_equal(a->initiator ? a->child[0]->spi_i : a->child[0]->spi_r, child_in);
 	/* the new SA works: a liveness check */
 	lq = ike_informational(a, IKE_INFO_DPD, req, sizeof(req));
 	lr = ike_process(b, req, lq, resp, sizeof(resp));
@@ -631,12 +967,12 @@ static void test_ike_rekey(void **state)
 	ike_rekey_from(&p, true);
 	/* a Child SA rekey over the rekeyed IKE SA: KEYMAT from the new SK_d, on both ends */
 	uint8_t req[4096], resp[4096], x[4096];
-	size_t lq = ike_rekey_child(&p.i, req, sizeof(req));
+	size_t lq = ike_rekey_child(&p.i, p.i.child[0], req, sizeof(req));
 	size_t lr = ike_process(&p.r, req, lq, resp, sizeof(resp));
 	ike_process(&p.i, resp, lr, x, sizeof(x));
-	assert_true(p.i.next_ready && p.r.next_ready);
-	assert_memory_equal(p.i.next_child->ei, p.r.next_child->ei, p.i.next_child->encr_len);
-	assert_int_equal(p.i.next_child->spi_i, p.r.next_child->spi_i);
+	assert_true(p.i.child[0]->next_ready && p.r.child[0]->next_ready);
+	assert_memory_equal(p.i.child[0]->next->ei, p.r.child[0]->next->ei, p.i.child[0]->next->encr_len);
+	assert_int_equal(p.i.child[0]->next->spi_i, p.r.child[0]->next->spi_i);
 	done(&p);
 }
 
@@ -693,7 +1029,7 @@ static void test_fragmentation(void **state)
 		ike_process(&p.i, m4 + offs[j], lens[j], m1, sizeof(m1));
 	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
 	assert_int_equal(p.r.state, IKE_ST_ESTABLISHED);
-	assert_int_equal(p.i.child.spi_i, p.r.child.spi_i);
+	assert_int_equal(p.i.child[0]->spi_i, p.r.child[0]->spi_i);
 	assert_true(p.i.frags_received >= 2 && p.r.frags_received >= 2);
 	/* a retransmitted fragmented request: the cached (fragmented) response again */
 	uint8_t again[8192];
@@ -720,12 +1056,12 @@ static void test_rekey_invalid_ke(void **state)
 	props(&cr, "aes128gcm16-prfsha256-x25519", "aes128gcm16-ecp256");
 	run(&p, &ci, &cr);
 	assert_int_equal(p.i.state, IKE_ST_ESTABLISHED);
-	size_t lq = ike_rekey_child(&p.i, req, sizeof(req));
+	size_t lq = ike_rekey_child(&p.i, p.i.child[0], req, sizeof(req));
 	size_t lr = ike_process(&p.r, req, lq, resp, sizeof(resp));
 	ike_process(&p.i, resp, lr, x, sizeof(x));
 	assert_int_equal(p.i.ccs_error, IKE_N_INVALID_KE_PAYLOAD);
 	assert_int_equal(p.i.ccs_group, IKE_DH_ECP256);
-	assert_false(p.r.next_ready);
+	assert_false(p.r.child[0]->next_ready);
 	rekey_from(&p, true);
 	done(&p);
 }
@@ -740,6 +1076,9 @@ int main(void)
 		cmocka_unit_test(test_cookie_and_init_retransmit),
 		cmocka_unit_test(test_child_rekey),
 		cmocka_unit_test(test_rekey_collision),
+		cmocka_unit_test(test_rekey_meets_ike_rekey),
+		cmocka_unit_test(test_ike_rekey_collision),
+		cmocka_unit_test(test_children),
 		cmocka_unit_test(test_ike_rekey),
 		cmocka_unit_test(test_rekey_invalid_ke),
 		cmocka_unit_test(test_fragmentation),

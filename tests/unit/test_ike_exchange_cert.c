@@ -142,10 +142,10 @@ static void established(struct pair *p)
 {
 	assert_int_equal(p->i.state, IKE_ST_ESTABLISHED);
 	assert_int_equal(p->r.state, IKE_ST_ESTABLISHED);
-	assert_true(p->i.child_ready && p->r.child_ready);
-	assert_int_equal(p->i.child.spi_r, p->r.child.spi_r);
-	assert_memory_equal(p->i.child.ei, p->r.child.ei, p->i.child.encr_len);
-	assert_memory_equal(p->i.child.er, p->r.child.er, p->i.child.encr_len);
+	assert_true((p->i.child[0] && !p->i.child[0]->gone) && (p->r.child[0] && !p->r.child[0]->gone));
+	assert_int_equal(p->i.child[0]->spi_r, p->r.child[0]->spi_r);
+	assert_memory_equal(p->i.child[0]->ei, p->r.child[0]->ei, p->i.child[0]->encr_len);
+	assert_memory_equal(p->i.child[0]->er, p->r.child[0]->er, p->i.child[0]->encr_len);
 }
 
 static void failed(struct pair *p, uint16_t why)
@@ -154,7 +154,7 @@ static void failed(struct pair *p, uint16_t why)
 	assert_int_equal(p->r.error, why);
 	assert_int_equal(p->i.state, IKE_ST_FAILED);
 	assert_int_equal(p->i.error, why); /* from the responder's encrypted notify */
-	assert_false(p->i.child_ready || p->r.child_ready);
+	assert_false((p->i.child[0] && !p->i.child[0]->gone) || (p->r.child[0] && !p->r.child[0]->gone));
 }
 
 /* Is there a notify of this type (or a payload of this type, notify 0) in the clear part? */

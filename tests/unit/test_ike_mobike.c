@@ -142,7 +142,7 @@ static void test_update(void **state)
 	static struct pair p;
 	char buf[64];
 	up(&p, true, true);
-	uint32_t spi_in = p.r.child.spi_r;
+	uint32_t spi_in = p.r.child[0]->spi_r;
 	size_t l = update_from(&p, "192.168.2.2", "192.168.2.2", 4500);
 	static uint8_t req[4096];
 	memcpy(req, p.a, l);
@@ -151,7 +151,7 @@ static void test_update(void **state)
 	assert_true(p.r.addr_update);
 	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.2.2");
 	assert_false(p.r.nat_remote);
-	assert_int_equal(p.r.child.spi_r, spi_in); /* the Child SA is untouched */
+	assert_int_equal(p.r.child[0]->spi_r, spi_in); /* the Child SA is untouched */
 	assert_int_equal(p.r.updates_received, 1);
 	/* the answer completes the update: no NAT on the new path */
 	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
