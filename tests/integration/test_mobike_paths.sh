@@ -6,7 +6,9 @@
 #  2. r1 silently stops forwarding (no local event at c): a DPD retransmission goes out over r2,
 #     the update follows its answer, the traffic resumes over r2 with the same SPIs;
 #  3. the update c sent is replayed from r1's address after the move, and a forged copy too: g's
-#     SA does not move (g tests the return path first and nobody answers there), traffic flows on.
+#     SA does not move (g tests the return path first and nobody answers there), traffic flows on;
+#  4. a NAT on r2: c learns it is behind it when it moves there, and that it is gone when it moves
+#     back to r1.
 . "$(dirname "$0")/../../scripts/testbed.sh"
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/ike_lib.sh"
@@ -76,5 +78,22 @@ check "... which failed" test "$(gst "['mobike_probe_failures']")" -gt "$fail0"
 check "g's IKE SA stays with c at 192.168.2.2" test "$(mb_ike_addrs g)" = "$MB_GW 192.168.2.2"
 check "g's outbound ESP SA still goes to 192.168.2.2" test "$(sa g out "s.get('remote')")" = 192.168.2.2
 check "traffic flows" ping_ok c $MB_HOST 5
+mb_stop_all
+
+echo "== 4. a NAT appears on the new path, and goes away on the way back"
+MB_NAT=1 mb_topology || die "mb_topology failed"
+mb_up baton baton || die "the tunnel did not come up"
+spis0=$(mb_spis)
+mb_uplink_down 1 link
+tb_wait 5 test "$(mb_ike_addrs g)" = "$MB_GW 172.16.2.2" || bad "g follows c behind r2's NAT"
+check "c knows it is behind a NAT now" test "$(ike_sa c "s['nat_local']")" = True
+ping_loss 200
+sleep 0.3
+mb_uplink_up 1 # the preferred path is back: c tests it and moves there
+wait "$PING_PID"; tb_kill "$PING_PID"
+check "g's IKE SA is back on c's own address (no NAT)" test "$(mb_ike_addrs g)" = "$MB_GW 192.168.1.2"
+check "c knows the NAT is gone" test "$(ike_sa c "s['nat_local']")" = False
+check "a 10 ms ping across the move back lost nothing ($(lost 200) of 200 lost)" test "$(lost 200)" = 0
+check "the Child SA keeps its SPIs ($spis0)" test "$(mb_spis)" = "$spis0"
 mb_stop_all
 finish
