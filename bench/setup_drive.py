@@ -233,6 +233,25 @@ def proc_cpu_rss(pid):
     return cpu, rss
 
 
+def summary(n, t0, ru0, before, pids, lat, failed, started, names):
+    """The row of one run, from what the driver saw and the daemons' CPU and RSS before and after."""
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    after = [proc_cpu_rss(p) for p in pids]
+    lat.sort()
+    return {
+        "established": len(lat), "failed": len(failed) + len(started) + len(names),
+        "failures": dict(list(failed.items())[:5]), "timed_out": bool(started or names),
+        "wall_s": wall, "rate": len(lat) / wall if wall > 0 else 0,
+        "lat_med_ms": 1e3 * pct(lat, 50) if lat else None, "lat_p90_ms": 1e3 * pct(lat, 90) if lat else None,
+        "lat_max_ms": 1e3 * lat[-1] if lat else None,
+        "cpu_ms_per_tunnel": [1e3 * (aft[0] - bef[0]) / n for bef, aft in zip(before, after)],
+        "kib_per_tunnel": [(aft[1] - bef[1]) / n for bef, aft in zip(before, after)],
+        "rss_kib_before": [b[1] for b in before], "rss_kib_after": [x[1] for x in after],
+        "driver_cpu_s": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
+    }
+
+
 def pct(sorted_vals, p):
     if not sorted_vals:
         return None
@@ -299,23 +318,9 @@ def drive(a):
                     # an IKE or Child SA that went down before the child came up: this tunnel failed
                     started.pop(sa_name)
                     failed[sa_name] = "%s down (state %s)" % (ev, sa.get("state", "?"))
-    wall = time.monotonic() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    after = [proc_cpu_rss(p) for p in pids]
     v.s.close()
     cmd.s.close()
-    lat.sort()
-    res.update({
-        "established": len(lat), "failed": len(failed) + len(started) + len(names),
-        "failures": dict(list(failed.items())[:5]), "timed_out": bool(started or names),
-        "wall_s": wall, "rate": len(lat) / wall if wall > 0 else 0,
-        "lat_med_ms": 1e3 * pct(lat, 50) if lat else None, "lat_p90_ms": 1e3 * pct(lat, 90) if lat else None,
-        "lat_max_ms": 1e3 * lat[-1] if lat else None,
-        "cpu_ms_per_tunnel": [1e3 * (aft[0] - bef[0]) / a.n for bef, aft in zip(before, after)],
-        "kib_per_tunnel": [(aft[1] - bef[1]) / a.n for bef, aft in zip(before, after)],
-        "rss_kib_before": [b[1] for b in before], "rss_kib_after": [x[1] for x in after],
-        "driver_cpu_s": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
-    })
+    res.update(summary(a.n, t0, ru0, before, pids, lat, failed, started, names))
     # what the daemons hold, not what the events said: N IKE SAs and N Child SAs on both sides
     try:
         res["sas_initiator"] = count_sas(a.uri, 120)
@@ -482,22 +487,8 @@ def bdrive(a):
             elif any(t in ln for t in fail_tags):
                 started.pop(name)
                 failed[name] = ln[i + 1:]
-    wall = time.monotonic() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    after = [proc_cpu_rss(p) for p in pids]
     ctl.s.close()
-    lat.sort()
-    res.update({
-        "established": len(lat), "failed": len(failed) + len(started) + len(names),
-        "failures": dict(list(failed.items())[:5]), "timed_out": bool(started or names),
-        "wall_s": wall, "rate": len(lat) / wall if wall > 0 else 0,
-        "lat_med_ms": 1e3 * pct(lat, 50) if lat else None, "lat_p90_ms": 1e3 * pct(lat, 90) if lat else None,
-        "lat_max_ms": 1e3 * lat[-1] if lat else None,
-        "cpu_ms_per_tunnel": [1e3 * (aft[0] - bef[0]) / a.n for bef, aft in zip(before, after)],
-        "kib_per_tunnel": [(aft[1] - bef[1]) / a.n for bef, aft in zip(before, after)],
-        "rss_kib_before": [b[1] for b in before], "rss_kib_after": [x[1] for x in after],
-        "driver_cpu_s": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
-    })
+    res.update(summary(a.n, t0, ru0, before, pids, lat, failed, started, names))
     try:
         ci, setup = b_count(a.sock)
         cr, _ = b_count(a.peer_sock)

@@ -241,7 +241,6 @@ static int add_prefix(struct ctx *c, struct cnode *n, const char *item, void *ar
 	return 0;
 }
 
-static bool is_host(const struct bt_prefix *p) { return p->len == (p->addr.family == AF_INET ? 32 : 128); }
 
 static int section_baton(struct ctx *c, struct cnode *sec, struct bt_config *cfg)
 {
@@ -531,7 +530,7 @@ static int section_child(struct ctx *c, struct cnode *sec, struct cfg_conn *conn
 		if (!ch->n_remote_ts) {
 			struct bt_prefix host = conn->remote_addrs[0];
 			for (unsigned i = 0; i < conn->n_remote_addrs; i++)
-				if (is_host(&conn->remote_addrs[i])) {
+				if (bt_prefix_is_host(&conn->remote_addrs[i])) {
 					host = conn->remote_addrs[i];
 					break;
 				}
@@ -632,7 +631,7 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 	struct pfx_list l = {conn->local_addrs, &conn->n_local_addrs};
 	if (for_each_item(c, n, add_prefix, &l))
 		return -1;
-	if (!is_host(&conn->local_addrs[0]))
+	if (!bt_prefix_is_host(&conn->local_addrs[0]))
 		return fail(c, n->line, "local_addrs: the first entry must be an address, not a subnet");
 	if (!(n = get(sec, "remote_addrs")))
 		return fail(c, sec->line, "%s: remote_addrs is required", where);
@@ -650,7 +649,7 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 	}
 	bool host = false;
 	for (unsigned i = 0; i < conn->n_remote_addrs; i++)
-		host |= is_host(&conn->remote_addrs[i]);
+		host |= bt_prefix_is_host(&conn->remote_addrs[i]);
 	for (unsigned i = 0; i < conn->n_remote_addrs; i++)
 		if (conn->remote_addrs[i].addr.family != conn->local_addrs[0].addr.family)
 			return fail(c, n->line, "remote_addrs: address family differs from local_addrs");
@@ -724,7 +723,7 @@ static int section_conn(struct ctx *c, struct cnode *sec, struct cfg_conn *conn)
 		return -1;
 	const struct bt_prefix *rh = NULL;
 	for (unsigned k = 0; k < conn->n_remote_addrs && !rh; k++)
-		if (is_host(&conn->remote_addrs[k]))
+		if (bt_prefix_is_host(&conn->remote_addrs[k]))
 			rh = &conn->remote_addrs[k];
 	if (rh)
 		bt_addr_str(&rh->addr, dflt, sizeof(dflt));
@@ -1398,7 +1397,7 @@ int config_child_sas(const struct bt_config *cfg, const struct cfg_conn *conn,
 	}
 	const struct bt_prefix *remote = &conn->remote_addrs[0];
 	for (unsigned i = 0; i < conn->n_remote_addrs; i++)
-		if (is_host(&conn->remote_addrs[i])) {
+		if (bt_prefix_is_host(&conn->remote_addrs[i])) {
 			remote = &conn->remote_addrs[i];
 			break;
 		}

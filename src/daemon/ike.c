@@ -198,20 +198,14 @@ static void input(struct ike_mgr *m, const uint8_t *msg, size_t len, const struc
 		sess_rebind(s, dst, dport, src, sport, natt);
 	} else if (moved && after != IKE_ST_FAILED && (natt || !s->natt) &&
 		   (!s->sa.mobike || (!s->sa.mobike_initiator && s->sa.nat_remote && bt_addr_eq(src, &s->remote)))) {
-		if (ikm_any_installed(s))
-			sess_rebind(s, dst, dport, src, sport, natt);
-		else
-			s->remote = *src, s->rport = sport, s->local = *dst, s->lport = dport, s->natt = natt;
+		sess_rebind(s, dst, dport, src, sport, natt);
 	}
 	if (s->sa.initiator) {
 		if (before == IKE_ST_INIT_SENT && after == IKE_ST_AUTH_SENT) {
 			ikm_link_local(s, s->sa.spi_i);
 			/* NAT traversal: IKE_AUTH and ESP go to port 4500 (RFC 7296 2.23) */
-			if (!s->natt && (s->sa.nat_local || s->sa.nat_remote || s->sa.conf->force_encap)) {
-				s->natt = true;
-				s->lport = dp_udp_port(m->d->dp);
-				s->rport = ESP_UDP_PORT;
-			}
+			if (!s->natt && (s->sa.nat_local || s->sa.nat_remote || s->sa.conf->force_encap))
+				sess_rebind(s, &s->local, dp_udp_port(m->d->dp), &s->remote, ESP_UDP_PORT, true);
 			ikm_send_request(s, m->out, out);
 			return;
 		}

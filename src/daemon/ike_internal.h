@@ -185,6 +185,8 @@ void ikm_send_raw_to(struct ike_sess *s, const struct ike_dest *t, const uint8_t
 void ikm_send_raw(struct ike_sess *s, const uint8_t *msg, size_t len);
 double ikm_rtx_timeout(const struct ike_mgr *m, unsigned tries);
 void ikm_send_request(struct ike_sess *s, const uint8_t *msg, size_t len);
+/* Our request in flight, again now with a fresh backoff (its path changed). */
+void ikm_resend(struct ike_sess *s);
 void ikm_request_done(struct ike_sess *s);
 
 /* ike_child.c */

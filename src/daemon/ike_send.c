@@ -90,6 +90,16 @@ double ikm_rtx_timeout(const struct ike_mgr *m, unsigned tries)
 }
 
 /* Send a request of ours and keep it for retransmission. */
+/* A request of ours goes out now: first try, backoff from the start. */
+static void send_first(struct ike_sess *s, const uint8_t *msg, size_t len)
+{
+	s->tries = 0;
+	ikm_send_raw(s, msg, len);
+	ev_timer_stop(s->m->d->loop, &s->rtx);
+	ev_timer_set(&s->rtx, ikm_rtx_timeout(s->m, 0), 0);
+	ev_timer_start(s->m->d->loop, &s->rtx);
+}
+
 void ikm_send_request(struct ike_sess *s, const uint8_t *msg, size_t len)
 {
 	free(s->req);
@@ -97,11 +107,13 @@ void ikm_send_request(struct ike_sess *s, const uint8_t *msg, size_t len)
 	s->req_len = s->req ? len : 0;
 	if (s->req)
 		memcpy(s->req, msg, len);
-	s->tries = 0;
-	ikm_send_raw(s, msg, len);
-	ev_timer_stop(s->m->d->loop, &s->rtx);
-	ev_timer_set(&s->rtx, ikm_rtx_timeout(s->m, 0), 0);
-	ev_timer_start(s->m->d->loop, &s->rtx);
+	send_first(s, msg, len);
+}
+
+void ikm_resend(struct ike_sess *s)
+{
+	if (s->req)
+		send_first(s, s->req, s->req_len);
 }
 
 void ikm_request_done(struct ike_sess *s)

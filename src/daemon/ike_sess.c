@@ -723,7 +723,7 @@ int ike_mgr_initiate(struct daemon *d, const char *conn, const char *child, char
 	}
 	const struct bt_prefix *rh = NULL;
 	for (unsigned i = 0; i < c->n_remote_addrs && !rh; i++)
-		if (c->remote_addrs[i].len == (c->remote_addrs[i].addr.family == AF_INET ? 32 : 128))
+		if (bt_prefix_is_host(&c->remote_addrs[i]))
 			rh = &c->remote_addrs[i];
 	if (!rh) {
 		snprintf(err, errlen, "%s: remote_addrs names no address to send to", conn);

@@ -6,17 +6,23 @@
 
 /* Move the session to a new path: the IKE SA's addresses (engine and session) and every ESP SA of
  * its Child SAs, each changed atomically in the data plane. SPIs, keys, sequence numbers, replay
- * windows and lifetimes stay. */
+ * windows and lifetimes stay. Also the float to port 4500 and a NAT's new mapping during setup,
+ * before any Child SA exists (logged at debug, not counted as a rebind). */
 void sess_rebind(struct ike_sess *s, const struct bt_addr *local, uint16_t lport, const struct bt_addr *remote,
 		 uint16_t rport, bool natt)
 {
 	struct ike_mgr *m = s->m;
 	char a[64], b[64], c[64], e[64];
-	bt_info("IKE %s: rebind %s:%u -> %s:%u  to  %s:%u -> %s:%u%s", s->conn, bt_addr_str(&s->local, a, sizeof(a)),
-		s->lport, bt_addr_str(&s->remote, b, sizeof(b)), s->rport, bt_addr_str(local, c, sizeof(c)), lport,
-		bt_addr_str(remote, e, sizeof(e)), rport, natt ? " (UDP-encap)" : "");
+	bool sas = ikm_any_installed(s);
+	if (sas || bt_log_get_level() >= BT_LOG_DEBUG) /* setup floats: no formatting per tunnel */
+		bt_log(sas ? BT_LOG_INFO : BT_LOG_DEBUG, "IKE %s: rebind %s:%u -> %s:%u  to  %s:%u -> %s:%u%s", s->conn,
+		       bt_addr_str(&s->local, a, sizeof(a)), s->lport, bt_addr_str(&s->remote, b, sizeof(b)), s->rport,
+		       bt_addr_str(local, c, sizeof(c)), lport, bt_addr_str(remote, e, sizeof(e)), rport,
+		       natt ? " (UDP-encap)" : "");
 	s->local = *local, s->remote = *remote, s->lport = lport, s->rport = rport, s->natt = natt;
 	ike_sa_set_endpoints(&s->sa, local, lport, remote, rport);
+	if (!sas)
+		return;
 	m->st.rebinds++;
 	struct esp_path p = {.local = *local, .remote = *remote, .local_port = dp_udp_port(m->d->dp),
 			     .remote_port = natt ? rport : ESP_UDP_PORT, .encap = natt ? ESP_ENCAP_UDP : ESP_ENCAP_RAW};
@@ -58,22 +64,38 @@ static void mobike_update(struct ike_sess *s)
 
 /* Move to a path known to work (or the only one left): rebind now, then tell the peer. A request
  * of ours in flight is retransmitted at once on the new path (RFC 4555 3.5); the update follows. */
-static void mobike_move(struct ike_sess *s, const struct bt_addr *local, const struct bt_addr *remote)
+/* Our side moves to (local, remote): rebind, counted; the update is owed to the peer. */
+static void move_to(struct ike_sess *s, const struct bt_addr *local, const struct bt_addr *remote)
 {
-	struct ike_mgr *m = s->m;
 	sess_rebind(s, local, s->lport, remote, s->rport, s->natt);
 	s->moves++;
-	s->moved_at = ikm_now_s(m);
-	m->st.mobike_moves++;
-	if (s->req) {
-		s->tx_override = false;
-		s->tries = 0;
-		ikm_send_raw(s, s->req, s->req_len);
-		ev_timer_stop(m->d->loop, &s->rtx);
-		ev_timer_set(&s->rtx, ikm_rtx_timeout(m, 0), 0);
-		ev_timer_start(m->d->loop, &s->rtx);
-	}
+	s->moved_at = ikm_now_s(s->m);
+	s->m->st.mobike_moves++;
+	s->mob_update = true;
+}
+
+static void mobike_move(struct ike_sess *s, const struct bt_addr *local, const struct bt_addr *remote)
+{
+	move_to(s, local, remote);
+	s->tx_override = false;
+	ikm_resend(s);
 	mobike_update(s);
+}
+
+/* A path test (RFC 4555 3.6 / 5.2): an INFORMATIONAL with a COOKIE2 sent over that path only;
+ * probe_done when it is answered there. */
+static void start_probe(struct ike_sess *s, const struct bt_addr *local, uint16_t lport, const struct bt_addr *remote,
+			uint16_t rport)
+{
+	struct ike_mgr *m = s->m;
+	size_t l = s->req ? 0 : ike_mobike_probe(&s->sa, m->out, sizeof(m->out));
+	if (!l)
+		return;
+	s->probe_local = *local, s->probe_remote = *remote, s->probe_lport = lport, s->probe_rport = rport;
+	s->probe_abandoned = false;
+	m->st.mobike_probes++;
+	s->tx_override = true, s->tx_local = *local, s->tx_remote = *remote, s->tx_rport = rport;
+	ikm_send_request(s, m->out, l);
 }
 
 /* The local address to use toward remote: the kernel's choice (mobike_prefer = route), or the
@@ -85,7 +107,7 @@ static int pick_local(const struct cfg_conn *c, const struct bt_addr *remote, st
 	if (c->mobike_prefer_order) {
 		for (unsigned k = 0; k < c->n_local_addrs; k++) {
 			const struct bt_prefix *p = &c->local_addrs[k];
-			if (p->addr.family != remote->family || p->len != (p->addr.family == AF_INET6 ? 128 : 32))
+			if (p->addr.family != remote->family || !bt_prefix_is_host(p))
 				continue;
 			if (netmon_addr_usable(&p->addr) && netmon_route_src(&p->addr, remote, &src) == 0) {
 				*out = p->addr;
@@ -136,16 +158,9 @@ static void mobike_check(struct ike_sess *s)
 		s->mob_recheck = true; /* test the better path once the slot is free */
 		return;
 	}
-	size_t l = ike_mobike_probe(&s->sa, m->out, sizeof(m->out));
-	if (!l)
-		return;
 	bt_info("IKE %s: testing the path %s -> %s", s->conn, bt_addr_str(&local, a, sizeof(a)),
 		bt_addr_str(&remote, b, sizeof(b)));
-	s->probe_local = local, s->probe_remote = remote;
-	s->probe_abandoned = false;
-	m->st.mobike_probes++;
-	s->tx_override = true, s->tx_local = local, s->tx_remote = remote, s->tx_rport = s->rport; /* that path only */
-	ikm_send_request(s, m->out, l);
+	start_probe(s, &local, s->lport, &remote, s->rport);
 }
 
 /* Our other usable addresses of local_addrs (single addresses only), for ADDITIONAL_*_ADDRESS.
@@ -157,7 +172,7 @@ bool ikm_my_addrs_refresh(struct ike_sess *s)
 	uint8_t n = 0;
 	for (unsigned k = 0; c && c->mobike && k < c->n_local_addrs && n < IKE_PEER_ADDRS; k++) {
 		const struct bt_prefix *p = &c->local_addrs[k];
-		if (p->len == (p->addr.family == AF_INET6 ? 128 : 32) && !bt_addr_eq(&p->addr, &s->local) &&
+		if (bt_prefix_is_host(p) && !bt_addr_eq(&p->addr, &s->local) &&
 		    netmon_addr_usable(&p->addr))
 			v[n++] = p->addr;
 	}
@@ -186,7 +201,7 @@ bool ikm_multi_addr(const struct cfg_conn *c)
 {
 	unsigned n = 0;
 	for (unsigned k = 0; c && k < c->n_local_addrs; k++)
-		n += c->local_addrs[k].len == (c->local_addrs[k].addr.family == AF_INET6 ? 128 : 32);
+		n += bt_prefix_is_host(&c->local_addrs[k]);
 	return c && c->mobike && n > 1;
 }
 
@@ -207,7 +222,7 @@ bool mobike_failover(struct ike_sess *s)
 	for (unsigned j = 1; j <= n; j++) {
 		const struct bt_prefix *p = &c->local_addrs[(cur == n ? j - 1 : cur + j) % n];
 		struct bt_addr via;
-		if (p->len != (p->addr.family == AF_INET6 ? 128 : 32) || p->addr.family != s->remote.family ||
+		if (!bt_prefix_is_host(p) || p->addr.family != s->remote.family ||
 		    bt_addr_eq(&p->addr, &s->local) || !netmon_addr_usable(&p->addr) ||
 		    netmon_route_src(&p->addr, &s->remote, &via) != 0)
 			continue;
@@ -215,11 +230,7 @@ bool mobike_failover(struct ike_sess *s)
 		bt_info("IKE %s: no answer on the current path; trying %s", s->conn, bt_addr_str(&p->addr, a, sizeof(a)));
 		s->m->st.mobike_failovers++;
 		struct bt_addr l = p->addr, r = s->remote;
-		sess_rebind(s, &l, s->lport, &r, s->rport, s->natt);
-		s->moves++;
-		s->moved_at = ikm_now_s(s->m);
-		s->m->st.mobike_moves++;
-		s->mob_update = true;
+		move_to(s, &l, &r);
 		return true;
 	}
 	return false;
@@ -265,18 +276,9 @@ void mobike_events(struct ike_sess *s)
 		 * answers there (return routability, RFC 4555 3.5 and 5.2): a replayed update goes nowhere */
 		s->sa.addr_check = false;
 		char a[64];
-		size_t l = s->req ? 0 : ike_mobike_probe(&s->sa, m->out, sizeof(m->out));
-		if (l) {
-			bt_info("IKE %s: the peer's update came again from %s: checking that it answers there", s->conn,
-				bt_addr_str(&s->sa.rr_remote, a, sizeof(a)));
-			s->probe_local = s->sa.rr_local, s->probe_remote = s->sa.rr_remote;
-			s->probe_lport = s->sa.rr_local_port, s->probe_rport = s->sa.rr_remote_port;
-			s->probe_abandoned = false;
-			m->st.mobike_probes++;
-			s->tx_override = true, s->tx_local = s->probe_local, s->tx_remote = s->probe_remote;
-			s->tx_rport = s->probe_rport;
-			ikm_send_request(s, m->out, l);
-		}
+		bt_info("IKE %s: the peer's update came again from %s: checking that it answers there%s", s->conn,
+			bt_addr_str(&s->sa.rr_remote, a, sizeof(a)), s->req ? " (not now: a request is in flight)" : "");
+		start_probe(s, &s->sa.rr_local, s->sa.rr_local_port, &s->sa.rr_remote, s->sa.rr_remote_port);
 	}
 	if (s->sa.probe_done && !s->sa.mobike_initiator) {
 		s->sa.probe_done = false;

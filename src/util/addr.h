@@ -42,6 +42,8 @@ bool bt_addr_eq(const struct bt_addr *a, const struct bt_addr *b);
 /* Compare as unsigned big-endian numbers of the same family: <0, 0, >0. Different families order by family. */
 int bt_addr_cmp(const struct bt_addr *a, const struct bt_addr *b);
 bool bt_prefix_contains(const struct bt_prefix *p, const struct bt_addr *a);
+/* A single address (/32, /128), not a subnet. */
+static inline bool bt_prefix_is_host(const struct bt_prefix *p) { return p->len == (p->addr.family == AF_INET ? 32 : 128); }
 /* First and last address of a prefix. */
 void bt_prefix_range(const struct bt_prefix *p, struct bt_addr *lo, struct bt_addr *hi);
 
