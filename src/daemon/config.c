@@ -1229,6 +1229,8 @@ static void defaults(struct bt_config *cfg, const char *name)
 	cfg->fragment_size = 1280;
 	cfg->half_open_timeout_s = 30;
 	cfg->keepalive_s = 20;
+	cfg->cluster.port = 4510;
+	cfg->cluster.seq_jump = 10000;
 }
 
 /* cfg->spd_static (selectors borrowed from cfg): each child's outbound PROTECT policy (an IKE child's only if it traps: the
@@ -1367,6 +1369,8 @@ void config_free(struct bt_config *cfg)
 		OPENSSL_cleanse(cfg->conns, cfg->n_conns * sizeof(*cfg->conns));
 	free(cfg->conns);
 	free(cfg->policies);
+	free(cfg->cluster.nodes);
+	OPENSSL_cleanse(cfg->cluster.key, sizeof(cfg->cluster.key));
 	for (size_t i = 0; cfg->secrets && i < cfg->n_secrets; i++)
 		EVP_PKEY_free(cfg->secrets[i].pkey);
 	free(cfg->spd_static);

@@ -125,8 +125,35 @@ struct cfg_policy {
 	char child[BT_NAME_MAX]; /* PROTECT: name of the child SA (conn/child or child) */
 };
 
+/* Context transfer and the cluster of gateways (cluster { } section, docs/config.md). */
+#define CFG_SHARED_MAX 8
+struct cfg_shared {            /* a Mono-LAN address: held by one node at a time, it moves with the sessions */
+	struct bt_addr addr;
+	uint8_t plen;
+	char dev[16];          /* interface it lives on */
+};
+struct cfg_node {              /* another gateway of the cluster: where its transfer channel listens */
+	char name[BT_NAME_MAX];
+	struct bt_addr addr;
+	uint16_t port;
+};
+struct cfg_cluster {
+	bool present;              /* the section was there */
+	char name[BT_NAME_MAX];    /* this node's name */
+	uint8_t key[32];           /* AES-256-GCM key of the cluster/site: seals contexts and the channel */
+	bool has_key;
+	struct bt_addr listen;     /* transfer channel (family 0: none) */
+	uint16_t port;             /* default 4510 */
+	uint64_t seq_jump;         /* outbound ESP sequence numbers jump by this on PUT, default 10000 */
+	struct cfg_shared shared[CFG_SHARED_MAX];
+	unsigned n_shared;
+	struct cfg_node *nodes;    /* owned */
+	size_t n_nodes;
+};
+
 struct bt_config {
 	char path[256];
+	struct cfg_cluster cluster;
 	struct dp_config dp;           /* the baton { } section */
 	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	enum bt_log_level log_level;

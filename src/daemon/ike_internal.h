@@ -209,5 +209,10 @@ bool ikm_multi_addr(const struct cfg_conn *c);
 bool mobike_failover(struct ike_sess *s);
 void ikm_path_changed(void *arg);
 void mobike_events(struct ike_sess *s);
+/* Multi-LAN transfer: this gateway took the session over at another address. Rebind the session to
+ * local (our own address) and tell the peer inside the IKE SA that the tunnel now ends here
+ * (UPDATE_SA_ADDRESSES from the gateway side, retransmitted until answered). Returns 0, or -1 with
+ * err when the session did not negotiate MOBIKE. */
+int mobike_gateway_move(struct ike_sess *s, const struct bt_addr *local, char *err, size_t errlen);
 
 #endif

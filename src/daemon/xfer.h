@@ -1,0 +1,50 @@
+/* xfer.h — the transfer primitive: a live session's context out of this daemon (GET) and into a
+ * daemon (PUT), sealed with the cluster key whenever it leaves the process. Migration between
+ * gateways, HA and key distribution are triggers around these two calls (SYSTEM.md, part D). */
+#ifndef BT_DAEMON_XFER_H
+#define BT_DAEMON_XFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "esp/sa.h"
+#include "util/addr.h"
+
+struct daemon;
+
+/* What a GET or PUT did, for the caller to report and act on. */
+struct xfer_info {
+	char conn[BT_NAME_MAX];
+	uint64_t spi_i, spi_r;          /* the IKE SA */
+	struct bt_addr local, remote;   /* its outer addresses (after PUT: as installed) */
+	uint16_t lport, rport;
+	bool multi_lan;                 /* PUT: the context's local address is not ours: the session was
+					 * rebound to our address and the peer told (mobike_gateway_move) */
+	unsigned children;              /* Child SAs carried */
+	unsigned spi_rekeys;            /* PUT: of them, rekeyed because an SPI collided here */
+	uint64_t seq_jump;              /* PUT: how far outbound sequence numbers jumped */
+	double ms;                      /* time the call took */
+};
+
+#define XFER_PUT_NO_JUMP 1u  /* restore on the node it came from (a migration that failed): no jump */
+
+/* GET: the sealed context of the session `name` (a connection with exactly one IKE SA, or the
+ * 16-hex-digit SPI of either side). bind (may be NULL) is bound into the seal: the transfer channel
+ * binds its challenge, so a context sealed for one transfer cannot be replayed into another. With
+ * detach the session stops here at once and silently (no delete to the peer): its SAs leave the
+ * data plane before their counters are read. *out is malloc'ed. Returns 0, or -1 with err (then
+ * nothing changed, also with detach). -EBUSY while an exchange of the session is in flight. */
+int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bind, size_t bind_len,
+	     uint8_t **out, size_t *out_len, struct xfer_info *info, char *err, size_t errlen);
+
+/* PUT: open a sealed context (with the same bind) and install the session: IKE SA, Child SAs and
+ * their policies, outbound sequence numbers jumped by the configured seq_jump (unless
+ * XFER_PUT_NO_JUMP). No IKE_SA_INIT / IKE_AUTH: this node now owns the session's message IDs. An
+ * inbound SPI already in use here gets a fresh one and the Child SA is rekeyed at once. Returns 0,
+ * or -1 with err and nothing installed (tampered, truncated, wrong key, unknown connection,
+ * IKE SA already present). */
+int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bind, size_t bind_len, unsigned flags,
+	     struct xfer_info *info, char *err, size_t errlen);
+
+#endif
