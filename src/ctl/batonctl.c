@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/b64.h"
+
 #define DEFAULT_SOCKET "/run/baton/baton.sock"
 #define TIMEOUT_MS 5000
 
@@ -30,6 +32,10 @@ static void usage(FILE *f)
 		   "                  or with CONN/CHILD that Child SA only\n"
 		   "  rekey NAME      rekey the Child SAs of connection NAME (or CONN/CHILD) now\n"
 		   "  rekey-ike NAME  rekey the IKE SAs of connection NAME now\n"
+		   "  get NAME [--detach] [-o FILE]\n"
+		   "                  the sealed context of a session (a connection with one IKE SA, or\n"
+		   "                  an IKE SPI) to FILE; --detach also stops the session here\n"
+		   "  put FILE        install a session from a context written by get\n"
 		   "  version         batond's version\n"
 		   "options:\n"
 		   "  -s, --socket PATH  control socket (default $BATON_SOCKET or " DEFAULT_SOCKET ")\n"
@@ -113,6 +119,124 @@ static json_t *request(const char *path, json_t *req)
 	free(buf);
 	close(fd);
 	return NULL;
+}
+
+static int print_json(json_t *resp)
+{
+	char *s = json_dumps(resp, JSON_INDENT(2));
+	printf("%s\n", s);
+	free(s);
+	return json_is_true(json_object_get(resp, "ok")) ? 0 : 1;
+}
+
+/* The context of `get` into path ("-": standard output, never a terminal). */
+static int write_context(json_t *resp, const char *path)
+{
+	size_t n;
+	const char *b = json_string_value(json_object_get(resp, "context"));
+	uint8_t *blob = b ? b64_decode(b, &n) : NULL;
+	FILE *f = strcmp(path, "-") ? fopen(path, "wb") : stdout;
+	int rc = 1;
+	if (!blob)
+		fprintf(stderr, "batonctl: batond sent no context\n");
+	else if (!f)
+		fprintf(stderr, "batonctl: cannot write %s: %s\n", path, strerror(errno));
+	else if (f == stdout && isatty(STDOUT_FILENO))
+		fprintf(stderr, "batonctl: not writing a binary context to a terminal: use -o FILE\n");
+	else if (fwrite(blob, 1, n, f) != n || fflush(f) != 0)
+		fprintf(stderr, "batonctl: cannot write %s: %s\n", path, strerror(errno));
+	else
+		rc = 0;
+	if (f && f != stdout)
+		fclose(f);
+	free(blob);
+	return rc;
+}
+
+static uint8_t *read_file(const char *path, size_t *n)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	size_t cap = 2u << 20;
+	uint8_t *p = f ? malloc(cap) : NULL;
+	*n = p ? fread(p, 1, cap, f) : 0;
+	if (!f || !p || ferror(f) || *n == cap) {
+		fprintf(stderr, "batonctl: cannot read %s: %s\n", path, !f || !p || ferror(f) ? strerror(errno) : "too long");
+		free(p);
+		p = NULL;
+	}
+	if (f && f != stdin)
+		fclose(f);
+	return p;
+}
+
+/* get NAME [--detach] [-o FILE] / put FILE */
+static int ctx_main(const char *sock, bool as_json, const char *cmd, int argc, char **argv)
+{
+	const char *name = NULL, *out = "-";
+	bool detach = false;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j"))
+			as_json = true;
+		else if (!strcmp(argv[i], "--detach") && !strcmp(cmd, "get"))
+			detach = true;
+		else if (!strcmp(argv[i], "-o") && !strcmp(cmd, "get") && i + 1 < argc)
+			out = argv[++i];
+		else if (argv[i][0] != '-' && !name)
+			name = argv[i];
+		else {
+			fprintf(stderr, "batonctl: unexpected argument '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!name) {
+		fprintf(stderr, "batonctl: %s needs %s\n", cmd, strcmp(cmd, "get") ? "a context file" : "a session name");
+		return 2;
+	}
+	json_t *req = json_pack("{s:s}", "cmd", cmd);
+	if (!strcmp(cmd, "get")) {
+		json_object_set_new(req, "name", json_string(name));
+		json_object_set_new(req, "detach", json_boolean(detach));
+	} else {
+		size_t n;
+		uint8_t *blob = read_file(name, &n);
+		char *b = blob ? b64_encode(blob, n) : NULL;
+		free(blob);
+		if (!b) {
+			json_decref(req);
+			return 2;
+		}
+		json_object_set_new(req, "context", json_string(b));
+		free(b);
+	}
+	json_t *resp = request(sock, req);
+	json_decref(req);
+	if (!resp)
+		return 2;
+	int rc = json_is_true(json_object_get(resp, "ok")) ? 0 : 1;
+	if (rc)
+		fprintf(stderr, "batonctl: %s\n", json_string_value(json_object_get(resp, "error")));
+	else if (!strcmp(cmd, "get"))
+		rc = write_context(resp, out);
+	if (as_json && !rc) {
+		json_object_del(resp, "context");
+		rc = print_json(resp);
+	} else if (!rc) {
+		FILE *f = !strcmp(cmd, "get") && !strcmp(out, "-") ? stderr : stdout;
+		fprintf(f, "%s: IKE SA %s_i of %s, %lld Child SA(s), %s -> %s, in %.3f ms\n",
+			!strcmp(cmd, "get") ? (detach ? "exported and stopped" : "exported") : "installed",
+			json_string_value(json_object_get(resp, "spi_i")), json_string_value(json_object_get(resp, "conn")),
+			(long long)json_integer_value(json_object_get(resp, "children")),
+			json_string_value(json_object_get(resp, "local")), json_string_value(json_object_get(resp, "remote")),
+			json_real_value(json_object_get(resp, "ms")));
+		if (json_is_true(json_object_get(resp, "multi_lan")))
+			fprintf(f, "the session now ends at this gateway's address; the peer is being told (MOBIKE)\n");
+		if (json_integer_value(json_object_get(resp, "spi_rekeys")))
+			fprintf(f, "%lld Child SA(s) rekeyed: their inbound SPI was taken here\n",
+				(long long)json_integer_value(json_object_get(resp, "spi_rekeys")));
+	}
+	json_decref(resp);
+	return rc;
 }
 
 static const char *human_bytes(json_int_t b, char *buf, size_t len)
@@ -300,6 +424,8 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[optind++];
 	const char *file = NULL;
+	if (!strcmp(cmd, "get") || !strcmp(cmd, "put"))
+		return ctx_main(path, as_json, cmd, argc - optind, argv + optind);
 	/* options may also follow the command, as people type them */
 	for (; optind < argc; optind++) {
 		if (!strcmp(argv[optind], "--json") || !strcmp(argv[optind], "-j")) {

@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/xfer.h"
 #include "esp/sa.h"
+#include "util/b64.h"
 #include "util/log.h"
 
-#define LINE_MAX_BYTES (64 * 1024)
+#define LINE_MAX_BYTES (2 * 1024 * 1024) /* a put carries a sealed context in base64 */
 
 struct client {
 	ev_io w;
@@ -243,6 +245,53 @@ static json_t *ike_cmd(struct daemon *d, const char *cmd, json_t *req)
 	return n < 0 ? error(err) : json_pack("{s:b,s:i}", "ok", 1, "deleted", n);
 }
 
+static json_t *xfer_info_json(const struct xfer_info *in)
+{
+	char l[BT_ADDRSTRLEN], r[BT_ADDRSTRLEN], spi[2][24];
+	snprintf(spi[0], sizeof(spi[0]), "%016llx", (unsigned long long)in->spi_i);
+	snprintf(spi[1], sizeof(spi[1]), "%016llx", (unsigned long long)in->spi_r);
+	return json_pack("{s:b,s:s,s:s,s:s,s:s,s:s,s:i,s:f}", "ok", 1, "conn", in->conn, "spi_i", spi[0], "spi_r", spi[1],
+			 "local", bt_addr_str(&in->local, l, sizeof(l)), "remote", bt_addr_str(&in->remote, r, sizeof(r)),
+			 "children", (int)in->children, "ms", in->ms);
+}
+
+/* get: a session's sealed context (base64); put: install one. */
+static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
+{
+	char err[256];
+	struct xfer_info info;
+	if (!strcmp(cmd, "get")) {
+		const char *name = json_string_value(json_object_get(req, "name"));
+		uint8_t *blob;
+		size_t n;
+		if (!name || !*name)
+			return error("get needs a session name (connection or IKE SPI)");
+		if (xfer_get(d, name, json_is_true(json_object_get(req, "detach")), NULL, 0, &blob, &n, &info, err,
+			     sizeof(err)) != 0)
+			return error(err);
+		char *b = b64_encode(blob, n);
+		free(blob);
+		json_t *o = xfer_info_json(&info);
+		json_object_set_new(o, "context", b ? json_string(b) : json_null());
+		free(b);
+		return o;
+	}
+	const char *b = json_string_value(json_object_get(req, "context"));
+	size_t n;
+	uint8_t *blob = b ? b64_decode(b, &n) : NULL;
+	if (!blob)
+		return error("put needs a context (base64)");
+	int rc = xfer_put(d, blob, n, NULL, 0, 0, &info, err, sizeof(err));
+	free(blob);
+	if (rc != 0)
+		return error(err);
+	json_t *o = xfer_info_json(&info);
+	json_object_set_new(o, "multi_lan", json_boolean(info.multi_lan));
+	json_object_set_new(o, "spi_rekeys", json_integer(info.spi_rekeys));
+	json_object_set_new(o, "seq_jump", json_integer((json_int_t)info.seq_jump));
+	return o;
+}
+
 json_t *control_handle(struct daemon *d, const char *line, size_t len)
 {
 	json_error_t je;
@@ -267,6 +316,8 @@ json_t *control_handle(struct daemon *d, const char *line, size_t len)
 		resp = load(d, req);
 	else if (!strcmp(cmd, "initiate") || !strcmp(cmd, "terminate") || !strcmp(cmd, "rekey"))
 		resp = ike_cmd(d, cmd, req);
+	else if (!strcmp(cmd, "get") || !strcmp(cmd, "put"))
+		resp = xfer_cmd(d, cmd, req);
 	else {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "unknown command '%.64s'", cmd);

@@ -24,6 +24,7 @@ struct ike_stats {
 	uint64_t mobike_moves, mobike_updates_sent, mobike_updates_received, mobike_probes, mobike_probe_failures,
 		mobike_failovers,
 		rebinds, path_events;
+	uint64_t xfer_gets, xfer_detached, xfer_puts, xfer_refused, xfer_spi_rekeys; /* context transfer (xfer.c) */
 };
 struct ike_mgr;
 

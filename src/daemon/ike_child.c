@@ -63,7 +63,8 @@ void ikm_uninstall(struct ike_sess *s, struct sess_child *sc)
 	struct spd_policy p;
 	child_policy(s, sc, &p);
 	dp_pol_del(dp, &p); /* first: no packet finds the policy without its SA */
-	dp_sa_del(dp, sc->spi_in, ESP_DIR_IN);
+	if (sc->spi_in)
+		dp_sa_del(dp, sc->spi_in, ESP_DIR_IN);
 	dp_sa_del(dp, sc->spi_out, ESP_DIR_OUT);
 	if (sc->old_spi_in)
 		dp_sa_del(dp, sc->old_spi_in, ESP_DIR_IN);
@@ -75,8 +76,10 @@ void ikm_uninstall(struct ike_sess *s, struct sess_child *sc)
 	bt_info("IKE %s/%s: Child SA removed (in 0x%08x, out 0x%08x)", s->conn, sc->name, sc->spi_in, sc->spi_out);
 }
 
-/* The inbound and outbound ESP SAs of a negotiated child (sa[0] in, sa[1] out), for sc->reqid. */
-static int build_sas(struct ike_sess *s, struct sess_child *sc, const struct ike_child *k, struct esp_sa *sa[2])
+/* The inbound and outbound ESP SAs of a negotiated child (sa[0] in, sa[1] out), for sc->reqid;
+ * with r, their sequence numbers, replay windows and counters as a transfer carried them. */
+static int build_sas(struct ike_sess *s, struct sess_child *sc, const struct ike_child *k, const struct esp_restore *r,
+		     struct esp_sa *sa[2])
 {
 	struct ike_mgr *m = s->m;
 	const struct cfg_conn *c = ikm_conn_by_name(m->d->cfg, s->conn);
@@ -128,6 +131,10 @@ static int build_sas(struct ike_sess *s, struct sess_child *sc, const struct ike
 			bt_err("IKE %s: cannot build the Child SA: %s", s->conn, err);
 			goto fail;
 		}
+		if (r && esp_ctx_read(x, in ? r->in : r->out, x->add_time, in ? 0 : r->seq_jump) != 0) {
+			bt_err("IKE %s: the context's ESP state of 0x%08x is invalid", s->conn, x->spi);
+			goto fail;
+		}
 	}
 	return 0;
 fail:
@@ -148,7 +155,7 @@ static void arm_rekey(struct ike_sess *s, struct sess_child *sc)
 	ev_timer_start(s->m->d->loop, &sc->rekey);
 }
 
-int ikm_install(struct ike_sess *s, struct sess_child *sc, const struct ike_child *k)
+int ikm_install(struct ike_sess *s, struct sess_child *sc, const struct ike_child *k, const struct esp_restore *r)
 {
 	struct ike_mgr *m = s->m;
 	struct esp_sa *sa[2];
@@ -157,16 +164,24 @@ int ikm_install(struct ike_sess *s, struct sess_child *sc, const struct ike_chil
 	sc->reqid = m->next_reqid++;
 	if (m->next_reqid < IKE_REQID_BASE)
 		m->next_reqid = IKE_REQID_BASE;
-	if (!ch || build_sas(s, sc, k, sa) != 0)
+	if (!ch || build_sas(s, sc, k, r, sa) != 0)
 		return -1;
 	sc->spi_in = sa[0]->spi, sc->spi_out = sa[1]->spi;
 	if (dp_sa_add(m->d->dp, sa[0]) != 0) {
-		bt_err("IKE %s: inbound SPI 0x%08x already in use", s->conn, sc->spi_in);
-		goto fail;
+		bt_err("IKE %s: inbound SPI 0x%08x already in use%s", s->conn, sc->spi_in,
+		       r ? ": the Child SA goes in without it and is rekeyed" : "");
+		if (!r)
+			goto fail;
+		/* a transferred child whose SPI another SA holds here: never overwrite that one; the
+		 * rekey its caller starts gives this child an SPI of its own */
+		sc->spi_collision = true;
+		sc->spi_in = 0;
+		free_sa(sa[0]);
 	}
 	sa[0] = NULL;
 	if (dp_sa_add(m->d->dp, sa[1]) != 0) {
-		dp_sa_del(m->d->dp, sc->spi_in, ESP_DIR_IN);
+		if (sc->spi_in)
+			dp_sa_del(m->d->dp, sc->spi_in, ESP_DIR_IN);
 		goto fail;
 	}
 	sa[1] = NULL;
@@ -176,7 +191,8 @@ int ikm_install(struct ike_sess *s, struct sess_child *sc, const struct ike_chil
 	free(sc->pol_ts);
 	sc->pol_ts = malloc(((size_t)sc->pol_nl + sc->pol_nr + 1) * sizeof(*sc->pol_ts));
 	if (!sc->pol_ts) {
-		dp_sa_del(m->d->dp, sc->spi_in, ESP_DIR_IN);
+		if (sc->spi_in)
+			dp_sa_del(m->d->dp, sc->spi_in, ESP_DIR_IN);
 		dp_sa_del(m->d->dp, sc->spi_out, ESP_DIR_OUT);
 		return -1;
 	}
@@ -185,7 +201,8 @@ int ikm_install(struct ike_sess *s, struct sess_child *sc, const struct ike_chil
 	struct spd_policy p;
 	child_policy(s, sc, &p);
 	if (dp_pol_add(m->d->dp, &p) != 0) {
-		dp_sa_del(m->d->dp, sc->spi_in, ESP_DIR_IN);
+		if (sc->spi_in)
+			dp_sa_del(m->d->dp, sc->spi_in, ESP_DIR_IN);
 		dp_sa_del(m->d->dp, sc->spi_out, ESP_DIR_OUT);
 		return -1;
 	}
@@ -202,6 +219,34 @@ fail:
 	return -1;
 }
 
+/* Transfer with detach: the child's policy and SAs leave the data plane; sa[0] in (NULL after an
+ * SPI collision), sa[1] out come back with their counters final. ikm_child_give_back undoes it. */
+int ikm_child_take(struct ike_sess *s, struct sess_child *sc, struct esp_sa *sa[2])
+{
+	struct dataplane *dp = s->m->d->dp;
+	struct spd_policy p;
+	child_policy(s, sc, &p);
+	dp_pol_del(dp, &p);
+	sa[0] = sc->spi_in ? dp_sa_take(dp, sc->spi_in, ESP_DIR_IN) : NULL;
+	sa[1] = dp_sa_take(dp, sc->spi_out, ESP_DIR_OUT);
+	if ((sc->spi_in && !sa[0]) || !sa[1]) {
+		ikm_child_give_back(s, sc, sa);
+		return -1;
+	}
+	return 0;
+}
+
+void ikm_child_give_back(struct ike_sess *s, struct sess_child *sc, struct esp_sa *sa[2])
+{
+	struct dataplane *dp = s->m->d->dp;
+	struct spd_policy p;
+	for (int d = 0; d < 2; d++)
+		if (sa[d] && dp_sa_add(dp, sa[d]) != 0)
+			free_sa(sa[d]);
+	child_policy(s, sc, &p);
+	dp_pol_add(dp, &p);
+}
+
 /* A rekey produced a new child: its inbound SA goes in at once. The side whose rekey made it
  * switches outbound now (the peer installed everything before answering) and deletes the old one;
  * the other side switches when the old child is deleted, so that nothing arrives before the peer
@@ -216,7 +261,7 @@ void ikm_install_next(struct ike_sess *s, int k)
 	if (c->red)
 		bt_info("IKE %s/%s: both ends rekeyed at once (RFC 7296 2.8.1): %s new Child SA stays, %s the other",
 			s->conn, sc ? sc->name : "?", we_started ? "ours" : "the peer's", c->red_delete ? "we delete" : "the peer deletes");
-	if (!sc || !sc->installed || build_sas(s, sc, c->next, sa) != 0 || dp_sa_add(m->d->dp, sa[0]) != 0) {
+	if (!sc || !sc->installed || build_sas(s, sc, c->next, NULL, sa) != 0 || dp_sa_add(m->d->dp, sa[0]) != 0) {
 		bt_err("IKE %s: cannot install the rekeyed Child SA", s->conn);
 		free_sa(sa[0]); /* not taken by the SAD */
 		free_sa(sa[1]);
@@ -224,7 +269,8 @@ void ikm_install_next(struct ike_sess *s, int k)
 		return;
 	}
 	uint32_t new_in = sa[0]->spi, new_out = sa[1]->spi;
-	sc->old_spi_in = sc->spi_in;
+	sc->old_spi_in = sc->spi_in; /* 0 after an SPI collision: there is no old inbound SA of ours */
+	sc->spi_collision = false;
 	sc->spi_in = new_in;
 	if (we_started) {
 		dp_sa_add(m->d->dp, sa[1]); /* replaces the old outbound SA of this reqid atomically */

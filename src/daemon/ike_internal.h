@@ -23,6 +23,7 @@
 #include "ike/ike_cookie.h"
 #include "ike/ike_sa.h"
 #include "util/log.h"
+#include "util/tlv.h"
 
 #define SESS_BUCKETS 16384
 #define RXQ_MAX 4096
@@ -92,6 +93,8 @@ struct sess_child {
 	uint8_t pol_nl, pol_nr;
 	uint32_t pol_prio;
 	_Atomic uint64_t pol_hits;   /* its hit counter (the SPD's copy points here) */
+	bool spi_collision;          /* transferred in, its inbound SPI held by another SA here: no
+				      * inbound SA (spi_in 0) until the rekey that fixes it */
 	ev_timer rekey;
 };
 
@@ -176,6 +179,11 @@ struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, const str
 			  bool initiator, char *err, size_t errlen);
 void sess_free(struct ike_sess *s);
 void ikm_established(struct ike_sess *s);
+void ikm_arm_timers(struct ike_sess *s);
+struct conf_ref *ikm_child_ref(struct ike_mgr *m, const struct cfg_conn *c, const struct cfg_child *ch, char *err,
+			       size_t errlen);
+struct esp_restore;
+int ikm_child_up(struct ike_sess *s, int k, const struct esp_restore *r);
 int ikm_child_index(const struct cfg_conn *c, const char *name);
 void ikm_sync_children(struct ike_sess *s);
 void sess_gone(struct ike_sess *s, bool peer_dead);
@@ -190,8 +198,16 @@ void ikm_resend(struct ike_sess *s);
 void ikm_request_done(struct ike_sess *s);
 
 /* ike_child.c */
+/* A Child SA's ESP state as a transfer carries it (xfer.c): the inbound and outbound SA's
+ * attributes (esp_ctx_read), and how far outbound sequence numbers jump. */
+struct esp_restore {
+	struct cur in, out;
+	uint64_t seq_jump;
+};
 void ikm_uninstall(struct ike_sess *s, struct sess_child *sc);
-int ikm_install(struct ike_sess *s, struct sess_child *sc, const struct ike_child *k);
+int ikm_install(struct ike_sess *s, struct sess_child *sc, const struct ike_child *k, const struct esp_restore *r);
+int ikm_child_take(struct ike_sess *s, struct sess_child *sc, struct esp_sa *sa[2]);
+void ikm_child_give_back(struct ike_sess *s, struct sess_child *sc, struct esp_sa *sa[2]);
 void ikm_install_next(struct ike_sess *s, int k);
 void ikm_retire_old(struct ike_sess *s, struct sess_child *sc);
 void ikm_arm_ike_rekey(struct ike_sess *s);

@@ -119,5 +119,10 @@ json_t *ike_mgr_stats(struct daemon *d)
 	json_object_set_new(o, "mobike_failovers", json_integer((json_int_t)t->mobike_failovers));
 	json_object_set_new(o, "rebinds", json_integer((json_int_t)t->rebinds));
 	json_object_set_new(o, "path_events", json_integer((json_int_t)t->path_events));
+	const struct { const char *name; uint64_t v; } xf[] = {
+		{"context_gets", t->xfer_gets}, {"context_detached", t->xfer_detached}, {"context_puts", t->xfer_puts},
+		{"context_refused", t->xfer_refused}, {"context_spi_rekeys", t->xfer_spi_rekeys}};
+	for (size_t k = 0; k < sizeof(xf) / sizeof(xf[0]); k++)
+		json_object_set_new(o, xf[k].name, json_integer((json_int_t)xf[k].v));
 	return o;
 }

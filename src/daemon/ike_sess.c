@@ -268,8 +268,8 @@ void ikm_conf_put(struct ike_mgr *m, struct conf_ref *r)
 }
 
 /* The held shared engine configuration of a child of connection c. */
-static struct conf_ref *child_ref(struct ike_mgr *m, const struct cfg_conn *c, const struct cfg_child *ch, char *err,
-				  size_t errlen)
+struct conf_ref *ikm_child_ref(struct ike_mgr *m, const struct cfg_conn *c, const struct cfg_child *ch, char *err,
+			      size_t errlen)
 {
 	struct ike_conf k;
 	uint8_t fp[32];
@@ -312,7 +312,7 @@ void ikm_set_alt(struct ike_sess *s, const struct cfg_conn *c)
 	if (!(s->alt = calloc(n, sizeof(*s->alt))))
 		return;
 	for (size_t j = 0; j < n; j++) {
-		struct conf_ref *r = child_ref(s->m, c, &c->children[j], err, sizeof(err));
+		struct conf_ref *r = ikm_child_ref(s->m, c, &c->children[j], err, sizeof(err));
 		if (r)
 			s->alt[s->n_alt++] = &r->conf;
 	}
@@ -328,7 +328,7 @@ struct ike_sess *sess_new(struct ike_mgr *m, const struct cfg_conn *c, const str
 		return NULL;
 	}
 	s->m = m;
-	s->cref = child_ref(m, c, ch, err, errlen);
+	s->cref = ikm_child_ref(m, c, ch, err, errlen);
 	if (!s->cref) {
 		free(s);
 		return NULL;
@@ -396,7 +396,6 @@ void sess_free(struct ike_sess *s)
 void ikm_established(struct ike_sess *s)
 {
 	struct ike_mgr *m = s->m;
-	const struct cfg_conn *c = ikm_conn_by_name(m->d->cfg, s->conn);
 	char a[64], prop[96];
 	s->established = ikm_now_s(m);
 	if (s->half_open) {
@@ -436,6 +435,14 @@ void ikm_established(struct ike_sess *s)
 			sess_free(t);
 		}
 	}
+	ikm_arm_timers(s);
+}
+
+/* An established session's timers: liveness checks, NAT keepalives, the IKE SA rekey. */
+void ikm_arm_timers(struct ike_sess *s)
+{
+	struct ike_mgr *m = s->m;
+	const struct cfg_conn *c = ikm_conn_by_name(m->d->cfg, s->conn);
 	if (c && c->dpd_delay) {
 		ev_timer_set(&s->dpd, (double)c->dpd_delay, 0);
 		ev_timer_start(m->d->loop, &s->dpd);
@@ -460,8 +467,9 @@ int ikm_child_index(const struct cfg_conn *c, const char *name)
 	return -1;
 }
 
-/* The engine made child k (IKE_AUTH or CREATE_CHILD_SA): into the data plane with it. */
-static void child_up(struct ike_sess *s, int k)
+/* The engine made child k (IKE_AUTH or CREATE_CHILD_SA, or a transfer brought it with r): into
+ * the data plane with it. */
+int ikm_child_up(struct ike_sess *s, int k, const struct esp_restore *r_esp)
 {
 	struct ike_child *c = s->sa.child[k];
 	struct conf_ref *r = ref_of(c->conf);
@@ -471,7 +479,7 @@ static void child_up(struct ike_sess *s, int k)
 		s->want &= ~(1u << j);
 	if (!sc) {
 		bt_err("IKE %s/%s: out of memory for the Child SA", s->conn, r->child);
-		return;
+		return -1;
 	}
 	sc->s = s;
 	snprintf(sc->name, sizeof(sc->name), "%s", r->child);
@@ -480,8 +488,11 @@ static void child_up(struct ike_sess *s, int k)
 	ev_timer_init(&sc->rekey, ikm_rekey_cb, 1, 0);
 	sc->rekey.data = sc;
 	s->ch[k] = sc;
-	if (ikm_install(s, sc, c) != 0)
+	if (ikm_install(s, sc, c, r_esp) != 0) {
 		bt_err("IKE %s/%s: the Child SA could not be installed", s->conn, sc->name);
+		return -1;
+	}
+	return 0;
 }
 
 static void child_down(struct ike_sess *s, int k)
@@ -536,7 +547,7 @@ static void kick(struct ike_sess *s)
 	for (size_t j = 0; j < c->n_children && j < 32; j++) {
 		if (!(s->want & (1u << j)))
 			continue;
-		struct conf_ref *r = child_ref(m, c, &c->children[j], err, sizeof(err));
+		struct conf_ref *r = ikm_child_ref(m, c, &c->children[j], err, sizeof(err));
 		size_t len = r ? ike_create_child(&s->sa, &r->conf, m->out, sizeof(m->out)) : 0;
 		if (!len) {
 			bt_warn("IKE %s/%s: cannot ask for the Child SA%s", s->conn, c->children[j].name,
@@ -568,7 +579,7 @@ void ikm_sync_children(struct ike_sess *s)
 			continue;
 		if (c->up) {
 			c->up = false;
-			child_up(s, k);
+			ikm_child_up(s, k, NULL);
 		}
 		if (c->next_ready)
 			ikm_install_next(s, k);

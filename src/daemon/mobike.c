@@ -313,3 +313,11 @@ void mobike_events(struct ike_sess *s)
 		mobike_check(s);
 	}
 }
+
+/* placeholder until the gateway update lands (branch gwup) */
+int mobike_gateway_move(struct ike_sess *s, const struct bt_addr *local, char *err, size_t errlen)
+{
+	(void)s, (void)local;
+	snprintf(err, errlen, "moving a session to another gateway address is not implemented yet");
+	return -1;
+}

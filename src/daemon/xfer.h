@@ -27,6 +27,22 @@ struct xfer_info {
 	double ms;                      /* time the call took */
 };
 
+/* AES-256-GCM with a random nonce, as everything sealed with the cluster key is: out = nonce |
+ * ciphertext | tag (n + XFER_AEAD_OVERHEAD bytes); aad then aad2 (either may be empty) are
+ * authenticated with it. xfer_aead_open takes that back into out (n - XFER_AEAD_OVERHEAD bytes);
+ * -1 if it does not authenticate (out is then zeroed). */
+#define XFER_NONCE 12
+#define XFER_TAG 16
+#define XFER_AEAD_OVERHEAD (XFER_NONCE + XFER_TAG)
+int xfer_aead_seal(const uint8_t key[32], const uint8_t *aad, size_t aad_len, const uint8_t *aad2, size_t aad2_len,
+		   const uint8_t *pt, size_t n, uint8_t *out);
+int xfer_aead_open(const uint8_t key[32], const uint8_t *aad, size_t aad_len, const uint8_t *aad2, size_t aad2_len,
+		   const uint8_t *in, size_t n, uint8_t *out);
+
+/* Check an opened context (its attributes) through and through without installing anything:
+ * PUT does this first, and the fuzzer feeds it. Returns 0, or -1 with err. */
+int xfer_ctx_validate(const uint8_t *pt, size_t n, char *err, size_t errlen);
+
 #define XFER_PUT_NO_JUMP 1u  /* restore on the node it came from (a migration that failed): no jump */
 
 /* GET: the sealed context of the session `name` (a connection with exactly one IKE SA, or the

@@ -166,6 +166,14 @@ int esp_sa_set_replay_window(struct esp_sa *sa, uint32_t size);
 /* Context transfer needs both: jump the outbound sequence number / restore the replay state. */
 void esp_sa_set_seq_out(struct esp_sa *sa, uint64_t next_seq);
 void esp_sa_set_replay_state(struct esp_sa *sa, uint64_t top, const uint64_t *bitmap, uint32_t words);
+/* Context transfer: the SA's runtime state (sequence number, IV salt, replay window, counters,
+ * age; not its keys) as attributes (util/tlv.h), and back into an SA built (esp_sa_init) from the
+ * same Child SA but not yet in the data plane: outbound sequence numbers jump forward by seq_jump;
+ * an inbound SA takes the window's size and state as they were. Returns 0 or -1 (bad attributes). */
+struct wbuf;
+struct cur;
+void esp_ctx_write(struct esp_sa *sa, struct wbuf *w, uint64_t now);
+int esp_ctx_read(struct esp_sa *sa, struct cur v, uint64_t now, uint64_t seq_jump);
 /* Check the time lifetimes; sets ESP_EV_SOFT / ESP_EV_HARD. Returns the events newly raised. */
 uint32_t esp_sa_check_time(struct esp_sa *sa, uint64_t now_sec);
 bool esp_sa_peer_allowed(const struct esp_sa *sa, const struct bt_addr *a);

@@ -331,6 +331,14 @@ int dp_sa_add(struct dataplane *dp, struct esp_sa *sa)
 	return 0;
 }
 
+struct esp_sa *dp_sa_take(struct dataplane *dp, uint32_t spi, enum esp_dir dir)
+{
+	struct esp_sa *sa = sad_remove(dp->sad, spi, dir);
+	if (sa)
+		retire(dp, NULL);
+	return sa;
+}
+
 int dp_sa_del(struct dataplane *dp, uint32_t spi, enum esp_dir dir)
 {
 	struct esp_sa *sa = sad_remove(dp->sad, spi, dir);

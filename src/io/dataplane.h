@@ -68,6 +68,9 @@ void dp_free(struct dataplane *dp);          /* stop workers, close everything, 
  * failure (duplicate inbound SPI) it returns -EEXIST and sa stays the caller's. */
 int dp_sa_add(struct dataplane *dp, struct esp_sa *sa);
 int dp_sa_del(struct dataplane *dp, uint32_t spi, enum esp_dir dir);
+/* Remove an SA and hand it back once no worker uses it any more (its counters and replay window
+ * are final): the caller frees it (esp_sa_clear, free) or adds it again. NULL if not there. */
+struct esp_sa *dp_sa_take(struct dataplane *dp, uint32_t spi, enum esp_dir dir);
 /* Rebind: give an installed SA a new outer path (addresses, ports, encapsulation) in place; the
  * SA is found by its SPI (inbound) or its reqid (outbound). Workers see the old path or the new
  * one, never a mix. Returns 0 or -ENOENT. */
