@@ -525,8 +525,10 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!m)
 		return fail(err, errlen, -1, "IKE is not running");
-	if (!d->cfg->cluster.has_key)
+	if (!d->cfg->cluster.has_key) {
+		m->st.xfer_refused++;
 		return fail(err, errlen, -1, "no cluster key configured (cluster { key = ... })");
+	}
 	uint8_t *pt;
 	size_t n;
 	if (open_ctx(d->cfg, in, len, bind, bind_len, &pt, &n, err, errlen) != 0) {
