@@ -118,7 +118,10 @@ static void xc_read(struct xconn *c)
 	for (;;) {
 		ssize_t r = recv(c->w.fd, tmp, sizeof(tmp), 0);
 		if (r == 0) {
-			xc_drop(c, "closed after %u of %u bytes", c->rx.got, c->rx.len);
+			if (c->rx.hdr_got < 4)
+				xc_drop(c, "closed before sending a context");
+			else
+				xc_drop(c, "closed after %u of %u bytes", c->rx.got, c->rx.len);
 			return;
 		}
 		if (r < 0) {
@@ -234,18 +237,18 @@ int cluster_start(struct daemon *d, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	cl->fd = -1;
+	cl->fd = cl->pkt_fd = -1;
 	d->cluster = cl;
 	if (!cc->listen.family)
 		return 0;
 	struct sockaddr_storage ss;
 	socklen_t sl = bt_addr_to_sockaddr(&cc->listen, cc->port, &ss);
 	char as[BT_ADDRSTRLEN];
+	bt_addr_str(&cc->listen, as, sizeof(as));
 	int one = 1, fd = socket(cc->listen.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 16) < 0) {
-		snprintf(err, errlen, "cluster: cannot listen on %s port %u: %s", bt_addr_str(&cc->listen, as, sizeof(as)),
-			 cc->port, strerror(errno));
+		snprintf(err, errlen, "cluster: cannot listen on %s port %u: %s", as, cc->port, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -269,6 +272,8 @@ void cluster_stop(struct daemon *d)
 	}
 	while (cl->conns)
 		xc_close(cl->conns);
+	if (cl->pkt_fd >= 0)
+		close(cl->pkt_fd);
 	free(cl);
 	d->cluster = NULL;
 }

@@ -77,6 +77,7 @@ json_t *cluster_stats_json(struct daemon *d);
 /* Counters of the channel and of the shared addresses; d->cluster. */
 struct cluster {
 	int fd;                 /* listener, -1: none */
+	int pkt_fd;             /* AF_PACKET socket for gratuitous ARP, kept: its close waits for an RCU grace period */
 	ev_io w;
 	struct xconn *conns;    /* transfers in progress (target side) */
 	unsigned n_conns;

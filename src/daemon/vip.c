@@ -96,11 +96,11 @@ static int if_mac(const char *dev, uint8_t mac[6])
 	return rc;
 }
 
-/* Gratuitous ARP request and reply, broadcast from the interface's MAC. */
-static int announce4(const struct cfg_shared *sh, unsigned ifindex, const uint8_t mac[6])
+/* Gratuitous ARP request and reply, broadcast from the interface's MAC, through the daemon's
+ * AF_PACKET socket (protocol 0: it sends and never receives). */
+static int announce4(struct cluster *cl, const struct cfg_shared *sh, unsigned ifindex, const uint8_t mac[6])
 {
-	int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
-	if (fd < 0)
+	if (cl->pkt_fd < 0 && (cl->pkt_fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
 		return -1;
 	struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP), .sll_ifindex = (int)ifindex,
 				 .sll_halen = 6};
@@ -109,15 +109,14 @@ static int announce4(const struct cfg_shared *sh, unsigned ifindex, const uint8_
 	for (int reply = 0; reply < 2 && rc == 0; reply++) {
 		uint8_t pkt[28];
 		vip_garp_build(pkt, mac, &sh->addr, reply);
-		if (sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&ll, sizeof(ll)) != (ssize_t)sizeof(pkt))
+		if (sendto(cl->pkt_fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&ll, sizeof(ll)) != (ssize_t)sizeof(pkt))
 			rc = -1;
 	}
-	close(fd);
 	return rc;
 }
 
 /* Unsolicited neighbour advertisement to all nodes (RFC 4861 7.2.6), override set. */
-static int announce6(const struct cfg_shared *sh, unsigned ifindex, const uint8_t mac[6])
+static int announce6(struct cluster *cl, const struct cfg_shared *sh, unsigned ifindex, const uint8_t mac[6])
 {
 	int fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6), hops = 255;
 	if (fd < 0)
@@ -170,7 +169,7 @@ int cluster_claim(struct daemon *d)
 		/* announced also when we held it: we just took sessions over, the LAN must send here */
 		if (if_mac(sh->dev, mac) != 0)
 			bt_warn("cluster: shared address %s: no Ethernet address on %s to announce it from", as, sh->dev);
-		else if ((sh->addr.family == AF_INET ? announce4 : announce6)(sh, ifindex, mac) != 0)
+		else if (!d->cluster || (sh->addr.family == AF_INET ? announce4 : announce6)(d->cluster, sh, ifindex, mac) != 0)
 			bt_warn("cluster: cannot announce shared address %s on %s: %s", as, sh->dev, strerror(errno));
 	}
 	return added;
