@@ -244,21 +244,24 @@ static int ctx_main(const char *sock, bool as_json, const char *cmd, int argc, c
 /* migrate NAME --to NODE */
 static int migrate_main(const char *sock, bool as_json, int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{"to", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
 	const char *name = NULL, *to = NULL;
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j"))
+	int c;
+	optind = 0, opterr = 0; /* argv[0] is "migrate"; options may come before or after NAME */
+	while ((c = getopt_long(argc, argv, "t:j", opts, NULL)) != -1) {
+		if (c == 't') {
+			to = optarg;
+		} else if (c == 'j') {
 			as_json = true;
-		else if (!strcmp(argv[i], "--to") && i + 1 < argc)
-			to = argv[++i];
-		else if (argv[i][0] != '-' && !name)
-			name = argv[i];
-		else {
-			fprintf(stderr, "batonctl: unexpected argument '%s'\n", argv[i]);
-			usage(stderr);
+		} else {
+			fprintf(stderr, "batonctl: migrate: bad option '%s'\n", argv[optind - 1]);
 			return 2;
 		}
 	}
-	if (!name || !to) {
+	if (optind < argc)
+		name = argv[optind++];
+	if (!name || !to || optind < argc) {
 		fprintf(stderr, "batonctl: usage: migrate NAME --to NODE\n");
 		return 2;
 	}
@@ -476,7 +479,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "get") || !strcmp(cmd, "put"))
 		return ctx_main(path, as_json, cmd, argc - optind, argv + optind);
 	if (!strcmp(cmd, "migrate"))
-		return migrate_main(path, as_json, argc - optind, argv + optind);
+		return migrate_main(path, as_json, argc - optind + 1, argv + optind - 1);
 	/* options may also follow the command, as people type them */
 	for (; optind < argc; optind++) {
 		if (!strcmp(argv[optind], "--json") || !strcmp(argv[optind], "-j")) {

@@ -64,6 +64,17 @@ __attribute__((format(printf, 2, 3))) static void xc_drop(struct xconn *c, const
 	xc_close(c);
 }
 
+/* After a failed recv or send: true to try again at once (EINTR); otherwise the connection waits
+ * for the loop (EAGAIN) or has been dropped. */
+static bool xc_retry(struct xconn *c, const char *op)
+{
+	if (errno == EINTR)
+		return true;
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		xc_drop(c, "%s: %s", op, strerror(errno));
+	return false;
+}
+
 static void xc_want(struct xconn *c, int events)
 {
 	ev_io_stop(c->d->loop, &c->w);
@@ -125,10 +136,8 @@ static void xc_read(struct xconn *c)
 			return;
 		}
 		if (r < 0) {
-			if (errno == EINTR)
+			if (xc_retry(c, "recv"))
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				xc_drop(c, "recv: %s", strerror(errno));
 			return;
 		}
 		size_t used;
@@ -159,10 +168,8 @@ static void xc_cb(struct ev_loop *loop, ev_io *w, int revents)
 	while (c->out_off < c->out_len) {
 		ssize_t r = send(w->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
 		if (r < 0) {
-			if (errno == EINTR)
+			if (xc_retry(c, "send"))
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				xc_drop(c, "send: %s", strerror(errno));
 			return;
 		}
 		c->out_off += (size_t)r;
