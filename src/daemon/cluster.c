@@ -185,7 +185,7 @@ static void xc_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void xc_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct xconn *c = (struct xconn *)((char *)t - offsetof(struct xconn, t));
-	xc_drop(c, "no progress within %.0f s while %s", CLUSTER_TIMEOUT_S, xc_state_name[c->state]);
+	xc_drop(c, "not done within %.0f s (stuck %s)", CLUSTER_TIMEOUT_S, xc_state_name[c->state]);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)

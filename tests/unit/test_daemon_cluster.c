@@ -1,6 +1,7 @@
 /* test_daemon_cluster.c — the transfer channel's bytes: frames read in any pieces and refused when
  * their length is 0 or too large; the target's reply sealed and opened, refused when tampered with,
- * under another challenge or key; the gratuitous ARP packets of a shared address. */
+ * under another challenge or key; the gratuitous ARP packets of a shared address; and the target's
+ * listener in a real event loop on loopback, facing peers that misbehave. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +10,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "daemon/cluster.h"
+#include "daemon/daemon.h"
 #include "daemon/vip.h"
 #include "daemon/xfer.h"
 
@@ -136,6 +142,77 @@ static void test_garp(void **state)
 	assert_memory_equal(rep, want_rep, 28);
 }
 
+static void stop_cb(struct ev_loop *loop, ev_timer *w, int revents) { ev_break(loop, EVBREAK_ALL); }
+
+static void run_for(struct ev_loop *loop, double s)
+{
+	ev_timer t;
+	ev_timer_init(&t, stop_cb, s, 0);
+	ev_timer_start(loop, &t);
+	ev_run(loop, 0);
+	ev_timer_stop(loop, &t);
+}
+
+static int dial(uint16_t port, const void *data, size_t n)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	if (n)
+		assert_int_equal(send(fd, data, n, 0), (ssize_t)n);
+	return fd;
+}
+
+/* The target never blocks and never trusts its peer: a huge or zero length, a peer that leaves
+ * half-way, one that never sends, one too many at once: each dropped and counted. */
+static void test_channel(void **state)
+{
+	static const char conf[] = "cluster {\n key = 0x" "00112233445566778899aabbccddeeff" "00112233445566778899aabbccddeeff\n"
+				   " listen = 127.0.0.1\n}\n";
+	struct daemon d = {.listen_fd = -1};
+	char err[256];
+	assert_int_equal(config_parse(conf, strlen(conf), "t.conf", &d.cfg, err, sizeof(err)), 0);
+	d.cfg->cluster.port = 0; /* any free port */
+	d.loop = ev_loop_new(0);
+	assert_int_equal(cluster_start(&d, err, sizeof(err)), 0);
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	assert_int_equal(getsockname(d.cluster->fd, (struct sockaddr *)&sin, &sl), 0);
+	uint16_t port = ntohs(sin.sin_port);
+
+	static const uint8_t huge[4] = {0xff, 0xff, 0xff, 0xff}, zero[4] = {0}, half[6] = {0, 0, 0, 10, 'a', 'b'};
+	int fds[4] = {dial(port, huge, 4), dial(port, zero, 4), dial(port, half, 6), dial(port, NULL, 0)};
+	shutdown(fds[2], SHUT_WR);
+	run_for(d.loop, 0.3);
+	assert_int_equal(d.cluster->channel_drops, 3);
+	assert_int_equal(d.cluster->n_conns, 1);
+	/* the silent one had its challenge, and is dropped after the time-out */
+	uint8_t hello[64];
+	assert_int_equal(recv(fds[3], hello, sizeof(hello), 0), CLUSTER_HELLO);
+	assert_memory_equal(hello, CLUSTER_MAGIC, 4);
+	run_for(d.loop, CLUSTER_TIMEOUT_S + 0.3);
+	assert_int_equal(d.cluster->channel_drops, 4);
+	assert_int_equal(d.cluster->n_conns, 0);
+	assert_int_equal(recv(fds[3], hello, sizeof(hello), 0), 0);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+
+	/* more transfers than CLUSTER_CONNS_MAX at once: the rest are refused */
+	int many[CLUSTER_CONNS_MAX + 2];
+	for (int i = 0; i < CLUSTER_CONNS_MAX + 2; i++)
+		many[i] = dial(port, NULL, 0);
+	run_for(d.loop, 0.2);
+	assert_int_equal(d.cluster->n_conns, CLUSTER_CONNS_MAX);
+	assert_int_equal(d.cluster->channel_drops, 4 + 2);
+	cluster_stop(&d); /* frees the transfers in progress */
+	assert_null(d.cluster);
+	for (int i = 0; i < CLUSTER_CONNS_MAX + 2; i++)
+		close(many[i]);
+	ev_loop_destroy(d.loop);
+	config_free(d.cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -143,6 +220,7 @@ int main(void)
 		cmocka_unit_test(test_reply),
 		cmocka_unit_test(test_reply_decode),
 		cmocka_unit_test(test_garp),
+		cmocka_unit_test(test_channel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
