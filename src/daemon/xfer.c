@@ -89,7 +89,11 @@ static struct ike_sess *find_sess(struct ike_mgr *m, const char *name, char *err
 	struct ike_sess *found = NULL;
 	unsigned n = 0;
 	if (parse_spi(name, &spi)) {
-		for (struct ike_sess *s = m->all; s; s = s->next_all)
+		/* our SPI through the table IKE input uses; the peer's (rarer) by a walk */
+		struct ike_sess *s = ikm_find_local(m, spi, true);
+		if (!s)
+			s = ikm_find_local(m, spi, false);
+		for (s = s ? s : m->all; s; s = s->next_all)
 			if (!s->closing && (s->sa.spi_i == spi || s->sa.spi_r == spi))
 				return s;
 		fail(err, errlen, -1, "no IKE SA with SPI %016llx", (unsigned long long)spi);
@@ -525,8 +529,10 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!m)
 		return fail(err, errlen, -1, "IKE is not running");
-	if (!d->cfg->cluster.has_key)
+	if (!d->cfg->cluster.has_key) {
+		m->st.xfer_refused++;
 		return fail(err, errlen, -1, "no cluster key configured (cluster { key = ... })");
+	}
 	uint8_t *pt;
 	size_t n;
 	if (open_ctx(d->cfg, in, len, bind, bind_len, &pt, &n, err, errlen) != 0) {
