@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "daemon/cluster.h"
 #include "daemon/daemon.h"
 #include "daemon/xfer.h"
 #include "esp/sa.h"
@@ -175,6 +176,7 @@ static json_t *stats(struct daemon *d)
 			      "udp_gro", st.udp_gro, "drops", drops, "sas", (json_int_t)sad_count(dp_sad(d->dp)),
 			      "uptime", (json_int_t)(daemon_now() - d->started));
 	json_object_set_new(s, "ike", ike_mgr_stats(d));
+	json_object_set_new(s, "cluster", cluster_stats_json(d));
 	return json_pack("{s:b,s:o}", "ok", 1, "stats", s);
 }
 
@@ -292,6 +294,18 @@ static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
 	return o;
 }
 
+/* migrate {"name": session, "to": node}: hand a session to another gateway of the cluster */
+static json_t *migrate_cmd(struct daemon *d, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	const char *to = json_string_value(json_object_get(req, "to"));
+	if (!name || !*name)
+		return error("migrate needs a session name (connection or IKE SPI)");
+	if (!to || !*to)
+		return error("migrate needs a node (\"to\")");
+	return cluster_migrate(d, name, to);
+}
+
 json_t *control_handle(struct daemon *d, const char *line, size_t len)
 {
 	json_error_t je;
@@ -318,6 +332,8 @@ json_t *control_handle(struct daemon *d, const char *line, size_t len)
 		resp = ike_cmd(d, cmd, req);
 	else if (!strcmp(cmd, "get") || !strcmp(cmd, "put"))
 		resp = xfer_cmd(d, cmd, req);
+	else if (!strcmp(cmd, "migrate"))
+		resp = migrate_cmd(d, req);
 	else {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "unknown command '%.64s'", cmd);
