@@ -13,6 +13,7 @@
 
 #include "daemon/cluster.h"
 #include "daemon/daemon.h"
+#include "daemon/vip.h"
 #include "daemon/xfer.h"
 #include "esp/sa.h"
 #include "util/b64.h"
@@ -287,6 +288,7 @@ static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
 	free(blob);
 	if (rc != 0)
 		return error(err);
+	cluster_claim(d); /* Mono-LAN: the shared addresses come here with the session */
 	json_t *o = xfer_info_json(&info);
 	json_object_set_new(o, "multi_lan", json_boolean(info.multi_lan));
 	json_object_set_new(o, "spi_rekeys", json_integer(info.spi_rekeys));
