@@ -269,9 +269,11 @@ static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
 		size_t n;
 		if (!name || !*name)
 			return error("get needs a session name (connection or IKE SPI)");
-		if (xfer_get(d, name, json_is_true(json_object_get(req, "detach")), NULL, 0, &blob, &n, &info, err,
-			     sizeof(err)) != 0)
+		bool detach = json_is_true(json_object_get(req, "detach"));
+		if (xfer_get(d, name, detach, NULL, 0, &blob, &n, &info, err, sizeof(err)) != 0)
 			return error(err);
+		if (detach)
+			cluster_release(d); /* Mono-LAN: unless another session here still uses them */
 		char *b = b64_encode(blob, n);
 		free(blob);
 		json_t *o = xfer_info_json(&info);
