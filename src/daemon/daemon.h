@@ -23,6 +23,7 @@ struct ike_stats {
 	uint64_t tx_exchange[4];  /* messages sent by exchange: IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL */
 	uint64_t mobike_moves, mobike_updates_sent, mobike_updates_received, mobike_probes, mobike_probe_failures,
 		mobike_failovers,
+		mobike_gateway_moves, /* Multi-LAN: the session moved to this gateway, or our peer gateway moved */
 		rebinds, path_events;
 };
 struct ike_mgr;
