@@ -110,6 +110,16 @@ static void done(struct pair *p)
 	ike_sa_free(&p->r);
 }
 
+/* A liveness check of the initiator's is answered: message IDs are in step on both sides. */
+static void in_step(struct pair *p)
+{
+	size_t l = ike_informational(&p->i, IKE_INFO_DPD, p->a, sizeof(p->a));
+	size_t rl = ike_process(&p->r, p->a, l, p->b, sizeof(p->b));
+	assert_true(rl > 0);
+	assert_int_equal(ike_process(&p->i, p->b, rl, p->a, sizeof(p->a)), 0);
+	assert_false(p->i.info_pending);
+}
+
 static void test_negotiation(void **state)
 {
 	static struct pair p;
@@ -171,26 +181,6 @@ static void test_update(void **state)
 	assert_int_equal(ike_process(&p.r, req, l, p.b, sizeof(p.b)), 0);
 	assert_false(p.r.addr_update);
 	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.2.2");
-	done(&p);
-}
-
-/* A NAT on the new path: the request arrives from the NAT's address and port. */
-static void test_update_nat(void **state)
-{
-	static struct pair p;
-	char buf[64];
-	up(&p, true, true);
-	size_t l = update_from(&p, "192.168.2.2", "198.51.100.1", 61000);
-	size_t rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
-	assert_true(rl > 0 && p.r.addr_update);
-	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "198.51.100.1");
-	assert_int_equal(p.r.remote_port, 61000);
-	assert_true(p.r.nat_remote);
-	assert_false(p.r.nat_local);
-	/* the initiator learns that it is behind a NAT now */
-	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
-	assert_true(p.i.update_done);
-	assert_true(p.i.nat_local);
 	done(&p);
 }
 
@@ -275,12 +265,7 @@ static void test_probe(void **state)
 	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
 	assert_true(p.i.probe_done);
 	assert_false(p.i.update_done);
-	/* the next request still works: message IDs are in step */
-	l = ike_informational(&p.i, IKE_INFO_DPD, p.a, sizeof(p.a));
-	rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
-	assert_true(rl > 0);
-	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
-	assert_false(p.i.info_pending);
+	in_step(&p); /* the next request still works */
 	done(&p);
 }
 
@@ -372,31 +357,7 @@ static void test_gw_update(void **state)
 	assert_int_equal(p.r.update_error, 0);
 	assert_false(p.r.nat_local || p.r.nat_remote);
 	assert_int_equal(p.r.updates_sent, 1);
-	/* both sides go on in step: the client's next request reaches the gateway */
-	l = ike_informational(&p.i, IKE_INFO_DPD, p.a, sizeof(p.a));
-	rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
-	assert_true(rl > 0);
-	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
-	assert_false(p.i.info_pending);
-	done(&p);
-}
-
-/* The client sees the new gateway through a NAT: its answer's NAT detection is for the addresses
- * the update came with, so the gateway learns it is behind one. */
-static void test_gw_update_nat(void **state)
-{
-	static struct pair p;
-	char buf[64];
-	up(&p, true, true);
-	size_t l = gw_update_from(&p, "172.16.0.3", "198.51.100.7", 61000);
-	size_t rl = ike_process(&p.i, p.b, l, p.a, sizeof(p.a));
-	assert_true(rl > 0 && p.i.gw_moved);
-	assert_string_equal(bt_addr_str(&p.i.remote, buf, sizeof(buf)), "198.51.100.7");
-	assert_int_equal(p.i.remote_port, 61000);
-	assert_true(p.i.nat_remote);
-	assert_int_equal(ike_process(&p.r, p.a, rl, p.b, sizeof(p.b)), 0);
-	assert_true(p.r.update_done);
-	assert_true(p.r.nat_local);
+	in_step(&p); /* the client's next request reaches the gateway */
 	done(&p);
 }
 
@@ -464,6 +425,33 @@ static void test_gw_update_after_ike_rekey(void **state)
 	assert_string_equal(bt_addr_str(&p.i.remote, buf, sizeof(buf)), "172.16.0.4");
 	done(&p);
 }
+
+/* A NAT on the new path: the update arrives from the NAT's address and port, and the side that
+ * moved learns from the answer (NAT detection for the pair the update came with) that it is behind
+ * one. gw: the gateway's update, else the original initiator's. */
+static void nat_on_new_path(bool gw)
+{
+	static struct pair p;
+	char buf[64];
+	up(&p, true, true);
+	struct ike_sa *mover = gw ? &p.r : &p.i, *peer = gw ? &p.i : &p.r;
+	uint8_t *req = gw ? p.b : p.a, *ans = gw ? p.a : p.b;
+	size_t l = gw ? gw_update_from(&p, "172.16.0.3", "198.51.100.1", 61000)
+		      : update_from(&p, "192.168.2.2", "198.51.100.1", 61000);
+	size_t rl = ike_process(peer, req, l, ans, sizeof(p.a));
+	assert_true(rl > 0 && (gw ? peer->gw_moved : peer->addr_update));
+	assert_string_equal(bt_addr_str(&peer->remote, buf, sizeof(buf)), "198.51.100.1");
+	assert_int_equal(peer->remote_port, 61000);
+	assert_true(peer->nat_remote);
+	assert_false(peer->nat_local);
+	assert_int_equal(ike_process(mover, ans, rl, req, sizeof(p.a)), 0);
+	assert_true(mover->update_done);
+	assert_true(mover->nat_local);
+	done(&p);
+}
+
+static void test_update_nat(void **state) { nat_on_new_path(false); }
+static void test_gw_update_nat(void **state) { nat_on_new_path(true); }
 
 int main(void)
 {
