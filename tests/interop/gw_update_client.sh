@@ -5,128 +5,45 @@
 # sends ike_mobike_gw_update from 10.77.0.3. Checks: the client answers, its IKE SA now ends at
 # 10.77.0.3; charon: a Child SA is installed (kernel-libipsec cannot change an SA's addresses, so
 # charon rekeys it with the new gateway: new SPIs); batond: the same SPIs, the move counted.
-# The work folder stays in /tmp when a check fails. Root; namespaces bt-gw-c and bt-gw-g, removed on every exit.
+# Root. Namespaces bt-gw-upd-ID-{c,g}, removed on every exit (scripts/testbed.sh's cleanup);
+# TB_KEEP=1 keeps the work folder of a failed run.
 #   tests/interop/gw_update_client.sh BUILD_DIR [ss|baton]   (BUILD_DIR: a built tree, e.g. build/dev;
 #                                                           the client: charon (default) or batond)
-set -uo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:?usage: gw_update_client.sh BUILD_DIR [ss|baton]}" && pwd)
 kind=${2:-ss}
-d=$(mktemp -d /tmp/bt-gw-interop.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    ip netns del bt-gw-c 2>/dev/null
-    ip netns del bt-gw-g 2>/dev/null
-    ip link del bt-gw-a 2>/dev/null
-}
-trap cleanup EXIT INT TERM
-fail() { echo "FAIL $*"; tail -n 30 "$d/client.log" 2>/dev/null | sed 's/^/  | /'; exit 1; }
+. "$src/scripts/testbed.sh"
+. "$src/bench/peers.sh"
+set -uo pipefail
+case $kind in ss|baton) ;; *) echo "gw_update_client.sh: the client is ss or baton" >&2; exit 2 ;; esac
+tb_init gw-upd nobins
+TB_NODES="c g"
+fail() { echo "FAIL $*"; exit 1; }
 
 cc -std=gnu11 -O1 -g -I"$src/src" "$src/tests/interop/gw_update_peer.c" "$build/libbt_ike.a" "$build/libbt_policy.a" \
-    "$build/libbt_esp.a" "$build/libbt_util.a" -lcrypto -lpthread -o "$d/gw_update_peer" || fail "build"
+    "$build/libbt_esp.a" "$build/libbt_util.a" -lcrypto -lpthread -o "$TB_DIR/gw_update_peer" || fail "build"
 
-ip netns add bt-gw-c && ip netns add bt-gw-g || fail "netns"
-ip link add bt-gw-a type veth peer name bt-gw-b || fail "veth"
-ip link set bt-gw-a netns bt-gw-c && ip link set bt-gw-b netns bt-gw-g
-ip -n bt-gw-c addr add 10.77.0.2/24 dev bt-gw-a
-ip -n bt-gw-c addr add 10.1.0.1/32 dev lo # the tunnel's inner address: charon routes 10.2.0.0/24 from it
-ip -n bt-gw-g addr add 10.77.0.1/24 dev bt-gw-b
-ip -n bt-gw-g addr add 10.77.0.3/24 dev bt-gw-b
-for n in bt-gw-c bt-gw-g; do ip -n $n link set lo up; done
-ip -n bt-gw-c link set bt-gw-a up && ip -n bt-gw-g link set bt-gw-b up
-sleep 2 # duplicate address detection is not an issue for IPv4; give the links a moment
+read -r va vb _ <<<"$(tb_veths)"
+for n in c g; do ip netns add "$(tb_ns $n)" && tb_nsx $n ip link set lo up || fail "netns"; done
+ip link add "$va" type veth peer name "$vb" || fail "veth"
+ip link set "$va" netns "$(tb_ns c)" && ip link set "$vb" netns "$(tb_ns g)"
+tb_nsx c ip addr add 10.77.0.2/24 dev "$va"
+tb_nsx c ip addr add 10.1.0.1/32 dev lo # the tunnel's inner address: charon routes 10.2.0.0/24 from it
+tb_nsx g ip addr add 10.77.0.1/24 dev "$vb"
+tb_nsx g ip addr add 10.77.0.3/24 dev "$vb"
+tb_nsx c ip link set "$va" up && tb_nsx g ip link set "$vb" up
 
-# --- strongSwan's charon (kernel-libipsec, encap = yes) as the client
-ss() { ip netns exec bt-gw-c swanctl "$@" --uri "unix://$d/charon.vici"; }
-ss_start() {
-    mkdir -p "$d/run"
-    cat >"$d/strongswan.conf" <<CONF
-charon {
-  load_modular = no
-  load = openssl random nonce aes sha1 sha2 hmac gcm kdf curve25519 kernel-libipsec kernel-netlink socket-default vici updown
-  install_routes = no
-  plugins {
-    vici {
-      socket = unix://$d/charon.vici
-    }
-  }
-  filelog {
-    main {
-      path = $d/client.log
-      default = 1
-      ike = 2
-    }
-  }
-}
-CONF
-    cat >"$d/swanctl.conf" <<CONF
-connections {
-  gw {
-    version = 2
-    encap = yes
-    mobike = yes
-    local_addrs = 10.77.0.2
-    remote_addrs = 10.77.0.1
-    proposals = aes128gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = 10.77.0.2
-    }
-    remote {
-      auth = psk
-      id = 10.77.0.1
-    }
-    children {
-      net {
-        local_ts = 10.1.0.1/32
-        remote_ts = 10.2.0.0/24
-        esp_proposals = aes128gcm16
-      }
-    }
-  }
-}
-secrets {
-  ike {
-    id-1 = 10.77.0.2
-    id-2 = 10.77.0.1
-    secret = "gw-update-interop"
-  }
-}
-CONF
-    ip netns exec bt-gw-c unshare -m --propagation private sh -c \
-        'mount --bind "$0" /run && exec env STRONGSWAN_CONF="$1" /usr/lib/ipsec/charon' "$d/run" "$d/strongswan.conf" \
-        >"$d/charon.out" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 50); do [ -S "$d/charon.vici" ] && break; sleep 0.2; done
-    [ -S "$d/charon.vici" ] || fail "charon did not start"
-    ss --load-all --file "$d/swanctl.conf" >"$d/load.log" 2>&1 || fail "swanctl --load-all"
-}
-ss_initiate() { ss --initiate --child net --timeout 15 >"$d/initiate.log" 2>&1; }
-ss_list() { ss --list-sas 2>&1 | grep -v "^plugin"; }
-spis() { grep -oE "(in|out) +[0-9a-f]{8}" "$1" | awk '{print $2}' | tr '\n' ' '; }
-ss_check() {
-    grep -q "remote .* @ 10.77.0.3\[4500\]" "$d/after.txt" || fail "charon's IKE SA does not end at 10.77.0.3"
-    grep -q "INSTALLED" "$d/after.txt" || fail "charon has no installed Child SA after the move"
-    echo "PASS: charon followed the gateway to 10.77.0.3; Child SA SPIs $(spis "$d/before.txt")-> $(spis "$d/after.txt")"
-}
-
-# --- batond as the client
-bt() { ip netns exec bt-gw-c timeout 10 "$build/batonctl" -s "$d/c.sock" "$@"; }
-baton_start() {
-    cat >"$d/c.conf" <<CONF
-baton {
-    tun = bt0
-    log_level = debug
-    retransmit_timeout = 0.5
-    retransmit_tries = 3
-}
+# The client's connection, in the syntax swanctl.conf and batond's configuration share. $1: a line
+# only swanctl wants, $2: how each names the first ID of a secret.
+conn_conf() {
+    cat <<CONF
 connections {
     gw {
-        local_addrs = 10.77.0.2
-        remote_addrs = 10.77.0.1
+$1
         encap = yes
         mobike = yes
+        local_addrs = 10.77.0.2
+        remote_addrs = 10.77.0.1
         proposals = aes128gcm16-prfsha256-x25519
         local {
             auth = psk
@@ -147,19 +64,41 @@ connections {
 }
 secrets {
     ike {
-        id = 10.77.0.2
+        $2 = 10.77.0.2
         id-2 = 10.77.0.1
         secret = "gw-update-interop"
     }
 }
 CONF
-    ip netns exec bt-gw-c "$build/batond" -c "$d/c.conf" -s "$d/c.sock" >"$d/client.log" 2>&1 </dev/null &
-    pids+=($!)
-    for _ in $(seq 50); do [ -S "$d/c.sock" ] && break; sleep 0.2; done
-    [ -S "$d/c.sock" ] || fail "batond did not start"
+}
+
+# --- strongSwan's charon (kernel-libipsec, encap = yes) as the client
+ss() { tb_nsx c swanctl "$@" --uri "unix://$TB_DIR/ss/charon.vici" 2>&1 | grep -v "^plugin"; }
+ss_start() {
+    SS_LOG_EXTRA="ike = 2" ss_charon c "$TB_DIR/ss" || fail "charon did not start"
+    CLIENT_LOG=$TB_DIR/ss/charon.log
+    conn_conf "        version = 2" id-1 >"$TB_DIR/swanctl.conf"
+    ss --load-all --file "$TB_DIR/swanctl.conf" >"$TB_DIR/load.log" || fail "swanctl --load-all"
+}
+ss_initiate() { ss --initiate --child net --timeout 15 >"$TB_DIR/initiate.log"; }
+ss_list() { ss --list-sas; }
+spis() { grep -oE "(in|out) +[0-9a-f]{8}" "$1" | awk '{print $2}' | tr '\n' ' '; }
+ss_check() {
+    grep -q "remote .* @ 10.77.0.3\[4500\]" "$TB_DIR/after.txt" || fail "charon's IKE SA does not end at 10.77.0.3"
+    grep -q "INSTALLED" "$TB_DIR/after.txt" || fail "charon has no installed Child SA after the move"
+    echo "PASS: charon followed the gateway to 10.77.0.3; Child SA SPIs $(spis "$TB_DIR/before.txt")-> $(spis "$TB_DIR/after.txt")"
+}
+
+# --- batond as the client
+bt() { tb_nsx c timeout 10 "$build/batonctl" -s "$TB_DIR/c.sock" "$@"; }
+baton_start() {
+    { printf 'baton {\n    tun = bt0\n    log_level = debug\n    retransmit_timeout = 0.5\n}\n'; conn_conf "" id; } >"$TB_DIR/c.conf"
+    CLIENT_LOG=$TB_DIR/c.log
+    tb_bg c "$build/batond" -c "$TB_DIR/c.conf" -s "$TB_DIR/c.sock" >"$CLIENT_LOG" 2>&1 </dev/null
+    tb_wait 10 test -S "$TB_DIR/c.sock" || fail "batond did not start"
 }
 baton_initiate() {
-    bt initiate gw/net >"$d/initiate.log" 2>&1 || return 1
+    bt initiate gw/net >"$TB_DIR/initiate.log" 2>&1 || return 1
     for _ in $(seq 50); do [ -n "$(baton_list | grep '"state": "established"')" ] && return 0; sleep 0.2; done
     return 1
 }
@@ -172,37 +111,31 @@ for s in j.get('ike_sas', []):
 for s in j.get('sas', []):
     print(s.get('dir'), s.get('spi'), s.get('remote'))"; }
 baton_check() {
-    grep -q '"remote": "10.77.0.3", "remote_port": 4500' "$d/after.txt" || fail "batond's IKE SA does not end at 10.77.0.3:4500"
-    local moves
-    moves=$(bt --json stats | python3 -c "
-import json, sys
-s = json.load(sys.stdin)['stats']
-print(s.get('ike', s).get('mobike_gateway_moves'))")
-    [ "$moves" = 1 ] || fail "mobike_gateway_moves is $moves, not 1"
-    [ -n "$(grep -E '^(in|out) ' "$d/after.txt")" ] && [ -z "$(grep -E '^(in|out) ' "$d/after.txt" | grep -v ' 10.77.0.3$')" ] ||
+    local after=$TB_DIR/after.txt moves
+    grep -q '"remote": "10.77.0.3", "remote_port": 4500' "$after" || fail "batond's IKE SA does not end at 10.77.0.3:4500"
+    [ -n "$(grep -E '^(in|out) ' "$after")" ] && [ -z "$(grep -E '^(in|out) ' "$after" | grep -v ' 10.77.0.3$')" ] ||
         fail "batond's ESP SAs are not all bound to 10.77.0.3"
-    [ "$(grep -E '^(in|out) ' "$d/before.txt" | cut -d' ' -f1-2)" = "$(grep -E '^(in|out) ' "$d/after.txt" | cut -d' ' -f1-2)" ] ||
+    [ "$(grep -E '^(in|out) ' "$TB_DIR/before.txt" | cut -d' ' -f1-2)" = "$(grep -E '^(in|out) ' "$after" | cut -d' ' -f1-2)" ] ||
         fail "the ESP SAs' SPIs changed"
+    moves=$(bt --json stats | python3 -c "import json, sys; print(json.load(sys.stdin)['stats']['ike']['mobike_gateway_moves'])")
+    [ "$moves" = 1 ] || fail "mobike_gateway_moves is $moves, not 1"
     echo "PASS: batond followed the gateway to 10.77.0.3 (mobike_gateway_moves 1, same SPIs)"
 }
 
-case $kind in ss|baton) ;; *) fail "client: ss or baton" ;; esac
 ${kind}_start
-ip netns exec bt-gw-g "$d/gw_update_peer" 10.77.0.1 10.77.0.3 10.77.0.2 gw-update-interop >"$d/peer.log" 2>&1 &
-peer=$!
-pids+=($peer)
+tb_bg g "$TB_DIR/gw_update_peer" 10.77.0.1 10.77.0.3 10.77.0.2 gw-update-interop >"$TB_DIR/peer.log" 2>&1
+peer=${TB_PIDS[-1]}
 sleep 0.5
-${kind}_initiate || { cat "$d/peer.log"; ${kind}_list; fail "initiate"; }
-${kind}_list >"$d/before.txt" 2>&1
+${kind}_initiate || { cat "$TB_DIR/peer.log"; fail "initiate"; }
+${kind}_list >"$TB_DIR/before.txt" 2>&1
 wait "$peer"
 rc=$?
-cat "$d/peer.log"
-${kind}_list >"$d/after.txt" 2>&1
-echo "--- the client's SAs before:"; head -8 "$d/before.txt"
-echo "--- after:"; head -8 "$d/after.txt"
+cat "$TB_DIR/peer.log"
+${kind}_list >"$TB_DIR/after.txt" 2>&1
+echo "--- the client's SAs before:"; head -8 "$TB_DIR/before.txt"
+echo "--- after:"; head -8 "$TB_DIR/after.txt"
 echo "--- the client's log on the update:"
-grep -iE "N\(UPD|endpoint changed|gateway moved|rebind|updat|INFORMATIONAL|received packet: from 10.77.0.3|to 10.77.0.3" \
-    "$d/client.log" | tail -n 12 | sed 's/^/  | /'
+grep -iE "N\(UPD|endpoint changed|gateway moved|rebind|INFORMATIONAL|received packet: from 10.77.0.3" "$CLIENT_LOG" |
+    tail -n 10 | sed 's/^/  | /'
 [ $rc = 0 ] || fail "the gateway's update was not answered"
-${kind}_check || exit 1
-rm -rf "$d"
+${kind}_check

@@ -120,6 +120,14 @@ static void in_step(struct pair *p)
 	assert_false(p->i.info_pending);
 }
 
+/* Nothing moved: no move event, the peer's address as it was. */
+static void unmoved(const struct ike_sa *sa, const char *remote)
+{
+	char buf[64];
+	assert_false(sa->gw_moved || sa->addr_update);
+	assert_string_equal(bt_addr_str(&sa->remote, buf, sizeof(buf)), remote);
+}
+
 static void test_negotiation(void **state)
 {
 	static struct pair p;
@@ -179,8 +187,7 @@ static void test_update(void **state)
 	req[l - 1] ^= 1;
 	rx(&p.r, "172.16.0.2", 4500, "203.0.113.66", 4500);
 	assert_int_equal(ike_process(&p.r, req, l, p.b, sizeof(p.b)), 0);
-	assert_false(p.r.addr_update);
-	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.2.2");
+	unmoved(&p.r, "192.168.2.2");
 	done(&p);
 }
 
@@ -367,7 +374,6 @@ static void test_gw_update_refused(void **state)
 {
 	static struct pair p;
 	static uint8_t first[4096], second[4096];
-	char buf[64];
 	up(&p, true, true);
 	size_t fl = gw_update_from(&p, "172.16.0.3", "172.16.0.3", 4500);
 	memcpy(first, p.b, fl);
@@ -378,20 +384,17 @@ static void test_gw_update_refused(void **state)
 	p.i.gw_moved = false;
 	rx(&p.i, "192.168.1.2", 4500, "172.16.0.3", 4500);
 	assert_int_equal(ike_process(&p.i, first, fl, p.a, sizeof(p.a)), 0);
-	assert_false(p.i.gw_moved);
-	assert_string_equal(bt_addr_str(&p.i.remote, buf, sizeof(buf)), "172.16.0.4");
+	unmoved(&p.i, "172.16.0.4");
 	rx(&p.i, "192.168.1.2", 4500, "203.0.113.66", 4500);
 	assert_true(ike_process(&p.i, second, sl, p.a, sizeof(p.a)) > 0); /* the cached answer */
-	assert_false(p.i.gw_moved);
+	unmoved(&p.i, "172.16.0.4");
 	assert_true(p.i.addr_check);
-	assert_string_equal(bt_addr_str(&p.i.remote, buf, sizeof(buf)), "172.16.0.4");
 	assert_int_equal(p.i.updates_received, 2);
 	/* tampered: dropped before anything is read */
 	size_t l = gw_update_from(&p, "172.16.0.5", "172.16.0.5", 4500);
 	p.b[l - 1] ^= 1;
 	assert_int_equal(ike_process(&p.i, p.b, l, p.a, sizeof(p.a)), 0);
-	assert_false(p.i.gw_moved);
-	assert_string_equal(bt_addr_str(&p.i.remote, buf, sizeof(buf)), "172.16.0.4");
+	unmoved(&p.i, "172.16.0.4");
 	done(&p);
 	/* without MOBIKE the gateway has no such message, and a client ignores one */
 	up(&p, true, false);
@@ -399,9 +402,8 @@ static void test_gw_update_refused(void **state)
 	p.r.mobike = true; /* forced: the client must not follow it */
 	l = gw_update_from(&p, "172.16.0.3", "172.16.0.3", 4500);
 	size_t rl = ike_process(&p.i, p.b, l, p.a, sizeof(p.a));
-	assert_true(rl > 0); /* an authentic INFORMATIONAL is answered... */
-	assert_false(p.i.gw_moved); /* ...but moves nothing */
-	assert_string_equal(bt_addr_str(&p.i.remote, buf, sizeof(buf)), "172.16.0.2");
+	assert_true(rl > 0); /* an authentic INFORMATIONAL is answered, but moves nothing */
+	unmoved(&p.i, "172.16.0.2");
 	done(&p);
 }
 
