@@ -66,8 +66,6 @@ static void mobike_update(struct ike_sess *s)
 	ikm_send_request(s, m->out, l);
 }
 
-/* Move to a path known to work (or the only one left): rebind now, then tell the peer. A request
- * of ours in flight is retransmitted at once on the new path (RFC 4555 3.5); the update follows. */
 /* Our side moves to (local, remote): rebind, counted; the update is owed to the peer. */
 static void move_to(struct ike_sess *s, const struct bt_addr *local, const struct bt_addr *remote)
 {
@@ -78,11 +76,22 @@ static void move_to(struct ike_sess *s, const struct bt_addr *local, const struc
 	s->mob_update = true;
 }
 
+/* After a move: a request of ours in flight goes again at once on the new path (RFC 4555 3.5); if
+ * it is a path test, its answer says nothing about the tested path any more and moves nothing. */
+static void resend_moved(struct ike_sess *s)
+{
+	if (s->tx_override)
+		s->probe_abandoned = true;
+	s->tx_override = false;
+	ikm_resend(s);
+}
+
+/* Move to a path known to work (or the only one left): rebind now, then tell the peer. A request
+ * of ours in flight is retransmitted at once on the new path (RFC 4555 3.5); the update follows. */
 static void mobike_move(struct ike_sess *s, const struct bt_addr *local, const struct bt_addr *remote)
 {
 	move_to(s, local, remote);
-	s->tx_override = false;
-	ikm_resend(s);
+	resend_moved(s);
 	mobike_update(s);
 }
 
@@ -308,8 +317,7 @@ void mobike_events(struct ike_sess *s)
 		s->moves++;
 		struct bt_addr l = s->sa.rx_local, r = s->sa.rx_remote;
 		sess_rebind(s, &l, s->sa.rx_local_port, &r, s->sa.rx_remote_port, s->natt);
-		s->tx_override = false;
-		ikm_resend(s); /* a request of ours in flight goes to the new gateway */
+		resend_moved(s); /* a request of ours in flight goes to the new gateway */
 	}
 	if (s->sa.addr_check) {
 		/* responder: an update of the peer's came again from elsewhere. Move only once the peer
