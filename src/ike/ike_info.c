@@ -51,6 +51,8 @@ size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, si
 	uint8_t chain[512];
 	struct ike_builder b;
 	bool update = what == IKE_INFO_UPDATE || what == IKE_INFO_GW_UPDATE;
+	/* the kinds after IKE_INFO_DELETE_IKE are MOBIKE's; an update is the original initiator's, a
+	 * gateway update the other side's */
 	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || sa->ccs_pending || what == IKE_INFO_DELETE_CHILD ||
 	    (what > IKE_INFO_DELETE_IKE && !sa->mobike) || (what == IKE_INFO_UPDATE && !sa->mobike_initiator) ||
 	    (what == IKE_INFO_GW_UPDATE && sa->mobike_initiator))

@@ -33,7 +33,8 @@ enum ike_state {
 	IKE_ST_DELETED,       /* an IKE SA delete was sent and answered, or received */
 };
 
-/* What an INFORMATIONAL request of ours carries (Child SA deletes: ike_delete_child). */
+/* What an INFORMATIONAL request of ours carries (Child SA deletes: ike_delete_child); MOBIKE's
+ * kinds come after IKE_INFO_DELETE_IKE. */
 enum ike_info {
 	IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE,
 	IKE_INFO_UPDATE,  /* MOBIKE: UPDATE_SA_ADDRESSES with NAT detection and COOKIE2 (ike_mobike_update) */
