@@ -275,7 +275,7 @@ static int migrate_main(const char *sock, bool as_json, int argc, char **argv)
 		print_json(resp);
 	else if (rc)
 		fprintf(stderr, "batonctl: migrate %s: %s%s\n", name, json_string_value(json_object_get(resp, "error")),
-			json_is_true(json_object_get(resp, "restored")) ? " (the session was restored here)" : "");
+			json_is_true(json_object_get(resp, "kept")) ? " (the session goes on here)" : "");
 	else
 		printf("%s handed to %s%s in %.3f ms (export %.3f ms, ship %.3f ms, import %.3f ms)\n",
 		       json_string_value(json_object_get(resp, "conn")), to,

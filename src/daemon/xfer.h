@@ -39,6 +39,14 @@ int xfer_aead_seal(const uint8_t key[32], const uint8_t *aad, size_t aad_len, co
 int xfer_aead_open(const uint8_t key[32], const uint8_t *aad, size_t aad_len, const uint8_t *aad2, size_t aad2_len,
 		   const uint8_t *in, size_t n, uint8_t *out);
 
+/* The final word of a migration that copied the session first (make before break): the old
+ * node's context taken when it stopped the session, sealed with bind. Each inbound SA of the
+ * session here marks seen every sequence number the old node's copy saw after the first context
+ * was taken, so a packet that reached the old node then cannot be replayed here. Returns 0, or -1
+ * with err (nothing changed). */
+int xfer_merge(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bind, size_t bind_len, char *err,
+	       size_t errlen);
+
 /* Check an opened context (its attributes) through and through without installing anything:
  * PUT does this first, and the fuzzer feeds it. Returns 0, or -1 with err. */
 int xfer_ctx_validate(const uint8_t *pt, size_t n, char *err, size_t errlen);
