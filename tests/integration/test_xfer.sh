@@ -42,7 +42,7 @@ same() { local v=$1 f=$2; shift 2; [ "$("$f" "$@")" = "$v" ]; }
 replays() { sa "$1" in "s['drops']['replay']"; }
 has_addr() { tb_nsx "$1" ip -4 addr show | grep -q " $2/"; }
 holds_shared() { has_addr "$1" 192.0.2.1 && has_addr "$1" 10.2.0.1 && ! has_addr "$2" 192.0.2.1 && ! has_addr "$2" 10.2.0.1; }
-field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ''))" "$1" "$2"; }
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ''))" "$1" "$2" 2>/dev/null; }
 
 # (a) GET --detach / PUT on the same gateway
 roundtrip() {
@@ -104,16 +104,16 @@ PY
     check "the context put where the session already is is refused: $(ctl_err "$TB_DIR/put.twice")" \
         grep -qi 'already' "$TB_DIR/put.twice"
     xf_sas_json "$g" "$TB_DIR/g2.json"
-    check "... and $g's session is untouched: same SPIs, every field but counters" \
-        test "$(xf_spis "$g")" = "$spis0" -a "$(python3 "$TOOLS/sacmp.py" "$TB_DIR/g.json" "$TB_DIR/g2.json" 0 | tail -n 1)" != "" \
-        -a "$(python3 "$TOOLS/sacmp.py" "$TB_DIR/g.json" "$TB_DIR/g2.json" 0 | grep -c ^FIELD)" = 0
+    check "... and $g's session is untouched: same SPIs ($spis0)" same "$spis0" xf_spis "$g"
+    check "... every field of its SAs but counters" python3 "$TOOLS/sacmp.py" "$TB_DIR/g.json" "$TB_DIR/g2.json" 0
     check "... traffic still flows" ping_c
 }
 
 # move FROM TO LABEL: batonctl migrate under a 10 ms ping and a TCP transfer, then the checks of (d);
 # leaves the IKE capture at c running (CAP_C) and starts one on FROM's outer interface (CAP_OLD).
 move() {
-    local from=$1 to=$2 label=$3 spis0 spis1 sent recvd rc out="$TB_DIR/migrate.$label"
+    local from=$1 to=$2 label=$3 spis0 spis1 sent recvd rc out
+    out="$TB_DIR/migrate.$label"
     echo "== (d) migrate $from -> $to ($label) under a 10 ms ping and a TCP transfer"
     spis0=$(xf_spis c)
     xf_tcp_bg 1500000 750000
