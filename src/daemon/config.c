@@ -242,6 +242,18 @@ static int add_prefix(struct ctx *c, struct cnode *n, const char *item, void *ar
 }
 
 
+/* A Linux interface name: 1 to 15 characters, no spaces or slashes. */
+static bool ifname_ok(const char *s)
+{
+	size_t l = strlen(s);
+	if (l == 0 || l >= 16)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
+			return false;
+	return true;
+}
+
 static int section_baton(struct ctx *c, struct cnode *sec, struct bt_config *cfg)
 {
 	struct cnode *n;
@@ -249,11 +261,8 @@ static int section_baton(struct ctx *c, struct cnode *sec, struct bt_config *cfg
 	if ((n = get(sec, "tun"))) {
 		if (parse_str(c, n, cfg->dp.tun_name, sizeof(cfg->dp.tun_name)))
 			return -1;
-		for (const char *s = cfg->dp.tun_name; *s; s++)
-			if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
-				return fail(c, n->line, "tun: bad interface name '%s'", cfg->dp.tun_name);
-		if (!cfg->dp.tun_name[0])
-			return fail(c, n->line, "tun: empty interface name");
+		if (!ifname_ok(cfg->dp.tun_name))
+			return fail(c, n->line, "tun: bad interface name '%s'", cfg->dp.tun_name);
 	}
 	if ((n = get(sec, "mtu"))) {
 		if (want_value(c, n))
@@ -1133,6 +1142,127 @@ static int resolve_cred(struct ctx *c, struct bt_config *cfg, struct cfg_conn *c
 	return 0;
 }
 
+/* cluster.shared_addrs item: ADDR[/PLEN]%DEV (the address itself, not its network: it is added to DEV). */
+static int add_shared(struct ctx *c, struct cnode *n, const char *item, void *arg)
+{
+	struct cfg_cluster *cl = arg;
+	char buf[BT_ADDRSTRLEN + 24];
+	if (cl->n_shared >= CFG_SHARED_MAX)
+		return fail(c, n->line, "%s: more than %d addresses", n->name, CFG_SHARED_MAX);
+	if (strlen(item) >= sizeof(buf))
+		return fail(c, n->line, "%s: '%s' is too long", n->name, item);
+	strcpy(buf, item);
+	char *dev = strchr(buf, '%'), *slash = strchr(buf, '/');
+	if (!dev || !ifname_ok(dev + 1))
+		return fail(c, n->line, "%s: '%s': expected ADDR/PLEN%%DEV (the interface it lives on)", n->name, item);
+	*dev++ = 0;
+	struct cfg_shared *sh = &cl->shared[cl->n_shared];
+	if (slash)
+		*slash++ = 0;
+	if (bt_addr_parse(buf, &sh->addr) != 0)
+		return fail(c, n->line, "%s: '%s' is not an address", n->name, buf);
+	unsigned max = sh->addr.family == AF_INET ? 32 : 128;
+	char *end = NULL;
+	unsigned long plen = slash ? strtoul(slash, &end, 10) : max;
+	if (slash && (!isdigit((unsigned char)*slash) || *end || plen > max || plen == 0))
+		return fail(c, n->line, "%s: '/%s' is not a prefix length for %s", n->name, slash, buf);
+	sh->plen = (uint8_t)plen;
+	strcpy(sh->dev, dev);
+	for (unsigned i = 0; i < cl->n_shared; i++)
+		if (bt_addr_eq(&cl->shared[i].addr, &sh->addr))
+			return fail(c, n->line, "%s: %s is listed twice", n->name, buf);
+	cl->n_shared++;
+	return 0;
+}
+
+/* cluster.nodes entry: ADDR, V4ADDR:PORT or [ADDR]:PORT. */
+static int parse_node(struct ctx *c, struct cnode *n, uint16_t dflt, struct cfg_node *node)
+{
+	char buf[BT_ADDRSTRLEN];
+	const char *v = n->value, *port = NULL;
+	size_t alen = strlen(v);
+	if (v[0] == '[') {
+		const char *rb = strchr(v, ']');
+		if (!rb || (rb[1] && rb[1] != ':'))
+			return fail(c, n->line, "nodes.%s: expected [ADDR]:PORT, got '%s'", n->name, v);
+		v++, alen = (size_t)(rb - v), port = rb[1] ? rb + 2 : NULL;
+	} else {
+		const char *colon = strchr(v, ':');
+		if (colon && !strchr(colon + 1, ':')) /* one colon: IPv4:PORT; more: a bare IPv6 address */
+			alen = (size_t)(colon - v), port = colon + 1;
+	}
+	if (alen == 0 || alen >= sizeof(buf))
+		return fail(c, n->line, "nodes.%s: '%s' is not an address", n->name, n->value);
+	memcpy(buf, v, alen);
+	buf[alen] = 0;
+	if (bt_addr_parse(buf, &node->addr) != 0)
+		return fail(c, n->line, "nodes.%s: '%s' is not an address", n->name, buf);
+	node->port = dflt;
+	if (port) {
+		char *end;
+		unsigned long p = isdigit((unsigned char)*port) ? strtoul(port, &end, 10) : 0;
+		if (!p || *end || p > 65535)
+			return fail(c, n->line, "nodes.%s: bad port '%s'", n->name, port);
+		node->port = (uint16_t)p;
+	}
+	if (strlen(n->name) >= sizeof(node->name))
+		return fail(c, n->line, "nodes.%s: name longer than %zu characters", n->name, sizeof(node->name) - 1);
+	strcpy(node->name, n->name);
+	return 0;
+}
+
+static int section_cluster(struct ctx *c, struct cnode *sec, struct cfg_cluster *cl)
+{
+	struct cnode *n;
+	uint64_t v;
+	uint8_t klen = 0;
+	cl->present = true;
+	if ((n = get(sec, "name")) && parse_str(c, n, cl->name, sizeof(cl->name)))
+		return -1;
+	if (!(n = get(sec, "key")))
+		return fail(c, sec->line, "cluster: key is required (32 bytes: key = 0x followed by 64 hex digits)");
+	if (parse_hex(c, n, cl->key, sizeof(cl->key), &klen))
+		return -1;
+	if (klen != sizeof(cl->key))
+		return fail(c, n->line, "key: expected 32 bytes (64 hex digits), got %u", klen);
+	cl->has_key = true;
+	if ((n = get(sec, "port"))) {
+		if (parse_uint(c, n, 65535, &v))
+			return -1;
+		if (v == 0)
+			return fail(c, n->line, "port: must not be 0");
+		cl->port = (uint16_t)v;
+	}
+	if ((n = get(sec, "listen"))) {
+		if (want_value(c, n))
+			return -1;
+		if (bt_addr_parse(n->value, &cl->listen) != 0)
+			return fail(c, n->line, "listen: '%s' is not an address", n->value);
+	}
+	if ((n = get(sec, "seq_jump")) && parse_uint(c, n, UINT32_MAX, &cl->seq_jump))
+		return -1;
+	if ((n = get(sec, "shared_addrs")) && for_each_item(c, n, add_shared, cl))
+		return -1;
+	if ((n = get(sec, "nodes"))) {
+		if (want_section(c, n))
+			return -1;
+		for (struct cnode *x = n->child; x; x = x->next)
+			cl->n_nodes++;
+		cl->nodes = calloc(cl->n_nodes ? cl->n_nodes : 1, sizeof(*cl->nodes));
+		if (!cl->nodes)
+			return fail(c, n->line, "out of memory");
+		size_t i = 0;
+		for (struct cnode *x = n->child; x; x = x->next, i++) {
+			x->used = true;
+			if (want_value(c, x) || parse_node(c, x, cl->port, &cl->nodes[i]))
+				return -1;
+			if (cl->name[0] && !strcmp(x->name, cl->name))
+				return fail(c, x->line, "nodes.%s: that is this node's name", x->name);
+		}
+	}
+	return check_unknown(c, sec, "cluster");
+}
+
 static int interpret(struct ctx *c, struct cnode *root, struct bt_config *cfg)
 {
 	struct cnode *n;
@@ -1170,7 +1300,9 @@ static int interpret(struct ctx *c, struct cnode *root, struct bt_config *cfg)
 	}
 	if ((n = get(root, "secrets")) && section_secrets(c, n, cfg))
 		return -1;
-	if (check_unknown(c, root, "the top level (expected baton, connections, policies, secrets)"))
+	if ((n = get(root, "cluster")) && (want_section(c, n) || section_cluster(c, n, &cfg->cluster)))
+		return -1;
+	if (check_unknown(c, root, "the top level (expected baton, connections, policies, secrets, cluster)"))
 		return -1;
 	for (size_t i = 0; i < cfg->n_conns; i++)
 		if (resolve_cred(c, cfg, &cfg->conns[i]) || resolve_psk(c, cfg, &cfg->conns[i]))

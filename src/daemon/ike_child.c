@@ -168,7 +168,7 @@ int ikm_install(struct ike_sess *s, struct sess_child *sc, const struct ike_chil
 		return -1;
 	sc->spi_in = sa[0]->spi, sc->spi_out = sa[1]->spi;
 	if (dp_sa_add(m->d->dp, sa[0]) != 0) {
-		bt_err("IKE %s: inbound SPI 0x%08x already in use%s", s->conn, sc->spi_in,
+		bt_log(r ? BT_LOG_WARN : BT_LOG_ERR, "IKE %s: inbound SPI 0x%08x already in use%s", s->conn, sc->spi_in,
 		       r ? ": the Child SA goes in without it and is rekeyed" : "");
 		if (!r)
 			goto fail;

@@ -19,7 +19,7 @@
 /* Session attributes (top level) */
 enum {
 	XS_CONN = 1, XS_CHILD, XS_LOCAL, XS_REMOTE, XS_LPORT, XS_RPORT, XS_NATT, XS_IKE, XS_CHILD_SA, XS_AGE,
-	XS_REKEYS, XS_MOVES, XS_NODE, XS_EXPORTED,
+	XS_REKEYS, XS_MOVES, XS_NODE, XS_EXPORTED, XS_SETUP_US, XS_N_CHILD,
 };
 /* Child SA attributes (inside XS_CHILD_SA) */
 enum { XC_NAME = 1, XC_SLOT, XC_IKE, XC_ESP_IN, XC_ESP_OUT, XC_REKEYS };
@@ -89,7 +89,11 @@ static struct ike_sess *find_sess(struct ike_mgr *m, const char *name, char *err
 	struct ike_sess *found = NULL;
 	unsigned n = 0;
 	if (parse_spi(name, &spi)) {
-		for (struct ike_sess *s = m->all; s; s = s->next_all)
+		/* our SPI through the table IKE input uses; the peer's (rarer) by a walk */
+		struct ike_sess *s = ikm_find_local(m, spi, true);
+		if (!s)
+			s = ikm_find_local(m, spi, false);
+		for (s = s ? s : m->all; s; s = s->next_all)
 			if (!s->closing && (s->sa.spi_i == spi || s->sa.spi_r == spi))
 				return s;
 		fail(err, errlen, -1, "no IKE SA with SPI %016llx", (unsigned long long)spi);
@@ -139,11 +143,16 @@ static void write_ctx(struct ike_sess *s, struct esp_sa *sas[IKE_CHILD_MAX][2], 
 	tlv_u64(w, XS_EXPORTED, (uint64_t)time(NULL));
 	tlv_addr(w, XS_LOCAL, &s->local), tlv_addr(w, XS_REMOTE, &s->remote);
 	tlv_u16(w, XS_LPORT, s->lport), tlv_u16(w, XS_RPORT, s->rport), tlv_u8(w, XS_NATT, s->natt);
-	tlv_u64(w, XS_AGE, (uint64_t)(ikm_now_s(m) - s->established));
+	tlv_u64(w, XS_AGE, (uint64_t)((ikm_now_s(m) - s->established) * 1e6)); /* microseconds */
+	tlv_u64(w, XS_SETUP_US, (uint64_t)((s->established - s->started) * 1e6));
 	tlv_u64(w, XS_REKEYS, s->rekeys), tlv_u64(w, XS_MOVES, s->moves);
 	size_t at = tlv_open(w, XS_IKE);
 	ike_ctx_write_sa(&s->sa, w);
 	tlv_close(w, at);
+	uint8_t n = 0;
+	for (int k = 0; k < IKE_CHILD_MAX; k++)
+		n += s->ch[k] != NULL;
+	tlv_u8(w, XS_N_CHILD, n); /* so that a context cut before a child is not a shorter valid one */
 	for (int k = 0; k < IKE_CHILD_MAX; k++) {
 		struct sess_child *sc = s->ch[k];
 		if (!sc)
@@ -273,10 +282,11 @@ struct ctx_top {
 	struct bt_addr local, remote;
 	uint16_t lport, rport;
 	bool natt;
-	uint64_t age, rekeys, moves;
+	uint64_t age, setup, rekeys, moves;
 	struct cur ike;
 	struct cur child_sa[IKE_CHILD_MAX];
 	unsigned n_child;
+	uint8_t n_child_said;
 	uint32_t seen;
 };
 
@@ -292,9 +302,11 @@ static bool read_top_attr(struct ctx_top *t, uint16_t type, struct cur v)
 	case XS_RPORT: return tlv_get_u16(v, &t->rport);
 	case XS_NATT: return tlv_get_bool(v, &t->natt);
 	case XS_AGE: return tlv_get_u64(v, &t->age);
+	case XS_SETUP_US: return tlv_get_u64(v, &t->setup);
 	case XS_REKEYS: return tlv_get_u64(v, &t->rekeys);
 	case XS_MOVES: return tlv_get_u64(v, &t->moves);
 	case XS_IKE: t->ike = v; return true;
+	case XS_N_CHILD: return tlv_get_u8(v, &t->n_child_said) && t->n_child_said <= IKE_CHILD_MAX;
 	case XS_CHILD_SA:
 		if (t->n_child >= IKE_CHILD_MAX)
 			return false;
@@ -304,7 +316,8 @@ static bool read_top_attr(struct ctx_top *t, uint16_t type, struct cur v)
 	}
 }
 
-#define XS_REQUIRED ((1u << XS_CONN) | (1u << XS_CHILD) | (1u << XS_LOCAL) | (1u << XS_REMOTE) | (1u << XS_IKE))
+#define XS_REQUIRED \
+	((1u << XS_CONN) | (1u << XS_CHILD) | (1u << XS_LOCAL) | (1u << XS_REMOTE) | (1u << XS_IKE) | (1u << XS_N_CHILD))
 
 static int read_top(struct cur c, struct ctx_top *t, char *err, size_t errlen)
 {
@@ -324,6 +337,8 @@ static int read_top(struct cur c, struct ctx_top *t, char *err, size_t errlen)
 		return fail(err, errlen, -1, "context attributes truncated");
 	if ((t->seen & XS_REQUIRED) != XS_REQUIRED)
 		return fail(err, errlen, -1, "context incomplete (no connection, addresses or IKE SA)");
+	if (t->n_child != t->n_child_said)
+		return fail(err, errlen, -1, "context incomplete (%u of its %u Child SAs)", t->n_child, t->n_child_said);
 	return 0;
 }
 
@@ -514,8 +529,10 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!m)
 		return fail(err, errlen, -1, "IKE is not running");
-	if (!d->cfg->cluster.has_key)
+	if (!d->cfg->cluster.has_key) {
+		m->st.xfer_refused++;
 		return fail(err, errlen, -1, "no cluster key configured (cluster { key = ... })");
+	}
 	uint8_t *pt;
 	size_t n;
 	if (open_ctx(d->cfg, in, len, bind, bind_len, &pt, &n, err, errlen) != 0) {
@@ -541,7 +558,8 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 		rc = put_checks(m, s, c, &t, &move_to, err, errlen);
 	if (rc == 0) {
 		s->local = t.local, s->remote = t.remote, s->lport = t.lport, s->rport = t.rport, s->natt = t.natt;
-		s->established = s->started = ikm_now_s(m) - (double)t.age;
+		s->established = ikm_now_s(m) - (double)t.age / 1e6;
+		s->started = s->established - (double)t.setup / 1e6;
 		s->rekeys = t.rekeys, s->moves = t.moves;
 		ikm_link_local(s, s->sa.initiator ? s->sa.spi_i : s->sa.spi_r);
 		if (!s->sa.initiator)

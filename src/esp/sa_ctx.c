@@ -45,11 +45,12 @@ int esp_ctx_read(struct esp_sa *sa, struct cur v, uint64_t now, uint64_t seq_jum
 		case ES_REPLAY_SIZE: ok = tlv_get_u32(val, &size) && size % 64 == 0 && size <= ESP_REPLAY_MAX; break;
 		case ES_REPLAY_TOP: ok = tlv_get_u64(val, &top); break;
 		case ES_REPLAY_BITMAP:
-			ok = !bitmap && val.left % 8 == 0 && val.left <= ESP_REPLAY_MAX / 8;
+			if (!(ok = !bitmap && val.left % 8 == 0 && val.left <= ESP_REPLAY_MAX / 8))
+				break;
 			words = (uint32_t)(val.left / 8);
-			bitmap = ok ? calloc(words ? words : 1, sizeof(*bitmap)) : NULL;
+			ok = (bitmap = calloc(words ? words : 1, sizeof(*bitmap))) != NULL;
 			for (uint32_t i = 0; ok && i < words; i++)
-				ok = bitmap && cur_u64(&val, &bitmap[i]);
+				ok = cur_u64(&val, &bitmap[i]);
 			break;
 		case ES_PACKETS: ok = tlv_get_u64(val, &packets); break;
 		case ES_BYTES: ok = tlv_get_u64(val, &bytes); break;

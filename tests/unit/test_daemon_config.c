@@ -234,6 +234,101 @@ static void test_bad(void **state)
 	assert_non_null(strstr(err, "cannot open"));
 }
 
+static const char *cluster_conf =
+	"cluster {\n"                                                  /* 1 */
+	"    name = g1\n"                                              /* 2 */
+	"    key = " KEY32 "\n"                                        /* 3 */
+	"    listen = 10.9.0.1\n"                                      /* 4 */
+	"    port = 4511\n"                                            /* 5 */
+	"    seq_jump = 20000\n"                                       /* 6 */
+	"    shared_addrs = 192.0.2.1/24%eth0, 10.1.0.1%eth1, 2001:db8::1/64%eth0\n" /* 7 */
+	"    nodes {\n"                                                /* 8 */
+	"        g2 = 10.9.0.2\n"                                      /* 9 */
+	"        g3 = 10.9.0.3:4600\n"                                 /* 10 */
+	"        g4 = [2001:db8:9::4]:4601\n"                          /* 11 */
+	"        g5 = 2001:db8:9::5\n"                                 /* 12 */
+	"    }\n"                                                      /* 13 */
+	"}\n";                                                         /* 14 */
+
+static void test_cluster(void **state)
+{
+	struct bt_config *cfg;
+	char err[512], a[BT_ADDRSTRLEN];
+	assert_int_equal(config_parse("", 0, "e.conf", &cfg, err, sizeof(err)), 0);
+	assert_false(cfg->cluster.present);
+	assert_int_equal(cfg->cluster.port, 4510);
+	assert_int_equal(cfg->cluster.seq_jump, 10000);
+	config_free(cfg);
+
+	if (config_parse(cluster_conf, strlen(cluster_conf), "c.conf", &cfg, err, sizeof(err)))
+		fail_msg("%s", err);
+	const struct cfg_cluster *cl = &cfg->cluster;
+	assert_true(cl->present && cl->has_key);
+	assert_string_equal(cl->name, "g1");
+	assert_int_equal(cl->key[0], 0x00);
+	assert_int_equal(cl->key[31], 0xff);
+	assert_string_equal(bt_addr_str(&cl->listen, a, sizeof(a)), "10.9.0.1");
+	assert_int_equal(cl->port, 4511);
+	assert_int_equal(cl->seq_jump, 20000);
+	assert_int_equal(cl->n_shared, 3);
+	assert_string_equal(bt_addr_str(&cl->shared[0].addr, a, sizeof(a)), "192.0.2.1"); /* not the network */
+	assert_int_equal(cl->shared[0].plen, 24);
+	assert_string_equal(cl->shared[0].dev, "eth0");
+	assert_int_equal(cl->shared[1].plen, 32);
+	assert_string_equal(cl->shared[1].dev, "eth1");
+	assert_int_equal(cl->shared[2].plen, 64);
+	assert_int_equal(cl->n_nodes, 4);
+	assert_string_equal(cl->nodes[0].name, "g2");
+	assert_string_equal(bt_addr_str(&cl->nodes[0].addr, a, sizeof(a)), "10.9.0.2");
+	assert_int_equal(cl->nodes[0].port, 4511); /* the cluster's port */
+	assert_int_equal(cl->nodes[1].port, 4600);
+	assert_string_equal(bt_addr_str(&cl->nodes[2].addr, a, sizeof(a)), "2001:db8:9::4");
+	assert_int_equal(cl->nodes[2].port, 4601);
+	assert_string_equal(bt_addr_str(&cl->nodes[3].addr, a, sizeof(a)), "2001:db8:9::5");
+	assert_int_equal(cl->nodes[3].port, 4511);
+	config_free(cfg);
+
+	static const struct {
+		const char *from, *to, *want;
+	} v[] = {
+		{"    key = " KEY32 "\n", "", "bad.conf:1: cluster: key is required"},
+		{"key = " KEY32, "key = " KEY16, "bad.conf:3: key: expected 32 bytes (64 hex digits), got 16"},
+		{"key = " KEY32, "key = " KEY32 "00", "bad.conf:3: key: key longer than 32 bytes"},
+		{"key = " KEY32, "key = 0x123", "bad.conf:3: key: expected an even number of hex digits"},
+		{"key = " KEY32, "key = " KEY16 "00112233445566778899aabbccddeefx", "bad.conf:3: key: 'fx' is not hex"},
+		{"listen = 10.9.0.1", "listen = 10.9.0", "bad.conf:4: listen: '10.9.0' is not an address"},
+		{"port = 4511", "port = 0", "bad.conf:5: port: must not be 0"},
+		{"port = 4511", "port = 65536", "bad.conf:5: port: '65536' is out of range"},
+		{"seq_jump = 20000", "seq_jump = lots", "bad.conf:6: seq_jump: expected a number"},
+		{"192.0.2.1/24%eth0", "192.0.2.1/24", "bad.conf:7: shared_addrs: '192.0.2.1/24': expected ADDR/PLEN%DEV"},
+		{"192.0.2.1/24%eth0", "192.0.2.1/33%eth0", "bad.conf:7: shared_addrs: '/33' is not a prefix length"},
+		{"192.0.2.1/24%eth0", "192.0.2.x/24%eth0", "bad.conf:7: shared_addrs: '192.0.2.x' is not an address"},
+		{"192.0.2.1/24%eth0", "192.0.2.1/24%bad dev", "bad.conf:7: shared_addrs: '192.0.2.1/24%bad dev'"},
+		{"10.1.0.1%eth1", "192.0.2.1%eth1", "bad.conf:7: shared_addrs: 192.0.2.1 is listed twice"},
+		{"g2 = 10.9.0.2", "g2 = 10.9.0.2:0", "bad.conf:9: nodes.g2: bad port '0'"},
+		{"g2 = 10.9.0.2", "g2 = host.example", "bad.conf:9: nodes.g2: 'host.example' is not an address"},
+		{"g3 = 10.9.0.3:4600", "g3 = 10.9.0.3:http", "bad.conf:10: nodes.g3: bad port 'http'"},
+		{"g4 = [2001:db8:9::4]:4601", "g4 = [2001:db8:9::4", "bad.conf:11: nodes.g4: expected [ADDR]:PORT"},
+		{"g4 = [2001:db8:9::4]:4601", "g4 = [2001:db8:9::4]:99999", "bad.conf:11: nodes.g4: bad port '99999'"},
+		{"g2 = 10.9.0.2", "g1 = 10.9.0.2", "bad.conf:9: nodes.g1: that is this node's name"},
+		{"g2 = 10.9.0.2", "g2 {\n        }", "bad.conf:9: 'g2' is a setting, not a section"},
+		{"    nodes {\n", "    nodes = g2\n    nodex {\n", "bad.conf:8: 'nodes' must be a section"},
+		{"    name = g1\n", "    name = g1\n    colour = red\n", "bad.conf:3: unknown setting 'colour' in cluster"},
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		static char text[4096];
+		const char *p = strstr(cluster_conf, v[i].from);
+		assert_non_null(p);
+		snprintf(text, sizeof(text), "%.*s%s%s", (int)(p - cluster_conf), cluster_conf, v[i].to, p + strlen(v[i].from));
+		cfg = NULL;
+		if (config_parse(text, strlen(text), "bad.conf", &cfg, err, sizeof(err)) == 0)
+			fail_msg("case %zu (%s): accepted", i, v[i].to);
+		if (strncmp(err, v[i].want, strlen(v[i].want)) != 0)
+			fail_msg("case %zu: got '%s', want '%s...'", i, err, v[i].want);
+		assert_null(cfg);
+	}
+}
+
 /* Certificates: files relative to the configuration file, which we place in the test PKI's folder. */
 static const char *cert_conf =
 	"connections {\n"                                   /* 1 */
@@ -389,6 +484,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_cluster),
 		cmocka_unit_test(test_certs),
 		cmocka_unit_test(test_certs_bad),
 	};
