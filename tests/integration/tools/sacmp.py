@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """sacmp.py — compare two `batonctl --json list-sas` outputs of one session, before a GET and after
 its PUT: every field must be the same except clocks (may differ), counters (may only grow) and the
-outbound sequence numbers (must have jumped by at least JUMP).
+outbound sequence numbers (must have jumped by at least JUMP). Times carried in the context may be
+rounded to the microsecond; reqid is the node's own handle of an SA, allocated anew on install
+(printed, not judged).
 
   sacmp.py BEFORE AFTER JUMP       exit 0 when all holds; prints every field it judged otherwise"""
 import json
@@ -9,6 +11,8 @@ import sys
 
 CLOCKS = {"age", "established_s"}
 GROW = {"packets", "bytes", "top", "fragments_received", "fragments_sent"}
+ROUNDED = {"setup_ms"}  # milliseconds, kept to the microsecond
+LOCAL = {"reqid"}
 
 
 def flat(o, path=""):
@@ -41,6 +45,10 @@ def main():
         va, vb = a.get(k), b.get(k)
         if leaf in CLOCKS:
             continue
+        if leaf in LOCAL:
+            if va != vb:
+                print("note  %s: %s -> %s (local handle, not judged)" % (k, va, vb))
+            continue
         if k not in a or k not in b:
             print("FIELD %s: %s -> %s (%s)" % (k, va, vb, "gone" if k not in b else "new"))
             bad += 1
@@ -50,6 +58,10 @@ def main():
                 bad += 1
             else:
                 print("ok    %s: %s -> %s (jump %d)" % (k, va, vb, jump))
+        elif leaf in ROUNDED and isinstance(va, (int, float)) and isinstance(vb, (int, float)):
+            if abs(va - vb) > 0.001:
+                print("FIELD %s: %s -> %s" % (k, va, vb))
+                bad += 1
         elif leaf in GROW and isinstance(va, (int, float)):
             if vb < va:
                 print("FIELD %s: %s -> %s (a counter went back)" % (k, va, vb))
