@@ -21,6 +21,19 @@ def stats(v):
     return {"n": len(v), "min": v[0], "med": pct(v, 50), "p90": pct(v, 90), "max": v[-1]} if v else None
 
 
+def timed(ctl, req, what, res):
+    """One call: its reply (None when refused), the daemon's ms and the round trip into res."""
+    t0 = time.monotonic()
+    r = ctl.call(req, timeout=30)
+    rtt = time.monotonic() - t0
+    if not r.get("ok"):
+        res["errors"].append("%s %s: %s" % (what, req.get("name", ""), r.get("error")))
+        return None
+    res[what + "_ms"].append(r.get("ms", 0.0))
+    res[what + "_rtt_ms"].append(1e3 * rtt)
+    return r
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sock", required=True)
@@ -34,23 +47,10 @@ def main():
     res = {"n": a.n, "sample": k, "get_ms": [], "get_rtt_ms": [], "put_ms": [], "put_rtt_ms": [],
            "bytes": [], "errors": []}
     for name in names:
-        t0 = time.monotonic()
-        r = ctl.call({"cmd": "get", "name": name, "detach": True}, timeout=30)
-        t1 = time.monotonic()
-        if not r.get("ok"):
-            res["errors"].append("get %s: %s" % (name, r.get("error")))
-            continue
-        res["get_ms"].append(r.get("ms", 0.0))
-        res["get_rtt_ms"].append(1e3 * (t1 - t0))
-        res["bytes"].append(len(r.get("context", "")) * 3 // 4)
-        t0 = time.monotonic()
-        p = ctl.call({"cmd": "put", "context": r["context"]}, timeout=30)
-        t1 = time.monotonic()
-        if not p.get("ok"):
-            res["errors"].append("put %s: %s" % (name, p.get("error")))
-            continue
-        res["put_ms"].append(p.get("ms", 0.0))
-        res["put_rtt_ms"].append(1e3 * (t1 - t0))
+        r = timed(ctl, {"cmd": "get", "name": name, "detach": True}, "get", res)
+        if r:
+            res["bytes"].append(len(r["context"]) * 3 // 4)
+            timed(ctl, {"cmd": "put", "context": r["context"]}, "put", res)
     ctl.s.close()
     for key in ("get_ms", "get_rtt_ms", "put_ms", "put_rtt_ms", "bytes"):
         res[key] = stats(res[key])
