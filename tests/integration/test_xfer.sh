@@ -128,6 +128,9 @@ move() {
         tb_kill "$XF_PING_PID"; tb_kill "$XF_TCP_SND"; tb_kill "$XF_TCP_SRV"
         return 1
     fi
+    local ml=False
+    [ "$XF_LAN" = multi ] && ml=True
+    check "... reported as $([ $ml = True ] && echo Multi-LAN || echo Mono-LAN) (multi_lan $(field "$out" multi_lan))" test "$(field "$out" multi_lan)" = $ml
     wait "$XF_PING_PID"; tb_kill "$XF_PING_PID"
     check "the TCP transfer c -> h completes intact across the move" xf_tcp_ok
     read -r sent recvd <<<"$(xf_ping_loss "$TB_DIR/ping.$label")"
