@@ -100,7 +100,7 @@ mig_run() {
     sleep 0.5
     st=$($PROBE stamp -- sh -c 'ip netns exec "$1" timeout 10 "$2" -s "$3" --json migrate gw --to "$4" >"$5" 2>&1' - \
       "$(tb_ns "$from")" "$BATONCTL" "$TB_DIR/$from.sock" "$to" "$OUT/$lan.mig.$i")
-    js=$(head -n 1 "$OUT/$lan.mig.$i")
+    js=$(python3 -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" "$OUT/$lan.mig.$i" 2>/dev/null || head -n 1 "$OUT/$lan.mig.$i")
     echo "$js" >>"$OUT/$lan.mig.json"
     echo "${st#* } mig $from-$to" >>"$ev"
     if [ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("ok"))' "$js" 2>/dev/null)" != True ]; then

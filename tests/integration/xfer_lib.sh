@@ -187,7 +187,7 @@ xf_addr_move() {
     for a in ${XF_SHARED//,/ }; do
         dev=${a#*%} a=${a%\%*}
         tb_nsx "$from" ip addr del "$a" dev "$dev" 2>/dev/null
-        tb_nsx "$to" ip addr add "$a" dev "$dev" || return 1
+        tb_nsx "$to" ip -4 addr show dev "$dev" | grep -q " $a " || tb_nsx "$to" ip addr add "$a" dev "$dev" || return 1
         tb_nsx "$to" python3 "$XF_TOOLS/garp.py" "$dev" "${a%/*}" || return 1
     done
 }
