@@ -6,20 +6,21 @@
 #        them, spread over all N, taken out with get --detach and put back (migrate_drive.py): the
 #        daemon's "ms" of each call and the control socket's round trip.
 #   (ii) migration interruption on tests/integration/xfer_lib.sh's bed, Mono-LAN and Multi-LAN:
-#        `batonctl migrate` between g1 and g2, RUNS times, under 5 ms UDP probes both ways between
+#        `batonctl migrate` between g1 and g2, RUNS times, under UDP probes (--interval, 5 ms) both ways between
 #        c and h; per migration the interruption as the client sees it (last ESP packet from the old
 #        gateway to the first from the new one, captured at c: switch.py), probes lost both ways
 #        (probe.py report), and the daemon's total_ms.
-#   bash bench/migrate.sh [--n 10,100,1000,10000] [--runs 20] [--sample 50] [--only getput|mono|multi] [--out DIR]
+#   bash bench/migrate.sh [--n 10,100,1000,10000] [--runs 20] [--sample 50] [--interval 0.005] [--only getput|mono|multi] [--out DIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-NS=10,100,1000,10000 RUNS=20 SAMPLE=50 ONLY= OUT=
+NS=10,100,1000,10000 RUNS=20 SAMPLE=50 ONLY= OUT= IV=0.005
 usage() { sed -n 's/^#   bash/bash/p' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
     --n) NS=${2:-}; shift ;;
     --runs) RUNS=${2:-}; shift ;;
     --sample) SAMPLE=${2:-}; shift ;;
+    --interval) IV=${2:-}; shift ;;
     --only) ONLY=${2:-}; shift ;;
     --out) OUT=${2:-}; shift ;;
     *) usage ;;
@@ -29,6 +30,7 @@ done
 [[ $NS =~ ^[0-9]+(,[0-9]+)*$ ]] || usage
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] && [ "$RUNS" -le 500 ] || usage
 [[ $SAMPLE =~ ^[1-9][0-9]*$ ]] || usage
+[[ $IV =~ ^0\.[0-9]*[1-9][0-9]*$ ]] || usage
 case $ONLY in ''|getput|mono|multi) ;; *) usage ;; esac
 for n in ${NS//,/ }; do [ "$n" -ge 1 ] && [ "$n" -le 55535 ] || { echo "bench: N must be 1..55535" >&2; exit 2; }; done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 2; }
@@ -89,8 +91,8 @@ mig_run() {
   tb_bg h timeout $((dur + 10)) $PROBE sink --port 7777 --out "$OUT/$lan.up.recv" --duration $((dur + 5)) --idle $((dur + 5)); pids+=(${TB_PIDS[-1]})
   tb_bg c timeout $((dur + 10)) $PROBE sink --bind $XF_INNER --port 7778 --out "$OUT/$lan.down.recv" --duration $((dur + 5)) --idle $((dur + 5)); pids+=(${TB_PIDS[-1]})
   sleep 0.3
-  tb_bg c timeout $((dur + 5)) $PROBE send --src $XF_INNER --dst $XF_HOST --port 7777 --interval 0.005 --duration $dur >/dev/null 2>&1; pids+=(${TB_PIDS[-1]})
-  tb_bg h timeout $((dur + 5)) $PROBE send --dst $XF_INNER --port 7778 --interval 0.005 --duration $dur >/dev/null 2>&1; pids+=(${TB_PIDS[-1]})
+  tb_bg c timeout $((dur + 5)) $PROBE send --src $XF_INNER --dst $XF_HOST --port 7777 --interval "$IV" --duration $dur >/dev/null 2>&1; pids+=(${TB_PIDS[-1]})
+  tb_bg h timeout $((dur + 5)) $PROBE send --dst $XF_INNER --port 7778 --interval "$IV" --duration $dur >/dev/null 2>&1; pids+=(${TB_PIDS[-1]})
   tb_wait 5 test -s "$OUT/$lan.up.recv" -a -s "$OUT/$lan.down.recv" || { echo "$lan: probes do not get through" >&2; R[mig,$lan]="failed: no probes"; }
   for ((i = 1; i <= RUNS; i++)); do
     [ "${R[mig,$lan]}" = failed ] || break
@@ -165,8 +167,9 @@ for lan in mono multi; do
   [ -z "$ONLY" ] || [ "$ONLY" = "$lan" ] || continue
   [ -n "${HDR:-}" ] || {
     echo
-    echo "(ii) migration interruption (batonctl migrate gw --to the other gateway, alternating), 5 ms probes both ways"
-    echo "    interruption = last ESP packet from the old gateway -> first from the new one, at c (ms min/median/max);"
+    echo "(ii) migration interruption (batonctl migrate gw --to the other gateway, alternating), probes every $(python3 -c "print('%g' % (1000 * $IV))") ms both ways"
+    echo "    interruption = last ESP packet from the old gateway -> first from the new one, at c (ms min/median/max;"
+    echo "    no shorter than the probe interval: packets are that far apart anyway);"
     echo "    max gap = largest gap in h->c probe arrivals around the migration; lost = probes lost in all / worst migration"
     printf '%-6s %-5s %-20s %-18s %-10s %-10s %-18s %s\n' LAN runs "interruption ms" "h->c max gap ms" "lost c->h" "lost h->c" "migrate total ms" "c-gw RTT ms"
     HDR=1
