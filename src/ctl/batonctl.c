@@ -36,6 +36,8 @@ static void usage(FILE *f)
 		   "                  the sealed context of a session (a connection with one IKE SA, or\n"
 		   "                  an IKE SPI) to FILE; --detach also stops the session here\n"
 		   "  put FILE        install a session from a context written by get\n"
+		   "  migrate NAME --to NODE\n"
+		   "                  hand a session to another gateway of the cluster (cluster.nodes)\n"
 		   "  version         batond's version\n"
 		   "options:\n"
 		   "  -s, --socket PATH  control socket (default $BATON_SOCKET or " DEFAULT_SOCKET ")\n"
@@ -239,6 +241,51 @@ static int ctx_main(const char *sock, bool as_json, const char *cmd, int argc, c
 	return rc;
 }
 
+/* migrate NAME --to NODE */
+static int migrate_main(const char *sock, bool as_json, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"to", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	const char *name = NULL, *to = NULL;
+	int c;
+	optind = 0, opterr = 0; /* argv[0] is "migrate"; options may come before or after NAME */
+	while ((c = getopt_long(argc, argv, "t:j", opts, NULL)) != -1) {
+		if (c == 't') {
+			to = optarg;
+		} else if (c == 'j') {
+			as_json = true;
+		} else {
+			fprintf(stderr, "batonctl: migrate: bad option '%s'\n", argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		name = argv[optind++];
+	if (!name || !to || optind < argc) {
+		fprintf(stderr, "batonctl: usage: migrate NAME --to NODE\n");
+		return 2;
+	}
+	json_t *req = json_pack("{s:s,s:s,s:s}", "cmd", "migrate", "name", name, "to", to);
+	json_t *resp = request(sock, req);
+	json_decref(req);
+	if (!resp)
+		return 2;
+	int rc = json_is_true(json_object_get(resp, "ok")) ? 0 : 1;
+	if (as_json)
+		print_json(resp);
+	else if (rc)
+		fprintf(stderr, "batonctl: migrate %s: %s%s\n", name, json_string_value(json_object_get(resp, "error")),
+			json_is_true(json_object_get(resp, "restored")) ? " (the session was restored here)" : "");
+	else
+		printf("%s handed to %s%s in %.3f ms (export %.3f ms, ship %.3f ms, import %.3f ms)\n",
+		       json_string_value(json_object_get(resp, "conn")), to,
+		       json_is_true(json_object_get(resp, "multi_lan")) ? " (Multi-LAN: the peer is being told)" : "",
+		       json_real_value(json_object_get(resp, "total_ms")), json_real_value(json_object_get(resp, "export_ms")),
+		       json_real_value(json_object_get(resp, "ship_ms")), json_real_value(json_object_get(resp, "import_ms")));
+	json_decref(resp);
+	return rc;
+}
+
 static const char *human_bytes(json_int_t b, char *buf, size_t len)
 {
 	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -354,6 +401,11 @@ static void print_stats(json_t *s)
 	printf("drops:\n");
 	json_object_foreach(json_object_get(s, "drops"), k, v)
 		printf("  %-14s %lld\n", k, (long long)json_integer_value(v));
+	json_t *cl = json_object_get(s, "cluster");
+	if (json_object_size(cl))
+		printf("cluster:\n");
+	json_object_foreach(cl, k, v)
+		printf("  %-18s %lld\n", k, (long long)json_integer_value(v));
 }
 
 static void print_ike_sas(json_t *a)
@@ -426,6 +478,8 @@ int main(int argc, char **argv)
 	const char *file = NULL;
 	if (!strcmp(cmd, "get") || !strcmp(cmd, "put"))
 		return ctx_main(path, as_json, cmd, argc - optind, argv + optind);
+	if (!strcmp(cmd, "migrate"))
+		return migrate_main(path, as_json, argc - optind + 1, argv + optind - 1);
 	/* options may also follow the command, as people type them */
 	for (; optind < argc; optind++) {
 		if (!strcmp(argv[optind], "--json") || !strcmp(argv[optind], "-j")) {

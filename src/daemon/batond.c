@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/cluster.h"
 #include "daemon/daemon.h"
 #include "esp/esp.h"
 #include "util/log.h"
@@ -148,6 +149,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "batond: %s\n", err);
 		goto out;
 	}
+	if (cluster_start(&d, err, sizeof(err)) != 0) {
+		fprintf(stderr, "batond: %s\n", err);
+		goto out;
+	}
 	if (pidfile) {
 		FILE *f = fopen(pidfile, "w");
 		if (f) {
@@ -175,6 +180,7 @@ int main(int argc, char **argv)
 	ev_run(d.loop, 0);
 	rc = 0;
 out:
+	cluster_stop(&d);
 	ike_mgr_stop(&d);
 	control_close(&d);
 	dp_free(d.dp);

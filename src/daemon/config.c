@@ -1142,6 +1142,19 @@ static int resolve_cred(struct ctx *c, struct bt_config *cfg, struct cfg_conn *c
 	return 0;
 }
 
+/* One element of size bytes per entry of section n (zeroed), their number in *count; NULL (message
+ * set) without memory. */
+static void *alloc_entries(struct ctx *c, struct cnode *n, size_t size, size_t *count)
+{
+	*count = 0;
+	for (struct cnode *x = n->child; x; x = x->next)
+		(*count)++;
+	void *v = calloc(*count ? *count : 1, size);
+	if (!v)
+		fail(c, n->line, "out of memory");
+	return v;
+}
+
 /* cluster.shared_addrs item: ADDR[/PLEN]%DEV (the address itself, not its network: it is added to DEV). */
 static int add_shared(struct ctx *c, struct cnode *n, const char *item, void *arg)
 {
@@ -1246,11 +1259,8 @@ static int section_cluster(struct ctx *c, struct cnode *sec, struct cfg_cluster 
 	if ((n = get(sec, "nodes"))) {
 		if (want_section(c, n))
 			return -1;
-		for (struct cnode *x = n->child; x; x = x->next)
-			cl->n_nodes++;
-		cl->nodes = calloc(cl->n_nodes ? cl->n_nodes : 1, sizeof(*cl->nodes));
-		if (!cl->nodes)
-			return fail(c, n->line, "out of memory");
+		if (!(cl->nodes = alloc_entries(c, n, sizeof(*cl->nodes), &cl->n_nodes)))
+			return -1;
 		size_t i = 0;
 		for (struct cnode *x = n->child; x; x = x->next, i++) {
 			x->used = true;
@@ -1271,11 +1281,8 @@ static int interpret(struct ctx *c, struct cnode *root, struct bt_config *cfg)
 	if ((n = get(root, "connections"))) {
 		if (want_section(c, n))
 			return -1;
-		for (struct cnode *x = n->child; x; x = x->next)
-			cfg->n_conns++;
-		cfg->conns = calloc(cfg->n_conns ? cfg->n_conns : 1, sizeof(*cfg->conns));
-		if (!cfg->conns)
-			return fail(c, n->line, "out of memory");
+		if (!(cfg->conns = alloc_entries(c, n, sizeof(*cfg->conns), &cfg->n_conns)))
+			return -1;
 		size_t i = 0;
 		for (struct cnode *x = n->child; x; x = x->next, i++) {
 			x->used = true;
@@ -1286,11 +1293,8 @@ static int interpret(struct ctx *c, struct cnode *root, struct bt_config *cfg)
 	if ((n = get(root, "policies"))) {
 		if (want_section(c, n))
 			return -1;
-		for (struct cnode *x = n->child; x; x = x->next)
-			cfg->n_policies++;
-		cfg->policies = calloc(cfg->n_policies ? cfg->n_policies : 1, sizeof(*cfg->policies));
-		if (!cfg->policies)
-			return fail(c, n->line, "out of memory");
+		if (!(cfg->policies = alloc_entries(c, n, sizeof(*cfg->policies), &cfg->n_policies)))
+			return -1;
 		unsigned i = 0;
 		for (struct cnode *x = n->child; x; x = x->next, i++) {
 			x->used = true;

@@ -11,7 +11,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "daemon/cluster.h"
 #include "daemon/daemon.h"
+#include "daemon/vip.h"
 #include "daemon/xfer.h"
 #include "esp/sa.h"
 #include "util/b64.h"
@@ -175,6 +177,7 @@ static json_t *stats(struct daemon *d)
 			      "udp_gro", st.udp_gro, "drops", drops, "sas", (json_int_t)sad_count(dp_sad(d->dp)),
 			      "uptime", (json_int_t)(daemon_now() - d->started));
 	json_object_set_new(s, "ike", ike_mgr_stats(d));
+	json_object_set_new(s, "cluster", cluster_stats_json(d));
 	return json_pack("{s:b,s:o}", "ok", 1, "stats", s);
 }
 
@@ -266,9 +269,11 @@ static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
 		size_t n;
 		if (!name || !*name)
 			return error("get needs a session name (connection or IKE SPI)");
-		if (xfer_get(d, name, json_is_true(json_object_get(req, "detach")), NULL, 0, &blob, &n, &info, err,
-			     sizeof(err)) != 0)
+		bool detach = json_is_true(json_object_get(req, "detach"));
+		if (xfer_get(d, name, detach, NULL, 0, &blob, &n, &info, err, sizeof(err)) != 0)
 			return error(err);
+		if (detach)
+			cluster_release(d); /* Mono-LAN: unless another session here still uses them */
 		char *b = b64_encode(blob, n);
 		free(blob);
 		json_t *o = xfer_info_json(&info);
@@ -285,11 +290,24 @@ static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
 	free(blob);
 	if (rc != 0)
 		return error(err);
+	cluster_claim(d); /* Mono-LAN: the shared addresses come here with the session */
 	json_t *o = xfer_info_json(&info);
 	json_object_set_new(o, "multi_lan", json_boolean(info.multi_lan));
 	json_object_set_new(o, "spi_rekeys", json_integer(info.spi_rekeys));
 	json_object_set_new(o, "seq_jump", json_integer((json_int_t)info.seq_jump));
 	return o;
+}
+
+/* migrate {"name": session, "to": node}: hand a session to another gateway of the cluster */
+static json_t *migrate_cmd(struct daemon *d, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	const char *to = json_string_value(json_object_get(req, "to"));
+	if (!name || !*name)
+		return error("migrate needs a session name (connection or IKE SPI)");
+	if (!to || !*to)
+		return error("migrate needs a node (\"to\")");
+	return cluster_migrate(d, name, to);
 }
 
 json_t *control_handle(struct daemon *d, const char *line, size_t len)
@@ -318,6 +336,8 @@ json_t *control_handle(struct daemon *d, const char *line, size_t len)
 		resp = ike_cmd(d, cmd, req);
 	else if (!strcmp(cmd, "get") || !strcmp(cmd, "put"))
 		resp = xfer_cmd(d, cmd, req);
+	else if (!strcmp(cmd, "migrate"))
+		resp = migrate_cmd(d, req);
 	else {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "unknown command '%.64s'", cmd);

@@ -27,6 +27,7 @@ struct ike_stats {
 	uint64_t xfer_gets, xfer_detached, xfer_puts, xfer_refused, xfer_spi_rekeys; /* context transfer (xfer.c) */
 };
 struct ike_mgr;
+struct cluster;
 
 struct daemon {
 	struct ev_loop *loop;
@@ -43,6 +44,7 @@ struct daemon {
 	char socket_path[108];
 	uint64_t started;          /* monotonic seconds */
 	struct ike_mgr *ike;
+	struct cluster *cluster;   /* the transfer channel and its counters (cluster.c) */
 };
 
 /* apply.c: install a configuration (first load or reload). On error nothing changes and err says
@@ -76,6 +78,8 @@ int ike_mgr_rekey(struct daemon *d, const char *conn, const char *child, bool ik
 int ike_mgr_terminate(struct daemon *d, const char *conn, const char *child, char *err, size_t errlen);
 json_t *ike_mgr_list(struct daemon *d);
 json_t *ike_mgr_stats(struct daemon *d);
+/* An IKE SA here (not being deleted) has a as its local address. */
+bool ike_mgr_uses_addr(struct daemon *d, const struct bt_addr *a);
 /* netmon.c: address, link and route changes (netlink), for MOBIKE. */
 typedef void (*netmon_cb)(void *arg);
 struct netmon;

@@ -847,3 +847,11 @@ int ike_mgr_terminate(struct daemon *d, const char *conn, const char *child, cha
 	}
 	return (int)n;
 }
+
+bool ike_mgr_uses_addr(struct daemon *d, const struct bt_addr *a)
+{
+	for (struct ike_sess *s = d->ike ? d->ike->all : NULL; s; s = s->next_all)
+		if (!s->closing && bt_addr_eq(&s->local, a))
+			return true;
+	return false;
+}

@@ -142,13 +142,28 @@ static void test_good(void **state)
 }
 
 /* Replace the first occurrence of `from` in the good file with `to`. */
-static char *variant(const char *from, const char *to)
+/* base with its first `from` replaced by `to` (in a static buffer) */
+static char *variant_of(const char *base, const char *from, const char *to)
 {
 	static char buf[8192];
-	const char *p = strstr(good, from);
+	const char *p = strstr(base, from);
 	assert_non_null(p);
-	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(p - good), good, to, p + strlen(from));
+	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(p - base), base, to, p + strlen(from));
 	return buf;
+}
+
+static char *variant(const char *from, const char *to) { return variant_of(good, from, to); }
+
+/* Case i of a table of wrong files: text must be refused with a message starting with want. */
+static void expect_refused(size_t i, const char *text, const char *want)
+{
+	struct bt_config *cfg = NULL;
+	char err[512];
+	if (config_parse(text, strlen(text), "bad.conf", &cfg, err, sizeof(err)) == 0)
+		fail_msg("case %zu: accepted", i);
+	if (strncmp(err, want, strlen(want)) != 0)
+		fail_msg("case %zu: got '%s', want '%s...'", i, err, want);
+	assert_null(cfg);
 }
 
 static void test_bad(void **state)
@@ -203,17 +218,8 @@ static void test_bad(void **state)
 		{"            host {\n", "            host {\n            deeper {\n", "bad.conf:"},
 		{"}\npolicies {", "}\npolicies {\n  a {\n  b {\n  c {\n  d {\n  e {\n  f {\n  g {", "bad.conf:52: sections nested too deep"},
 	};
-	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		struct bt_config *cfg = NULL;
-		char err[512];
-		const char *text = variant(v[i].from, v[i].to);
-		int rc = config_parse(text, strlen(text), "bad.conf", &cfg, err, sizeof(err));
-		if (rc == 0)
-			fail_msg("case %zu (%s): accepted", i, v[i].to);
-		if (strncmp(err, v[i].want, strlen(v[i].want)) != 0)
-			fail_msg("case %zu: got '%s', want '%s...'", i, err, v[i].want);
-		assert_null(cfg);
-	}
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		expect_refused(i, variant(v[i].from, v[i].to), v[i].want);
 	/* a NUL byte, an empty file, a huge line */
 	struct bt_config *cfg;
 	char err[256];
@@ -315,18 +321,8 @@ static void test_cluster(void **state)
 		{"    nodes {\n", "    nodes = g2\n    nodex {\n", "bad.conf:8: 'nodes' must be a section"},
 		{"    name = g1\n", "    name = g1\n    colour = red\n", "bad.conf:3: unknown setting 'colour' in cluster"},
 	};
-	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		static char text[4096];
-		const char *p = strstr(cluster_conf, v[i].from);
-		assert_non_null(p);
-		snprintf(text, sizeof(text), "%.*s%s%s", (int)(p - cluster_conf), cluster_conf, v[i].to, p + strlen(v[i].from));
-		cfg = NULL;
-		if (config_parse(text, strlen(text), "bad.conf", &cfg, err, sizeof(err)) == 0)
-			fail_msg("case %zu (%s): accepted", i, v[i].to);
-		if (strncmp(err, v[i].want, strlen(v[i].want)) != 0)
-			fail_msg("case %zu: got '%s', want '%s...'", i, err, v[i].want);
-		assert_null(cfg);
-	}
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		expect_refused(i, variant_of(cluster_conf, v[i].from, v[i].to), v[i].want);
 }
 
 /* Certificates: files relative to the configuration file, which we place in the test PKI's folder. */
@@ -369,14 +365,7 @@ static const char *certs_dir(void)
 	return dir;
 }
 
-static char *cert_variant(const char *from, const char *to)
-{
-	static char buf[8192];
-	const char *p = strstr(cert_conf, from);
-	assert_non_null(p);
-	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(p - cert_conf), cert_conf, to, p + strlen(from));
-	return buf;
-}
+static char *cert_variant(const char *from, const char *to) { return variant_of(cert_conf, from, to); }
 
 static int parse_in_certs(const char *text, struct bt_config **cfg, char *err, size_t errlen)
 {

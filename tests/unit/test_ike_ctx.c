@@ -218,7 +218,7 @@ static void test_truncated_and_bad(void **state)
 		assert_int_equal(read_ctx(ctx, k), -1);
 	/* a value of the wrong size */
 	memcpy(bad, ctx, n);
-	struct cur c = cur_init(bad, n), v, in;
+	struct cur c = cur_init(bad, n), v = {0}, in = {0};
 	uint16_t type;
 	assert_int_equal(tlv_next(&c, &type, &v), 1);
 	in = v;
