@@ -3,14 +3,18 @@
 # a tunnel to gateway g1 or g2 of a cluster, host h behind them.
 #   Mono-LAN: (a) GET --detach and PUT on the same gateway: traffic resumes, every list-sas field the
 #   same but counters (outbound sequence numbers jumped by seq_jump); (b) PUT on the other gateway
-#   from the file: it takes the shared addresses, traffic resumes; (c) a context with one byte
+#   from the file: it takes the shared addresses (if it does not, they are moved by hand after the
+#   failed check, so the steps after it still run), traffic resumes; (c) a context with one byte
 #   flipped, a truncated one, and one already installed are refused with an error, nothing changes;
-#   (d) `batonctl migrate` there and back under a 10 ms ping and a paced TCP transfer: loss, the same
-#   SPIs at c, no IKE_SA_INIT/IKE_AUTH seen by c, the old gateway holds nothing and sends nothing;
+#   (d) `batonctl migrate` there and back under a 10 ms ping and a paced TCP transfer: the transfer
+#   intact, at most one ping lost (printed; the target is none), the same SPIs at c, the old gateway
+#   holds nothing and sends nothing (captured on its outer interface, outbound, until the end), no
+#   IKE_SA_INIT/IKE_AUTH seen by c after setup (captured there from setup to the end);
 #   (f) an ESP packet of c captured before the move, re-sent to the new gateway after it: a replay
 #   drop; (e) from the new gateway: Child SA rekey, IKE SA rekey, DPD, terminate.
 #   Multi-LAN: (d), (f), (e) again, the gateways on different subnets (c follows the gateway's
 #   address: MOBIKE update from the new gateway).
+# A part stops at its first failed migration. About 50 s.
 #   test_xfer.sh [--parts mono,multi]
 . "$(dirname "$0")/../../scripts/testbed.sh"
 . "$(dirname "$0")/common.sh"
