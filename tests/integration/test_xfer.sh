@@ -128,9 +128,15 @@ move() {
     spis0=$(xf_spis c)
     xf_tcp_bg 1500000 750000
     xf_ping_bg "$TB_DIR/ping.$label" 300
+    # what FROM sends from now on: judged from the migration's end (captures)
+    [ -n "${CAP_OLD:-}" ] && tb_capture_stop "$CAP_OLD"
+    CAP_OLD_FILE="$TB_DIR/old-$label.pcap"
+    TB_CAP_SECS=120 tb_capture "$from" out0 "$CAP_OLD_FILE" -Q out 'udp port 500 or udp port 4500 or ip proto 50'
+    CAP_OLD=$TB_CAP_PID
     sleep 1
     tb_ctl "$from" --json migrate gw --to "$to" >"$out" 2>&1
     rc=$?
+    T_DONE=$(date +%s.%N)
     echo "       $(python3 -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" "$out" 2>/dev/null || head -n 1 "$out" | cut -c1-300)"
     if ! must "batonctl migrate gw --to $to on $from succeeds" test $rc = 0 -a "$(field "$out" ok)" = True; then
         tb_kill "$XF_PING_PID"; tb_kill "$XF_TCP_SND"; tb_kill "$XF_TCP_SRV"
@@ -158,10 +164,6 @@ move() {
         check "c's IKE SA now ends at $to's address ($(mb_ike_addrs c))" test "$(mb_ike_addrs c)" = "$XF_C $XF_G2"
         check "c's outbound ESP SA goes to $XF_G2" test "$(sa c out "s.get('remote')")" = "$XF_G2"
     fi
-    [ -n "${CAP_OLD:-}" ] && tb_capture_stop "$CAP_OLD"
-    CAP_OLD_FILE="$TB_DIR/old-$label.pcap"
-    TB_CAP_SECS=120 tb_capture "$from" out0 "$CAP_OLD_FILE" -Q out 'udp port 500 or udp port 4500 or ip proto 50'
-    CAP_OLD=$TB_CAP_PID
 }
 
 # ESP from c captured before a move, to re-send after it
@@ -227,8 +229,9 @@ captures() {
     echo "       IKE exchanges seen at c after setup (count x type; 34 SA_INIT, 35 AUTH, 36 CREATE_CHILD_SA, 37 INFORMATIONAL): ${types:-none}"
     check "no IKE_SA_INIT or IKE_AUTH reached or left c after setup" test -z "$(mb_ike_types "$CAP_C_FILE" | grep -xE '34|35')"
     [ -n "${CAP_OLD_FILE:-}" ] || return
-    n=$(tcpdump -r "$CAP_OLD_FILE" -n 2>/dev/null | wc -l)
-    check "the old gateway $old sent no IKE or ESP packet after the move ($n)" test "$n" = 0
+    n=$(python3 -c "import sys; sys.path.insert(0, sys.argv[1]); from pcap import records
+print(sum(1 for t, _, _ in records(sys.argv[2]) if t > float(sys.argv[3])), sum(1 for _ in records(sys.argv[2])))" "$TOOLS" "$CAP_OLD_FILE" "$T_DONE")
+    check "the old gateway $old sent no IKE or ESP packet once the migration was done (${n% *}; ${n#* } before)" test "${n% *}" = 0
 }
 
 start_bed() {
