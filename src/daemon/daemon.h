@@ -23,6 +23,7 @@ struct ike_stats {
 	uint64_t tx_exchange[4];  /* messages sent by exchange: IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL */
 	uint64_t mobike_moves, mobike_updates_sent, mobike_updates_received, mobike_probes, mobike_probe_failures,
 		mobike_failovers,
+		mobike_gateway_moves, /* Multi-LAN: the session moved to this gateway, or our peer gateway moved */
 		rebinds, path_events;
 	uint64_t xfer_gets, xfer_detached, xfer_puts, xfer_refused, xfer_spi_rekeys; /* context transfer (xfer.c) */
 };

@@ -117,6 +117,7 @@ json_t *ike_mgr_stats(struct daemon *d)
 	json_object_set_new(o, "mobike_probes", json_integer((json_int_t)t->mobike_probes));
 	json_object_set_new(o, "mobike_probe_failures", json_integer((json_int_t)t->mobike_probe_failures));
 	json_object_set_new(o, "mobike_failovers", json_integer((json_int_t)t->mobike_failovers));
+	json_object_set_new(o, "mobike_gateway_moves", json_integer((json_int_t)t->mobike_gateway_moves));
 	json_object_set_new(o, "rebinds", json_integer((json_int_t)t->rebinds));
 	json_object_set_new(o, "path_events", json_integer((json_int_t)t->path_events));
 	const struct { const char *name; uint64_t v; } xf[] = {

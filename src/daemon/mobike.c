@@ -47,14 +47,18 @@ bool ikm_any_installed(const struct ike_sess *s)
 	return false;
 }
 
-/* MOBIKE: our UPDATE_SA_ADDRESSES for the current path, as soon as no other request is in flight. */
+/* MOBIKE: our UPDATE_SA_ADDRESSES for the current path, as soon as no other request is in flight;
+ * the original initiator's, or a gateway's that took the session over (mobike_gateway_move). */
 static void mobike_update(struct ike_sess *s)
 {
 	struct ike_mgr *m = s->m;
 	s->mob_update = true;
 	if (s->req)
 		return; /* sent when the request in flight is answered */
-	size_t l = ike_mobike_update(&s->sa, m->out, sizeof(m->out));
+	if (!s->sa.mobike_initiator)
+		ikm_my_addrs_refresh(s); /* a new gateway's update carries its own list: the old one's is void */
+	size_t l = s->sa.mobike_initiator ? ike_mobike_update(&s->sa, m->out, sizeof(m->out))
+					  : ike_mobike_gw_update(&s->sa, m->out, sizeof(m->out));
 	if (!l)
 		return;
 	s->mob_update = false;
@@ -62,8 +66,6 @@ static void mobike_update(struct ike_sess *s)
 	ikm_send_request(s, m->out, l);
 }
 
-/* Move to a path known to work (or the only one left): rebind now, then tell the peer. A request
- * of ours in flight is retransmitted at once on the new path (RFC 4555 3.5); the update follows. */
 /* Our side moves to (local, remote): rebind, counted; the update is owed to the peer. */
 static void move_to(struct ike_sess *s, const struct bt_addr *local, const struct bt_addr *remote)
 {
@@ -74,12 +76,44 @@ static void move_to(struct ike_sess *s, const struct bt_addr *local, const struc
 	s->mob_update = true;
 }
 
+/* After a move: a request of ours in flight goes again at once on the new path (RFC 4555 3.5); if
+ * it is a path test, its answer says nothing about the tested path any more and moves nothing. */
+static void resend_moved(struct ike_sess *s)
+{
+	if (s->tx_override)
+		s->probe_abandoned = true;
+	s->tx_override = false;
+	ikm_resend(s);
+}
+
+/* Move to a path known to work (or the only one left): rebind now, then tell the peer. A request
+ * of ours in flight is retransmitted at once on the new path (RFC 4555 3.5); the update follows. */
 static void mobike_move(struct ike_sess *s, const struct bt_addr *local, const struct bt_addr *remote)
 {
 	move_to(s, local, remote);
-	s->tx_override = false;
-	ikm_resend(s);
+	resend_moved(s);
 	mobike_update(s);
+}
+
+/* Multi-LAN transfer: this gateway holds the session now, at another address. Traffic to the peer
+ * leaves from there at once (the rebind); the peer learns it from our update, retransmitted by the
+ * request timers until answered. As the original initiator (a gateway that started the tunnel)
+ * this is an ordinary MOBIKE move. */
+int mobike_gateway_move(struct ike_sess *s, const struct bt_addr *local, char *err, size_t errlen)
+{
+	char a[64], b[64];
+	if (!s->sa.mobike || s->sa.state != IKE_ST_ESTABLISHED) {
+		snprintf(err, errlen, "IKE %s: %s: the peer cannot follow a move to %s", s->conn,
+			 s->sa.state != IKE_ST_ESTABLISHED ? "not established" : "MOBIKE was not negotiated",
+			 bt_addr_str(local, a, sizeof(a)));
+		return -1;
+	}
+	bt_info("IKE %s: the session moved to this gateway: %s -> %s; telling the peer", s->conn,
+		bt_addr_str(local, a, sizeof(a)), bt_addr_str(&s->remote, b, sizeof(b)));
+	s->m->st.mobike_gateway_moves++;
+	struct bt_addr l = *local, r = s->remote;
+	mobike_move(s, &l, &r);
+	return 0;
 }
 
 /* A path test (RFC 4555 3.6 / 5.2): an INFORMATIONAL with a COOKIE2 sent over that path only;
@@ -248,8 +282,9 @@ void ikm_path_changed(void *arg)
 	}
 }
 
-/* MOBIKE, original initiator: what an answer to our update or path test means, and what waited
- * for the request slot. */
+/* MOBIKE: what an answer to our update or path test means, a gateway's move (original
+ * initiator), a retransmitted update from elsewhere (responder), and what waited for the request
+ * slot. */
 void mobike_events(struct ike_sess *s)
 {
 	struct ike_mgr *m = s->m;
@@ -270,6 +305,19 @@ void mobike_events(struct ike_sess *s)
 			else if (!s->sa.nat_local && ev_is_active(&s->ka))
 				ev_timer_stop(m->d->loop, &s->ka); /* the NAT is gone */
 		}
+	}
+	if (s->sa.gw_moved) {
+		/* original initiator: the gateway took our session over at another address and told us so
+		 * inside the IKE SA (an authentic, newer update); the engine answered for this pair */
+		s->sa.gw_moved = false;
+		char a[64], b[64];
+		bt_info("IKE %s: the gateway moved: now %s -> %s", s->conn, bt_addr_str(&s->sa.rx_local, a, sizeof(a)),
+			bt_addr_str(&s->sa.rx_remote, b, sizeof(b)));
+		m->st.mobike_gateway_moves++;
+		s->moves++;
+		struct bt_addr l = s->sa.rx_local, r = s->sa.rx_remote;
+		sess_rebind(s, &l, s->sa.rx_local_port, &r, s->sa.rx_remote_port, s->natt);
+		resend_moved(s); /* a request of ours in flight goes to the new gateway */
 	}
 	if (s->sa.addr_check) {
 		/* responder: an update of the peer's came again from elsewhere. Move only once the peer
@@ -312,12 +360,4 @@ void mobike_events(struct ike_sess *s)
 		s->mob_recheck = false;
 		mobike_check(s);
 	}
-}
-
-/* placeholder until the gateway update lands (branch gwup) */
-int mobike_gateway_move(struct ike_sess *s, const struct bt_addr *local, char *err, size_t errlen)
-{
-	(void)s, (void)local;
-	snprintf(err, errlen, "moving a session to another gateway address is not implemented yet");
-	return -1;
 }

@@ -48,27 +48,30 @@ static size_t info_request(struct ike_sa *sa, enum ike_info what, struct ike_bui
 
 size_t ike_informational(struct ike_sa *sa, enum ike_info what, uint8_t *out, size_t cap)
 {
-	uint8_t chain[256];
+	uint8_t chain[512];
 	struct ike_builder b;
+	bool update = what == IKE_INFO_UPDATE || what == IKE_INFO_GW_UPDATE;
+	/* the kinds after IKE_INFO_DELETE_IKE are MOBIKE's; an update is the original initiator's, a
+	 * gateway update the other side's */
 	if (sa->state != IKE_ST_ESTABLISHED || sa->info_pending || sa->ccs_pending || what == IKE_INFO_DELETE_CHILD ||
-	    (what == IKE_INFO_UPDATE && (!sa->mobike || !sa->mobike_initiator)) || (what == IKE_INFO_PROBE && !sa->mobike) ||
-	    (what == IKE_INFO_ADDRS && !sa->mobike))
+	    (what > IKE_INFO_DELETE_IKE && !sa->mobike) || (what == IKE_INFO_UPDATE && !sa->mobike_initiator) ||
+	    (what == IKE_INFO_GW_UPDATE && sa->mobike_initiator))
 		return 0;
 	ike_build_chain_begin(&b, chain, sizeof(chain));
-	if (what == IKE_INFO_UPDATE || what == IKE_INFO_PROBE) {
+	if (update || what == IKE_INFO_PROBE) {
 		/* RFC 4555 3.5: UPDATE_SA_ADDRESSES and NAT detection for the new pair; a COOKIE2 that the
 		 * answer must echo ties it to this request (3.6 for a path test) */
 		if (ike_x_rnd(sa, sa->cookie2, sizeof(sa->cookie2)))
 			return 0;
-		if (what == IKE_INFO_UPDATE) {
+		if (update) {
 			ike_put_notify(&b, 0, NULL, 0, IKE_N_UPDATE_SA_ADDRESSES, NULL, 0);
 			ike_x_put_natd(sa, &b);
 		}
 		ike_put_notify(&b, 0, NULL, 0, IKE_N_COOKIE2, sa->cookie2, sizeof(sa->cookie2));
 		sa->update_error = 0;
-	} else if (what == IKE_INFO_ADDRS) {
-		ike_x_put_my_addrs(sa, &b, true);
 	}
+	if (what == IKE_INFO_ADDRS || what == IKE_INFO_GW_UPDATE)
+		ike_x_put_my_addrs(sa, &b, true); /* a new gateway: the old one's addresses are void */
 	if (what == IKE_INFO_DELETE_IKE) {
 		ike_build_payload(&b, IKE_PL_DELETE, false);
 		wbuf_u8(&b.w, IKE_PROTO_IKE);
@@ -148,16 +151,21 @@ size_t ike_x_on_info_request(struct ike_sa *sa, uint8_t *msg, size_t len, const 
 	struct ike_notify_payload cookie2 = {0};
 	ike_build_chain_begin(&b, chain, sizeof(chain));
 	ike_x_note_mobike(sa, &in, false, &cookie2, &update);
-	/* RFC 4555 3.5: only the original initiator moves the SA, only with MOBIKE, and only forward
-	 * in message IDs (a replayed or reordered older update changes nothing) */
-	update = update && sa->mobike && !sa->mobike_initiator && sa->rx_remote.family && rh->msg_id + 1 > sa->update_id;
+	/* RFC 4555 3.5: an update moves the SA only with MOBIKE, and only forward in message IDs (a
+	 * replayed or reordered older update changes nothing). The original initiator sends them; so
+	 * does a gateway that took the session over at another address, and the original initiator
+	 * follows it (gw_moved) by the same rule. */
+	update = update && sa->mobike && sa->rx_remote.family && rh->msg_id + 1 > sa->update_id;
 	if (update) {
 		sa->local = sa->rx_local, sa->remote = sa->rx_remote;
 		sa->local_port = sa->rx_local_port, sa->remote_port = sa->rx_remote_port;
 		ike_x_check_natd(sa, &in, sa->spi_r);
 		ike_x_put_natd(sa, &b);
 		sa->update_id = rh->msg_id + 1;
-		sa->addr_update = true;
+		if (sa->mobike_initiator)
+			sa->gw_moved = true;
+		else
+			sa->addr_update = true;
 		sa->updates_received++;
 	}
 	if (cookie2.data)
@@ -211,7 +219,8 @@ int ike_x_open_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struc
 size_t ike_x_on_info_response(struct ike_sa *sa, uint8_t *msg, size_t len, const struct ike_chain *c)
 {
 	struct ike_chain in;
-	if (sa->info_what == IKE_INFO_UPDATE || sa->info_what == IKE_INFO_PROBE) {
+	bool update = sa->info_what == IKE_INFO_UPDATE || sa->info_what == IKE_INFO_GW_UPDATE;
+	if (update || sa->info_what == IKE_INFO_PROBE) {
 		/* the answer must echo our COOKIE2 (RFC 4555 3.6); one that does not is not ours */
 		struct ike_notify_payload c2 = {0};
 		if (ike_x_open_sk(sa, msg, len, c, &in) != 0)
@@ -226,7 +235,7 @@ size_t ike_x_on_info_response(struct ike_sa *sa, uint8_t *msg, size_t len, const
 		for (unsigned i = 0; ike_find(&in, IKE_PL_NOTIFY, i); i++)
 			if (ike_parse_notify(ike_find(&in, IKE_PL_NOTIFY, i), &n) == IKE_PERR_OK && n.type < 16384)
 				sa->update_error = n.type;
-		if (sa->info_what == IKE_INFO_UPDATE) {
+		if (update) {
 			if (!sa->update_error)
 				ike_x_check_natd(sa, &in, sa->spi_r);
 			sa->update_done = true;

@@ -1,5 +1,6 @@
 /* ike_mobike.c — MOBIKE (RFC 4555) in the engine: the notifies it reads and writes, the requests
- * that move or probe a path, and a retransmitted UPDATE_SA_ADDRESSES from another path. */
+ * that move or probe a path (also a gateway's after a Multi-LAN transfer), and a retransmitted
+ * UPDATE_SA_ADDRESSES from another path. */
 #include "ike/ike_exchange_internal.h"
 
 /* MOBIKE notifies of an IKE_AUTH or INFORMATIONAL message: MOBIKE_SUPPORTED (IKE_AUTH only), the
@@ -67,12 +68,22 @@ bool ike_x_retransmit_same_path(struct ike_sa *sa, const uint8_t *msg, size_t le
 	return true;
 }
 
-size_t ike_mobike_update(struct ike_sa *sa, uint8_t *out, size_t cap)
+static size_t send_update(struct ike_sa *sa, enum ike_info what, uint8_t *out, size_t cap)
 {
-	size_t len = ike_informational(sa, IKE_INFO_UPDATE, out, cap);
+	size_t len = ike_informational(sa, what, out, cap);
 	if (len)
 		sa->updates_sent++;
 	return len;
+}
+
+size_t ike_mobike_update(struct ike_sa *sa, uint8_t *out, size_t cap)
+{
+	return send_update(sa, IKE_INFO_UPDATE, out, cap);
+}
+
+size_t ike_mobike_gw_update(struct ike_sa *sa, uint8_t *out, size_t cap)
+{
+	return send_update(sa, IKE_INFO_GW_UPDATE, out, cap);
 }
 
 size_t ike_mobike_probe(struct ike_sa *sa, uint8_t *out, size_t cap)

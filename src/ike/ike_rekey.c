@@ -57,6 +57,7 @@ static void switch_ike(struct ike_sa *sa, bool new_initiator, uint64_t spi_i, ui
 	ike_x_use_ike_choice(sa, p);
 	sa->group = ike_prop_get(p, IKE_TR_DH)->id;
 	sa->next_send_id = sa->next_recv_id = 0;
+	sa->update_id = 0; /* message IDs start again: so does the order of MOBIKE updates */
 	if (new_initiator != o->initiator) {
 		/* struct ike_child names sides after the IKE SA's initiator */
 		for (int i = 0; i < IKE_CHILD_MAX; i++)

@@ -33,12 +33,15 @@ enum ike_state {
 	IKE_ST_DELETED,       /* an IKE SA delete was sent and answered, or received */
 };
 
-/* What an INFORMATIONAL request of ours carries (Child SA deletes: ike_delete_child). */
+/* What an INFORMATIONAL request of ours carries (Child SA deletes: ike_delete_child); MOBIKE's
+ * kinds come after IKE_INFO_DELETE_IKE. */
 enum ike_info {
 	IKE_INFO_DPD = 0, IKE_INFO_DELETE_CHILD, IKE_INFO_DELETE_IKE,
 	IKE_INFO_UPDATE,  /* MOBIKE: UPDATE_SA_ADDRESSES with NAT detection and COOKIE2 (ike_mobike_update) */
 	IKE_INFO_PROBE,   /* MOBIKE: a path test, COOKIE2 only (ike_mobike_probe) */
 	IKE_INFO_ADDRS,   /* MOBIKE: our additional addresses changed (ike_mobike_addresses) */
+	IKE_INFO_GW_UPDATE, /* MOBIKE, not the original initiator: UPDATE_SA_ADDRESSES after a move of
+			     * the session to another gateway, with our address list (ike_mobike_gw_update) */
 };
 const char *ike_state_name(enum ike_state s);
 
@@ -239,7 +242,10 @@ struct ike_sa {
 	 * ike_sa_set_endpoints with the new pair and sends ike_mobike_update (or first tests a path
 	 * with ike_mobike_probe, sent from and to the addresses under test). The responder takes the
 	 * new addresses only from an authentic UPDATE_SA_ADDRESSES newer than the last one applied:
-	 * for that the caller sets rx_* to the addresses each received message came with. */
+	 * for that the caller sets rx_* to the addresses each received message came with. One
+	 * exception to "the initiator decides": a gateway that took the session over at another
+	 * address (Multi-LAN transfer) sends ike_mobike_gw_update, and the original initiator follows
+	 * it under the same rule (gw_moved). */
 	bool mobike;                 /* both sides sent MOBIKE_SUPPORTED */
 	bool mobike_initiator;       /* we were the initiator of the first IKE SA (kept across rekeys) */
 	struct bt_addr rx_local, rx_remote; /* the message being handled arrived to/from these (caller) */
@@ -254,7 +260,10 @@ struct ike_sa {
 				      * caller tests that path (ike_mobike_probe) and moves only if it works */
 	struct bt_addr rr_local, rr_remote;
 	uint16_t rr_local_port, rr_remote_port;
-	bool update_done;            /* event (initiator): our UPDATE_SA_ADDRESSES was answered */
+	bool update_done;            /* event: our UPDATE_SA_ADDRESSES (ike_mobike_update or
+				      * ike_mobike_gw_update) was answered */
+	bool gw_moved;               /* event (original initiator): the gateway moved; local/remote hold
+				      * the pair its update came with */
 	bool probe_done;             /* event (initiator): our path test was answered */
 	bool peer_addrs_changed;     /* event: the peer sent its additional addresses */
 #define IKE_PEER_ADDRS 8
@@ -306,6 +315,12 @@ size_t ike_delete_old_ike(struct ike_sa *sa, uint8_t *out, size_t cap);
  * ike_sa_set_endpoints (with NAT detection for them and a COOKIE2). Returns 0 if MOBIKE was not
  * negotiated, we are not the original initiator, or another request is in flight. */
 size_t ike_mobike_update(struct ike_sa *sa, uint8_t *out, size_t cap);
+/* MOBIKE, not the original initiator (a gateway that took the session over at another address):
+ * UPDATE_SA_ADDRESSES for the endpoints now set, with NAT detection, a COOKIE2 and our additional
+ * addresses (or NO_ADDITIONAL_ADDRESSES: the old gateway's are not ours). RFC 4555 leaves this to
+ * the initiator; strongSwan and baton as original initiators follow it. update_done when answered.
+ * Returns 0 without MOBIKE, as the original initiator, or when another request is in flight. */
+size_t ike_mobike_gw_update(struct ike_sa *sa, uint8_t *out, size_t cap);
 /* MOBIKE path test (RFC 4555 3.6/3.4): an INFORMATIONAL with a COOKIE2; probe_done when answered.
  * The original initiator tests a path before moving to it; the responder tests the return
  * routability of addresses a retransmitted update came from (addr_check). */

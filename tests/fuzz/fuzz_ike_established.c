@@ -7,7 +7,10 @@
  * Child rekey so an old child exists, bit 3: first an IKE rekey, bit 4: first a second Child SA by
  * CREATE_CHILD_SA, bit 5: the responder's own IKE SA rekey in flight, bit 6: its own rekey of the
  * first child in flight — so a rekey in the input meets a collision, RFC 7296 2.8), [2] first
- * payload type, [3] message ID offset, then the chain. */
+ * payload type, [3] message ID offset, then the chain. [0] bit 3: the input is a request of the
+ * responder's to the initiator instead (a gateway's UPDATE_SA_ADDRESSES, deletes, address lists);
+ * with [1] bit 4, [3] bit 3 makes the MOBIKE request the responder's gateway update, answered by
+ * the input sealed by the initiator. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,15 +116,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[1] & 16) {
 		/* MOBIKE: the input answers the initiator's UPDATE_SA_ADDRESSES (or path test), sealed by
 		 * the responder */
-		l = data[3] & 4 ? ike_mobike_probe(&i, m1, sizeof(m1)) : ike_mobike_update(&i, m1, sizeof(m1));
+		bool gw = data[3] & 8; /* the gateway's update, answered by the initiator */
+		struct ike_sa *q = gw ? &r : &i, *a = gw ? &i : &r;
+		l = data[3] & 4 ? ike_mobike_probe(q, m1, sizeof(m1))
+		    : gw	    ? ike_mobike_gw_update(q, m1, sizeof(m1))
+				    : ike_mobike_update(q, m1, sizeof(m1));
 		if (!l)
 			abort(); /* MOBIKE was negotiated: the request must be built */
 		struct ike_hdr h = {.spi_i = i.spi_i, .spi_r = i.spi_r, .exchange = IKE_INFORMATIONAL,
-				    .flags = IKE_FLAG_RESPONSE, .msg_id = i.info_id + (data[3] & 1)};
-		const uint8_t *ke = r.keys.sk_er, *ka = r.keys.sk_ar;
-		l = ike_sk_seal(&r.suite, ke, ka, &h, data[2], data + 4, size - 4, m1, sizeof(m1));
+				    .flags = (uint8_t)(IKE_FLAG_RESPONSE | (gw ? IKE_FLAG_INITIATOR : 0)),
+				    .msg_id = q->info_id + (data[3] & 1)};
+		const uint8_t *ke = gw ? a->keys.sk_ei : a->keys.sk_er, *ka = gw ? a->keys.sk_ai : a->keys.sk_ar;
+		l = ike_sk_seal(&a->suite, ke, ka, &h, data[2], data + 4, size - 4, m1, sizeof(m1));
 		if (l)
-			deliver(&i, m1, l, m2, sizeof(m2));
+			deliver(q, m1, l, m2, sizeof(m2));
 		ike_sa_free(&i);
 		ike_sa_free(&r);
 		return 0;
@@ -130,6 +138,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ike_rekey_ike(&r, m2, sizeof(m2)); /* (not delivered: in flight when the input comes) */
 	else if (data[1] & 64)
 		ike_rekey_child(&r, r.child[0], m2, sizeof(m2));
+	if (data[0] & 8) {
+		/* a request of the responder's, sealed with its keys, arriving at the initiator from a new
+		 * address (as a gateway's after a Multi-LAN transfer) */
+		struct ike_hdr h = {.spi_i = i.spi_i, .spi_r = i.spi_r, .exchange = IKE_INFORMATIONAL,
+				    .msg_id = i.next_recv_id + (data[3] & 3)};
+		struct bt_addr a3;
+		bt_addr_parse("172.16.0.3", &a3);
+		i.rx_local = a1, i.rx_remote = a3, i.rx_local_port = i.rx_remote_port = 4500;
+		l = ike_sk_seal(&r.suite, r.keys.sk_er, r.keys.sk_ar, &h, data[2], data + 4, size - 4, m1, sizeof(m1));
+		if (l)
+			deliver(&i, m1, l, m2, sizeof(m2));
+		ike_sa_free(&i);
+		ike_sa_free(&r);
+		return 0;
+	}
 	/* the input, sealed by the initiator as the given exchange */
 	static const uint8_t ex[] = {IKE_CREATE_CHILD_SA, IKE_INFORMATIONAL, IKE_AUTH, IKE_CREATE_CHILD_SA};
 	bool response = data[1] & 1;

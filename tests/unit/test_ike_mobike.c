@@ -4,7 +4,10 @@
  * from, with NAT detection for the new path and COOKIE2 echoed; a path test is answered; a forged,
  * replayed or responder-sent update moves nothing; a retransmitted update from yet another
  * address asks for a return routability check there first; the peer's additional addresses are
- * learnt. */
+ * learnt. A gateway that took the session over at another address (Multi-LAN transfer) sends its
+ * own UPDATE_SA_ADDRESSES: the original initiator follows an authentic, newer one (also after an
+ * IKE SA rekey), answers with NAT detection for the new pair, and ignores replays, forgeries and
+ * updates without MOBIKE. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -107,6 +110,24 @@ static void done(struct pair *p)
 	ike_sa_free(&p->r);
 }
 
+/* A liveness check of the initiator's is answered: message IDs are in step on both sides. */
+static void in_step(struct pair *p)
+{
+	size_t l = ike_informational(&p->i, IKE_INFO_DPD, p->a, sizeof(p->a));
+	size_t rl = ike_process(&p->r, p->a, l, p->b, sizeof(p->b));
+	assert_true(rl > 0);
+	assert_int_equal(ike_process(&p->i, p->b, rl, p->a, sizeof(p->a)), 0);
+	assert_false(p->i.info_pending);
+}
+
+/* Nothing moved: no move event, the peer's address as it was. */
+static void unmoved(const struct ike_sa *sa, const char *remote)
+{
+	char buf[64];
+	assert_false(sa->gw_moved || sa->addr_update);
+	assert_string_equal(bt_addr_str(&sa->remote, buf, sizeof(buf)), remote);
+}
+
 static void test_negotiation(void **state)
 {
 	static struct pair p;
@@ -166,28 +187,7 @@ static void test_update(void **state)
 	req[l - 1] ^= 1;
 	rx(&p.r, "172.16.0.2", 4500, "203.0.113.66", 4500);
 	assert_int_equal(ike_process(&p.r, req, l, p.b, sizeof(p.b)), 0);
-	assert_false(p.r.addr_update);
-	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "192.168.2.2");
-	done(&p);
-}
-
-/* A NAT on the new path: the request arrives from the NAT's address and port. */
-static void test_update_nat(void **state)
-{
-	static struct pair p;
-	char buf[64];
-	up(&p, true, true);
-	size_t l = update_from(&p, "192.168.2.2", "198.51.100.1", 61000);
-	size_t rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
-	assert_true(rl > 0 && p.r.addr_update);
-	assert_string_equal(bt_addr_str(&p.r.remote, buf, sizeof(buf)), "198.51.100.1");
-	assert_int_equal(p.r.remote_port, 61000);
-	assert_true(p.r.nat_remote);
-	assert_false(p.r.nat_local);
-	/* the initiator learns that it is behind a NAT now */
-	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
-	assert_true(p.i.update_done);
-	assert_true(p.i.nat_local);
+	unmoved(&p.r, "192.168.2.2");
 	done(&p);
 }
 
@@ -272,12 +272,7 @@ static void test_probe(void **state)
 	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
 	assert_true(p.i.probe_done);
 	assert_false(p.i.update_done);
-	/* the next request still works: message IDs are in step */
-	l = ike_informational(&p.i, IKE_INFO_DPD, p.a, sizeof(p.a));
-	rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
-	assert_true(rl > 0);
-	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
-	assert_false(p.i.info_pending);
+	in_step(&p); /* the next request still works */
 	done(&p);
 }
 
@@ -316,13 +311,159 @@ static void test_additional_addresses(void **state)
 	done(&p);
 }
 
+/* The gateway (the responder) now runs at new_gw: its update, as the client sees it arrive. */
+static size_t gw_update_from(struct pair *p, const char *new_gw, const char *seen_as, uint16_t seen_port)
+{
+	struct bt_addr g2 = addr(new_gw), c1 = addr("192.168.1.2");
+	ike_sa_set_endpoints(&p->r, &g2, 4500, &c1, 4500);
+	size_t l = ike_mobike_gw_update(&p->r, p->b, sizeof(p->b));
+	assert_true(l > 0);
+	rx(&p->i, "192.168.1.2", 4500, seen_as, seen_port);
+	return l;
+}
+
+/* Answer a gateway update at the client and hand the answer back. */
+static void gw_answer(struct pair *p, size_t l)
+{
+	size_t rl = ike_process(&p->i, p->b, l, p->a, sizeof(p->a));
+	assert_true(rl > 0);
+	assert_int_equal(ike_process(&p->r, p->a, rl, p->b, sizeof(p->b)), 0);
+	assert_true(p->r.update_done);
+	p->r.update_done = false;
+}
+
+static void test_gw_update(void **state)
+{
+	static struct pair p;
+	char buf[64];
+	gw_extra = "172.16.9.9"; /* the old gateway's additional address, void after the move */
+	up(&p, true, true);
+	gw_extra = NULL;
+	assert_int_equal(p.i.n_peer_addrs, 1);
+	p.r.n_my_addrs = 0;
+	uint32_t spi_in = p.i.child[0]->spi_i, spi_out = p.i.child[0]->spi_r;
+	/* the original initiator has its own update; the gateway's is for the other side */
+	assert_int_equal(ike_mobike_gw_update(&p.i, p.a, sizeof(p.a)), 0);
+	size_t l = gw_update_from(&p, "172.16.0.3", "172.16.0.3", 4500);
+	size_t rl = ike_process(&p.i, p.b, l, p.a, sizeof(p.a));
+	assert_true(rl > 0);
+	assert_true(p.i.gw_moved);
+	assert_false(p.i.addr_update);
+	assert_string_equal(bt_addr_str(&p.i.remote, buf, sizeof(buf)), "172.16.0.3");
+	assert_string_equal(bt_addr_str(&p.i.local, buf, sizeof(buf)), "192.168.1.2");
+	assert_int_equal(p.i.remote_port, 4500);
+	assert_false(p.i.nat_local || p.i.nat_remote);
+	assert_int_equal(p.i.n_peer_addrs, 0); /* NO_ADDITIONAL_ADDRESSES came with it */
+	assert_int_equal(p.i.child[0]->spi_i, spi_in); /* the Child SA is untouched */
+	assert_int_equal(p.i.child[0]->spi_r, spi_out);
+	assert_int_equal(p.i.updates_received, 1);
+	/* the answer (COOKIE2 echoed) completes the gateway's update */
+	assert_int_equal(ike_process(&p.r, p.a, rl, p.b, sizeof(p.b)), 0);
+	assert_true(p.r.update_done);
+	assert_false(p.r.info_pending);
+	assert_int_equal(p.r.update_error, 0);
+	assert_false(p.r.nat_local || p.r.nat_remote);
+	assert_int_equal(p.r.updates_sent, 1);
+	in_step(&p); /* the client's next request reaches the gateway */
+	done(&p);
+}
+
+/* An older gateway update cannot move the client back; the last one again from elsewhere asks
+ * for a return routability check first; a tampered one and one without MOBIKE move nothing. */
+static void test_gw_update_refused(void **state)
+{
+	static struct pair p;
+	static uint8_t first[4096], second[4096];
+	up(&p, true, true);
+	size_t fl = gw_update_from(&p, "172.16.0.3", "172.16.0.3", 4500);
+	memcpy(first, p.b, fl);
+	gw_answer(&p, fl);
+	size_t sl = gw_update_from(&p, "172.16.0.4", "172.16.0.4", 4500);
+	memcpy(second, p.b, sl);
+	gw_answer(&p, sl);
+	p.i.gw_moved = false;
+	rx(&p.i, "192.168.1.2", 4500, "172.16.0.3", 4500);
+	assert_int_equal(ike_process(&p.i, first, fl, p.a, sizeof(p.a)), 0);
+	unmoved(&p.i, "172.16.0.4");
+	rx(&p.i, "192.168.1.2", 4500, "203.0.113.66", 4500);
+	assert_true(ike_process(&p.i, second, sl, p.a, sizeof(p.a)) > 0); /* the cached answer */
+	unmoved(&p.i, "172.16.0.4");
+	assert_true(p.i.addr_check);
+	assert_int_equal(p.i.updates_received, 2);
+	/* tampered: dropped before anything is read */
+	size_t l = gw_update_from(&p, "172.16.0.5", "172.16.0.5", 4500);
+	p.b[l - 1] ^= 1;
+	assert_int_equal(ike_process(&p.i, p.b, l, p.a, sizeof(p.a)), 0);
+	unmoved(&p.i, "172.16.0.4");
+	done(&p);
+	/* without MOBIKE the gateway has no such message, and a client ignores one */
+	up(&p, true, false);
+	assert_int_equal(ike_mobike_gw_update(&p.r, p.b, sizeof(p.b)), 0);
+	p.r.mobike = true; /* forced: the client must not follow it */
+	l = gw_update_from(&p, "172.16.0.3", "172.16.0.3", 4500);
+	size_t rl = ike_process(&p.i, p.b, l, p.a, sizeof(p.a));
+	assert_true(rl > 0); /* an authentic INFORMATIONAL is answered, but moves nothing */
+	unmoved(&p.i, "172.16.0.2");
+	done(&p);
+}
+
+/* After an IKE SA rekey message IDs start at 0 again: a gateway update is still newer than the
+ * last one applied (which belongs to the old SA). */
+static void test_gw_update_after_ike_rekey(void **state)
+{
+	static struct pair p;
+	char buf[64];
+	up(&p, true, true);
+	gw_answer(&p, gw_update_from(&p, "172.16.0.3", "172.16.0.3", 4500));
+	size_t l = ike_rekey_ike(&p.i, p.a, sizeof(p.a));
+	assert_true(l > 0);
+	size_t rl = ike_process(&p.r, p.a, l, p.b, sizeof(p.b));
+	assert_true(rl > 0);
+	assert_int_equal(ike_process(&p.i, p.b, rl, p.a, sizeof(p.a)), 0);
+	assert_true(p.i.ike_rekeyed && p.r.ike_rekeyed);
+	p.i.gw_moved = false;
+	gw_answer(&p, gw_update_from(&p, "172.16.0.4", "172.16.0.4", 4500));
+	assert_true(p.i.gw_moved);
+	assert_string_equal(bt_addr_str(&p.i.remote, buf, sizeof(buf)), "172.16.0.4");
+	done(&p);
+}
+
+/* A NAT on the new path: the update arrives from the NAT's address and port, and the side that
+ * moved learns from the answer (NAT detection for the pair the update came with) that it is behind
+ * one. gw: the gateway's update, else the original initiator's. */
+static void nat_on_new_path(bool gw)
+{
+	static struct pair p;
+	char buf[64];
+	up(&p, true, true);
+	struct ike_sa *mover = gw ? &p.r : &p.i, *peer = gw ? &p.i : &p.r;
+	uint8_t *req = gw ? p.b : p.a, *ans = gw ? p.a : p.b;
+	size_t l = gw ? gw_update_from(&p, "172.16.0.3", "198.51.100.1", 61000)
+		      : update_from(&p, "192.168.2.2", "198.51.100.1", 61000);
+	size_t rl = ike_process(peer, req, l, ans, sizeof(p.a));
+	assert_true(rl > 0 && (gw ? peer->gw_moved : peer->addr_update));
+	assert_string_equal(bt_addr_str(&peer->remote, buf, sizeof(buf)), "198.51.100.1");
+	assert_int_equal(peer->remote_port, 61000);
+	assert_true(peer->nat_remote);
+	assert_false(peer->nat_local);
+	assert_int_equal(ike_process(mover, ans, rl, req, sizeof(p.a)), 0);
+	assert_true(mover->update_done);
+	assert_true(mover->nat_local);
+	done(&p);
+}
+
+static void test_update_nat(void **state) { nat_on_new_path(false); }
+static void test_gw_update_nat(void **state) { nat_on_new_path(true); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_negotiation),       cmocka_unit_test(test_update),
 		cmocka_unit_test(test_update_nat),        cmocka_unit_test(test_retransmit_checked),
 		cmocka_unit_test(test_no_move_without_update), cmocka_unit_test(test_probe),
-		cmocka_unit_test(test_additional_addresses),
+		cmocka_unit_test(test_additional_addresses), cmocka_unit_test(test_gw_update),
+		cmocka_unit_test(test_gw_update_nat),     cmocka_unit_test(test_gw_update_refused),
+		cmocka_unit_test(test_gw_update_after_ike_rekey),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
