@@ -428,6 +428,24 @@ static int read_hello(int fd, uint8_t chal[CLUSTER_CHALLENGE], const struct time
 	return 0;
 }
 
+/* Mono-LAN: a shared address moves as a whole (the LAN learns one owner for it), so a session that
+ * ends at one leaves only with every other session here on it. -1 with err when others are. */
+static int shared_in_use(struct daemon *d, const struct xfer_info *info, char *err, size_t errlen)
+{
+	const struct cfg_cluster *cc = &d->cfg->cluster;
+	size_t users = ike_mgr_addr_users(d, &info->local);
+	char a[BT_ADDRSTRLEN];
+	for (unsigned i = 0; i < cc->n_shared; i++)
+		if (bt_addr_eq(&cc->shared[i].addr, &info->local) && users > 1) {
+			snprintf(err, errlen,
+				 "%zu other IKE SAs here end at the shared address %s, which would move with this one: "
+				 "migrate them all (--all)",
+				 users - 1, bt_addr_str(&info->local, a, sizeof(a)));
+			return -1;
+		}
+	return 0;
+}
+
 /* One u32-length-prefixed frame. */
 static int send_frame(int fd, const uint8_t *p, size_t n, const struct timespec *deadline)
 {
@@ -474,15 +492,86 @@ static int ship(int fd, const uint8_t *key, const uint8_t chal[CLUSTER_CHALLENGE
 	return rc == 1 && r->ok ? 0 : -1;
 }
 
-json_t *cluster_migrate(struct daemon *d, const char *name, const char *to)
+/* What one session's migration took. */
+struct mig {
+	struct xfer_info info;
+	bool multi_lan;
+	double export_ms, ship_ms, import_ms, final_ms;
+};
+
+/* Move the session `name` to node (make before break, cluster.h). 0, or -1 with err: the session
+ * goes on here. */
+static int migrate_one(struct daemon *d, const struct cfg_node *node, const char *name, struct mig *mg, char *err,
+		       size_t errlen)
+{
+	const struct cfg_cluster *cc = &d->cfg->cluster;
+	struct timespec deadline, t;
+	uint8_t bind[CLUSTER_BIND_PUT], *blob = NULL;
+	size_t n = 0;
+	struct cluster_reply r = {0};
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (time_t)CLUSTER_TIMEOUT_S;
+	int fd = connect_node(node, &deadline, err, errlen);
+	if (fd < 0 || read_hello(fd, bind, &deadline, err, errlen))
+		goto fail;
+	/* make before break: a copy goes first while the session runs on here (this loop is busy until
+	 * the end, so no IKE exchange of it moves on meanwhile; only its ESP traffic does) */
+	memcpy(bind + CLUSTER_CHALLENGE, "put", 3);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if (xfer_get(d, name, false, bind, sizeof(bind), &blob, &n, &mg->info, err, errlen) != 0)
+		goto fail;
+	mg->export_ms = ms_since(&t);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if (ship(fd, cc->key, bind, blob, n, &r, &deadline, err, errlen) != 0) {
+		/* the session never stopped here; if the target did install it and only its reply was
+		 * lost, both hold it until one of them is told: say so */
+		bt_warn("cluster: migration of %s to %s failed (%s); the session goes on here (if %s installed it "
+			"anyway, terminate it there)", name, node->name, err, node->name);
+		goto fail;
+	}
+	mg->ship_ms = ms_since(&t);
+	mg->import_ms = r.import_us / 1000.0, mg->multi_lan = r.multi_lan;
+	/* the target runs the session now: stop it here and send what it saw since the copy */
+	OPENSSL_clear_free(blob, n);
+	blob = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	memcpy(bind + CLUSTER_CHALLENGE, "fin", 3);
+	char e2[256];
+	if (xfer_get(d, name, true, bind, sizeof(bind), &blob, &n, NULL, e2, sizeof(e2)) != 0)
+		bt_err("cluster: session %s handed to %s but not stopped here: %s", name, node->name, e2);
+	else if (send_frame(fd, blob, n, &deadline) != 0)
+		bt_warn("cluster: the final window of %s did not reach %s: %s", name, node->name, strerror(errno));
+	mg->final_ms = ms_since(&t);
+	close(fd);
+	OPENSSL_clear_free(blob, n);
+	d->cluster->migrations_out++;
+	bt_info("cluster: session %s (IKE SA %016llx) handed to %s: copy %.3f ms, ship %.3f ms (import %.3f ms), stop "
+		"and final window %.3f ms", mg->info.conn, (unsigned long long)mg->info.spi_i, node->name, mg->export_ms,
+		mg->ship_ms, mg->import_ms, mg->final_ms);
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	OPENSSL_clear_free(blob, n);
+	d->cluster->migration_failures++;
+	return -1;
+}
+
+/* The SPIs (as names) of every session here that ends at a. */
+static size_t sessions_at(struct daemon *d, const struct bt_addr *a, char (**names)[20])
+{
+	size_t n = ike_mgr_addr_users(d, a);
+	*names = calloc(n ? n : 1, sizeof(**names));
+	return *names ? ike_mgr_addr_spis(d, a, *names, n) : 0;
+}
+
+json_t *cluster_migrate(struct daemon *d, const char *name, const char *to, bool all)
 {
 	const struct cfg_cluster *cc = &d->cfg->cluster;
 	const struct cfg_node *node = NULL;
-	struct timespec t0, deadline, t;
+	struct timespec t0;
 	char err[384] = "";
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	deadline = t0;
-	deadline.tv_sec += (time_t)CLUSTER_TIMEOUT_S;
 	for (size_t i = 0; i < cc->n_nodes; i++)
 		if (!strcmp(cc->nodes[i].name, to))
 			node = &cc->nodes[i];
@@ -490,57 +579,34 @@ json_t *cluster_migrate(struct daemon *d, const char *name, const char *to)
 		snprintf(err, sizeof(err), cc->has_key ? "no node '%s' in cluster.nodes" : "no cluster { } section", to);
 		return json_pack("{s:b,s:s}", "ok", 0, "error", err);
 	}
-	uint8_t bind[CLUSTER_BIND_PUT], *blob = NULL;
-	size_t n = 0;
-	struct xfer_info info = {0};
-	struct cluster_reply r = {0};
-	double export_ms = 0, ship_ms = 0, final_ms = 0;
-	int fd = connect_node(node, &deadline, err, sizeof(err));
-	if (fd < 0 || read_hello(fd, bind, &deadline, err, sizeof(err)))
-		goto fail;
-	/* make before break: a copy goes first while the session runs on here (this loop is busy until
-	 * the end, so no IKE exchange of it moves on meanwhile; only its ESP traffic does) */
-	memcpy(bind + CLUSTER_CHALLENGE, "put", 3);
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	if (xfer_get(d, name, false, bind, sizeof(bind), &blob, &n, &info, err, sizeof(err)) != 0)
-		goto fail;
-	export_ms = ms_since(&t);
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	if (ship(fd, cc->key, bind, blob, n, &r, &deadline, err, sizeof(err)) != 0) {
-		/* the session never stopped here; if the target did install it and only its reply was
-		 * lost, both hold it until one of them is told: say so */
-		bt_warn("cluster: migration of %s to %s failed (%s); the session goes on here (if %s installed it "
-			"anyway, terminate it there)", name, to, err, to);
-		goto fail;
+	struct mig mg = {0};
+	if (xfer_locate(d, name, &mg.info, err, sizeof(err)) != 0 ||
+	    (!all && shared_in_use(d, &mg.info, err, sizeof(err)) != 0)) {
+		d->cluster->migration_failures++;
+		return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "kept", true);
 	}
-	ship_ms = ms_since(&t);
-	/* the target runs the session now: stop it here and send what it saw since the copy */
-	OPENSSL_clear_free(blob, n);
-	blob = NULL;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	memcpy(bind + CLUSTER_CHALLENGE, "fin", 3);
-	if (xfer_get(d, name, true, bind, sizeof(bind), &blob, &n, NULL, err, sizeof(err)) != 0)
-		bt_err("cluster: session %s handed to %s but not stopped here: %s", name, to, err);
-	else if (send_frame(fd, blob, n, &deadline) != 0)
-		bt_warn("cluster: the final window of %s did not reach %s: %s", name, to, strerror(errno));
-	final_ms = ms_since(&t);
-	close(fd);
-	OPENSSL_clear_free(blob, n);
-	d->cluster->migrations_out++;
-	bt_info("cluster: session %s (IKE SA %016llx) handed to %s: copy %.3f ms, ship %.3f ms (import %.3f ms), stop "
-		"and final window %.3f ms", info.conn, (unsigned long long)info.spi_i, to, export_ms, ship_ms,
-		r.import_us / 1000.0, final_ms);
+	if (!all) {
+		if (migrate_one(d, node, name, &mg, err, sizeof(err)) != 0)
+			return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "kept", true);
+		cluster_release(d);
+		return json_pack("{s:b,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f}", "ok", 1, "conn", mg.info.conn, "node", to,
+				 "multi_lan", mg.multi_lan, "export_ms", mg.export_ms, "ship_ms", mg.ship_ms, "import_ms",
+				 mg.import_ms, "final_ms", mg.final_ms, "total_ms", ms_since(&t0));
+	}
+	/* every session that ends where this one does: one after another, each make before break */
+	char(*names)[20];
+	size_t n = sessions_at(d, &mg.info.local, &names), moved = 0;
+	json_t *failed = json_array();
+	for (size_t i = 0; i < n; i++) {
+		struct mig one = {0};
+		char e[384];
+		if (migrate_one(d, node, names[i], &one, e, sizeof(e)) == 0)
+			moved++;
+		else
+			json_array_append_new(failed, json_pack("{s:s,s:s}", "name", names[i], "error", e));
+	}
+	free(names);
 	cluster_release(d);
-	return json_pack("{s:b,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f}", "ok", 1, "conn", info.conn, "node", to, "multi_lan",
-			 r.multi_lan, "export_ms", export_ms, "ship_ms", ship_ms, "import_ms", r.import_us / 1000.0,
-			 "final_ms", final_ms, "total_ms", ms_since(&t0));
-fail:
-	if (fd >= 0)
-		close(fd);
-	if (!blob) /* else logged above */
-		bt_warn("cluster: migration of %s to %s failed: %s", name, to, err);
-	OPENSSL_clear_free(blob, n);
-	d->cluster->migration_failures++;
-	/* the session was never stopped here: it goes on */
-	return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "kept", true);
+	return json_pack("{s:b,s:s,s:I,s:I,s:o,s:f}", "ok", moved == n, "node", to, "migrated", (json_int_t)moved,
+			 "sessions", (json_int_t)n, "failed", failed, "total_ms", ms_since(&t0));
 }

@@ -75,9 +75,11 @@ int cluster_start(struct daemon *d, char *err, size_t errlen);
 void cluster_stop(struct daemon *d);
 /* Hand the session `name` (as xfer_get names it) to the node `to` (cluster.nodes) over the channel:
  * a bounded synchronous exchange (CLUSTER_TIMEOUT_S). The session stops here only once the target
- * runs it: on failure it simply goes on here.
+ * runs it: on failure it simply goes on here. A session that ends at a Mono-LAN shared address
+ * moves alone only if no other session here ends there (the address moves as a whole); with all,
+ * every session that ends where `name` does moves, one after another.
  * Returns the control response. */
-json_t *cluster_migrate(struct daemon *d, const char *name, const char *to);
+json_t *cluster_migrate(struct daemon *d, const char *name, const char *to, bool all);
 /* {"migrations_out", "migrations_in", "migration_failures", "channel_drops", "vip_claims", "vip_releases"} */
 json_t *cluster_stats_json(struct daemon *d);
 

@@ -131,6 +131,25 @@ static const char *sess_busy(const struct ike_sess *s)
 	return NULL;
 }
 
+static void info_of(const struct ike_sess *s, struct xfer_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	snprintf(info->conn, sizeof(info->conn), "%s", s->conn);
+	info->spi_i = s->sa.spi_i, info->spi_r = s->sa.spi_r;
+	info->local = s->local, info->remote = s->remote, info->lport = s->lport, info->rport = s->rport;
+	for (int k = 0; k < IKE_CHILD_MAX; k++)
+		info->children += s->ch[k] != NULL;
+}
+
+int xfer_locate(struct daemon *d, const char *name, struct xfer_info *info, char *err, size_t errlen)
+{
+	struct ike_sess *s = d->ike ? find_sess(d->ike, name, err, errlen) : NULL;
+	if (!s)
+		return -1;
+	info_of(s, info);
+	return 0;
+}
+
 /* --- GET --------------------------------------------------------------------------------------- */
 
 static void write_ctx(struct ike_sess *s, struct esp_sa *sas[IKE_CHILD_MAX][2], struct wbuf *w)
@@ -243,14 +262,8 @@ int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bin
 		return fail(err, errlen, -1, "the context of IKE SA %016llx_i could not be written",
 			    (unsigned long long)s->sa.spi_i);
 	}
-	if (info) {
-		memset(info, 0, sizeof(*info));
-		snprintf(info->conn, sizeof(info->conn), "%s", s->conn);
-		info->spi_i = s->sa.spi_i, info->spi_r = s->sa.spi_r;
-		info->local = s->local, info->remote = s->remote, info->lport = s->lport, info->rport = s->rport;
-		for (int k = 0; k < IKE_CHILD_MAX; k++)
-			info->children += s->ch[k] != NULL;
-	}
+	if (info)
+		info_of(s, info);
 	m->st.xfer_gets++;
 	bt_info("IKE %s: context of IKE SA %016llx_i exported%s", s->conn, (unsigned long long)s->sa.spi_i,
 		detach ? "; the session stops here" : "");
@@ -600,12 +613,9 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 			bt_warn("IKE %s: %s", s->conn, e);
 	}
 	if (info) {
-		memset(info, 0, sizeof(*info));
-		snprintf(info->conn, sizeof(info->conn), "%s", s->conn);
-		info->spi_i = s->sa.spi_i, info->spi_r = s->sa.spi_r;
-		info->local = s->local, info->remote = s->remote, info->lport = s->lport, info->rport = s->rport;
+		info_of(s, info);
 		info->multi_lan = move_to.family != 0;
-		info->children = children, info->spi_rekeys = rekeys, info->seq_jump = jump;
+		info->spi_rekeys = rekeys, info->seq_jump = jump;
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		info->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 	}

@@ -62,6 +62,10 @@ int xfer_ctx_validate(const uint8_t *pt, size_t n, char *err, size_t errlen);
 int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bind, size_t bind_len,
 	     uint8_t **out, size_t *out_len, struct xfer_info *info, char *err, size_t errlen);
 
+/* The session `name` names (as for xfer_get): info gets its connection, SPIs and addresses.
+ * Returns 0, or -1 with err. */
+int xfer_locate(struct daemon *d, const char *name, struct xfer_info *info, char *err, size_t errlen);
+
 /* PUT: open a sealed context (with the same bind) and install the session: IKE SA, Child SAs and
  * their policies, outbound sequence numbers jumped by the configured seq_jump (unless
  * XFER_PUT_NO_JUMP). No IKE_SA_INIT / IKE_AUTH: this node now owns the session's message IDs. An
