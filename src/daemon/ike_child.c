@@ -227,9 +227,8 @@ int ikm_child_take(struct ike_sess *s, struct sess_child *sc, struct esp_sa *sa[
 	struct spd_policy p;
 	child_policy(s, sc, &p);
 	dp_pol_del(dp, &p);
-	sa[0] = sc->spi_in ? dp_sa_take(dp, sc->spi_in, ESP_DIR_IN) : NULL;
-	sa[1] = dp_sa_take(dp, sc->spi_out, ESP_DIR_OUT);
-	if ((sc->spi_in && !sa[0]) || !sa[1]) {
+	dp_sa_take(dp, sc->spi_in, sc->reqid, sa);
+	if ((sc->spi_in && !sa[0]) || !sa[1] || sa[1]->spi != sc->spi_out) {
 		ikm_child_give_back(s, sc, sa);
 		return -1;
 	}

@@ -331,12 +331,12 @@ int dp_sa_add(struct dataplane *dp, struct esp_sa *sa)
 	return 0;
 }
 
-struct esp_sa *dp_sa_take(struct dataplane *dp, uint32_t spi, enum esp_dir dir)
+void dp_sa_take(struct dataplane *dp, uint32_t spi_in, uint32_t reqid_out, struct esp_sa *sa[2])
 {
-	struct esp_sa *sa = sad_remove(dp->sad, spi, dir);
-	if (sa)
-		retire(dp, NULL);
-	return sa;
+	sa[0] = spi_in ? sad_remove(dp->sad, spi_in, ESP_DIR_IN) : NULL;
+	sa[1] = sad_remove_out(dp->sad, reqid_out);
+	if (sa[0] || sa[1])
+		retire(dp, NULL); /* one grace period for both */
 }
 
 int dp_sa_del(struct dataplane *dp, uint32_t spi, enum esp_dir dir)

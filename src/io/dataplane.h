@@ -68,9 +68,10 @@ void dp_free(struct dataplane *dp);          /* stop workers, close everything, 
  * failure (duplicate inbound SPI) it returns -EEXIST and sa stays the caller's. */
 int dp_sa_add(struct dataplane *dp, struct esp_sa *sa);
 int dp_sa_del(struct dataplane *dp, uint32_t spi, enum esp_dir dir);
-/* Remove an SA and hand it back once no worker uses it any more (its counters and replay window
- * are final): the caller frees it (esp_sa_clear, free) or adds it again. NULL if not there. */
-struct esp_sa *dp_sa_take(struct dataplane *dp, uint32_t spi, enum esp_dir dir);
+/* Remove a Child SA's inbound SA (by SPI; 0: none) and outbound SA (by reqid) and hand them back
+ * once no worker uses them any more (their counters and replay window are final): sa[0] in, sa[1]
+ * out, NULL where there was none; the caller frees them (esp_sa_clear, free) or adds them again. */
+void dp_sa_take(struct dataplane *dp, uint32_t spi_in, uint32_t reqid_out, struct esp_sa *sa[2]);
 /* Rebind: give an installed SA a new outer path (addresses, ports, encapsulation) in place; the
  * SA is found by its SPI (inbound) or its reqid (outbound). Workers see the old path or the new
  * one, never a mix. Returns 0 or -ENOENT. */

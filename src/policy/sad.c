@@ -190,7 +190,7 @@ struct esp_sa *sad_remove(struct sad *s, uint32_t spi, enum esp_dir dir)
 		ix->used--, ix->tombs++;
 		return sa;
 	}
-	/* outbound SAs are keyed by reqid: find the one with this SPI */
+	/* outbound SAs are keyed by reqid: find the one with this SPI (sad_remove_out: by reqid) */
 	for (size_t i = 0; i <= t->mask; i++) {
 		struct esp_sa *sa = atomic_load(&t->slots[i]);
 		if (sa && sa != TOMB && sa->spi == spi) {
@@ -200,6 +200,18 @@ struct esp_sa *sad_remove(struct sad *s, uint32_t spi, enum esp_dir dir)
 		}
 	}
 	return NULL;
+}
+
+struct esp_sa *sad_remove_out(struct sad *s, uint32_t reqid)
+{
+	struct sad_index *ix = &s->out;
+	size_t slot;
+	struct esp_sa *sa = lookup(ix, reqid, &slot);
+	if (!sa)
+		return NULL;
+	atomic_store_explicit(&atomic_load(&ix->t)->slots[slot], TOMB, memory_order_release);
+	ix->used--, ix->tombs++;
+	return sa;
 }
 
 int sad_foreach(const struct sad *s, int (*fn)(struct esp_sa *sa, void *arg), void *arg)

@@ -28,6 +28,8 @@ void sad_free(struct sad *s);
 int sad_add(struct sad *s, struct esp_sa *sa, struct esp_sa **replaced);
 /* Unlink the SA with this SPI and direction; returns it (caller frees after a grace period) or NULL. */
 struct esp_sa *sad_remove(struct sad *s, uint32_t spi, enum esp_dir dir);
+/* The outbound SA of reqid, without a walk. */
+struct esp_sa *sad_remove_out(struct sad *s, uint32_t reqid);
 
 /* Readers (data path): lock-free. */
 struct esp_sa *sad_lookup_in(const struct sad *s, uint32_t spi);

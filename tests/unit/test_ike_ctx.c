@@ -15,36 +15,12 @@
 
 #include "esp/sa.h"
 #include "ike/ike_ctx.h"
-#include "ike/ike_wire.h"
-
-static int xorshift(void *arg, uint8_t *buf, size_t len)
-{
-	uint64_t *s = arg;
-	for (size_t i = 0; i < len; i++) {
-		*s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
-		buf[i] = (uint8_t)*s;
-	}
-	return 0;
-}
+#include "ike_test.h"
 
 static void conf(struct ike_conf *c, struct ike_conf_room *room, bool initiator)
 {
-	char err[64];
-	memset(c, 0, sizeof(*c));
-	ike_conf_use_room(c, room);
-	c->ike = (struct ike_sk_suite){IKE_ENCR_AES_CBC, 256, IKE_INTEG_HMAC_SHA2_256_128};
-	c->prf = IKE_PRF_HMAC_SHA2_256;
-	c->dh = IKE_DH_X25519;
-	c->esp = (struct ike_sk_suite){IKE_ENCR_AES_GCM_16, 128, IKE_INTEG_NONE};
-	memcpy(c->psk, "a shared secret", 15);
-	c->psk_len = 15;
-	static const uint8_t a[4] = {172, 16, 0, 1}, b[4] = {172, 16, 0, 2};
-	c->id_type = c->peer_id_type = IKE_ID_IPV4;
-	memcpy(c->id, initiator ? a : b, 4), c->id_len = 4;
-	memcpy(c->peer_id, initiator ? b : a, 4), c->peer_id_len = 4;
-	bt_ts_parse(initiator ? "10.1.0.0/24" : "10.2.0.0/24[tcp/80-90]", &c->local_ts[0], err, sizeof(err));
-	bt_ts_parse(initiator ? "10.2.0.0/24[tcp/80-90]" : "10.1.0.0/24", &c->remote_ts[0], err, sizeof(err));
-	c->n_local_ts = c->n_remote_ts = 1;
+	test_psk_conf(c, room, initiator, (struct ike_sk_suite){IKE_ENCR_AES_CBC, 256, IKE_INTEG_HMAC_SHA2_256_128},
+		      initiator ? "10.1.0.0/24" : "10.2.0.0/24[tcp/80-90]", initiator ? "10.2.0.0/24[tcp/80-90]" : "10.1.0.0/24");
 	c->mobike = true;
 }
 
