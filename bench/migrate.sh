@@ -99,7 +99,7 @@ mig_run() {
     [ "${R[mig,$lan]}" = failed ] || break
     from=$(xf_owner)
     [ -n "$from" ] || { R[mig,$lan]="failed: migration $i: no single gateway holds the session"; break; }
-    to=$(other_gw "$from")
+    to=$(xf_other "$from")
     sleep 0.5
     st=$($PROBE stamp -- sh -c 'ip netns exec "$1" timeout 10 "$2" -s "$3" --json migrate gw --to "$4" >"$5" 2>&1' - \
       "$(tb_ns "$from")" "$BATONCTL" "$TB_DIR/$from.sock" "$to" "$OUT/$lan.mig.$i")
@@ -142,7 +142,6 @@ PY
 )
 }
 
-other_gw() { [ "$1" = g1 ] && echo g2 || echo g1; }
 
 START=$(date -u +%Y-%m-%dT%H:%MZ)
 if [ -z "$ONLY" ] || [ "$ONLY" = getput ]; then
