@@ -36,7 +36,7 @@ static void usage(FILE *f)
 		   "                  the sealed context of a session (a connection with one IKE SA, or\n"
 		   "                  an IKE SPI) to FILE; --detach also stops the session here\n"
 		   "  put FILE        install a session from a context written by get\n"
-		   "  migrate NAME --to NODE\n"
+		   "  migrate NAME --to NODE [--all]\n"
 		   "                  hand a session to another gateway of the cluster (cluster.nodes)\n"
 		   "  version         batond's version\n"
 		   "options:\n"
@@ -241,17 +241,21 @@ static int ctx_main(const char *sock, bool as_json, const char *cmd, int argc, c
 	return rc;
 }
 
-/* migrate NAME --to NODE */
+/* migrate NAME --to NODE [--all] */
 static int migrate_main(const char *sock, bool as_json, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"to", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+		{"to", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'}, {"all", no_argument, NULL, 'a'},
+		{NULL, 0, NULL, 0}};
 	const char *name = NULL, *to = NULL;
+	bool all = false;
 	int c;
 	optind = 0, opterr = 0; /* argv[0] is "migrate"; options may come before or after NAME */
-	while ((c = getopt_long(argc, argv, "t:j", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:ja", opts, NULL)) != -1) {
 		if (c == 't') {
 			to = optarg;
+		} else if (c == 'a') {
+			all = true;
 		} else if (c == 'j') {
 			as_json = true;
 		} else {
@@ -262,20 +266,31 @@ static int migrate_main(const char *sock, bool as_json, int argc, char **argv)
 	if (optind < argc)
 		name = argv[optind++];
 	if (!name || !to || optind < argc) {
-		fprintf(stderr, "batonctl: usage: migrate NAME --to NODE\n");
+		fprintf(stderr, "batonctl: usage: migrate NAME --to NODE [--all]\n");
 		return 2;
 	}
-	json_t *req = json_pack("{s:s,s:s,s:s}", "cmd", "migrate", "name", name, "to", to);
+	json_t *req = json_pack("{s:s,s:s,s:s,s:b}", "cmd", "migrate", "name", name, "to", to, "all", all);
 	json_t *resp = request(sock, req);
 	json_decref(req);
 	if (!resp)
 		return 2;
 	int rc = json_is_true(json_object_get(resp, "ok")) ? 0 : 1;
-	if (as_json)
+	if (as_json) {
 		print_json(resp);
-	else if (rc)
+	} else if (all) {
+		size_t i;
+		json_t *f;
+		printf("%lld of %lld sessions handed to %s in %.3f ms\n", (long long)json_integer_value(json_object_get(resp, "migrated")),
+		       (long long)json_integer_value(json_object_get(resp, "sessions")), to,
+		       json_real_value(json_object_get(resp, "total_ms")));
+		json_array_foreach(json_object_get(resp, "failed"), i, f)
+			fprintf(stderr, "batonctl: migrate %s: %s (it goes on here)\n", json_string_value(json_object_get(f, "name")),
+				json_string_value(json_object_get(f, "error")));
+		if (json_object_get(resp, "error"))
+			fprintf(stderr, "batonctl: migrate %s: %s\n", name, json_string_value(json_object_get(resp, "error")));
+	} else if (rc)
 		fprintf(stderr, "batonctl: migrate %s: %s%s\n", name, json_string_value(json_object_get(resp, "error")),
-			json_is_true(json_object_get(resp, "restored")) ? " (the session was restored here)" : "");
+			json_is_true(json_object_get(resp, "kept")) ? " (the session goes on here)" : "");
 	else
 		printf("%s handed to %s%s in %.3f ms (export %.3f ms, ship %.3f ms, import %.3f ms)\n",
 		       json_string_value(json_object_get(resp, "conn")), to,

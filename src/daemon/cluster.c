@@ -23,8 +23,9 @@
 
 /* --- target: one connection per transfer ------------------------------------------------------- */
 
-enum xc_state { XC_HELLO, XC_READ, XC_REPLY };
-static const char *const xc_state_name[] = {"sending the challenge", "reading the context", "sending the reply"};
+enum xc_state { XC_HELLO, XC_READ, XC_REPLY, XC_FINAL };
+static const char *const xc_state_name[] = {"sending the challenge", "reading the context", "sending the reply",
+					    "waiting for the final window"};
 
 struct xconn {
 	ev_io w;
@@ -36,6 +37,8 @@ struct xconn {
 	uint8_t out[4 + CLUSTER_REPLY_MAX];
 	size_t out_len, out_off;
 	struct cluster_rx rx;
+	bool put_ok;                /* the session is installed: the source's last word follows */
+	char conn[BT_NAME_MAX];
 	char peer[BT_ADDRSTRLEN + 8];
 };
 
@@ -104,6 +107,8 @@ static void xc_put(struct xconn *c)
 	r.import_us = us_since(&t0);
 	r.multi_lan = r.ok && info.multi_lan;
 	cluster_rx_free(&c->rx);
+	c->put_ok = r.ok;
+	snprintf(c->conn, sizeof(c->conn), "%s", info.conn);
 	if (r.ok) {
 		d->cluster->migrations_in++;
 		bt_info("cluster: session %s (IKE SA %016llx) taken over from %s in %.3f ms%s", info.conn,
@@ -123,13 +128,30 @@ static void xc_put(struct xconn *c)
 	xc_want(c, EV_WRITE);
 }
 
+/* The source stopped the session after our reply: what it saw since the copy joins our replay
+ * windows, and the transfer is done. */
+static void xc_final(struct xconn *c)
+{
+	uint8_t bind[CLUSTER_BIND_PUT];
+	char err[256];
+	memcpy(bind, c->chal, CLUSTER_CHALLENGE);
+	memcpy(bind + CLUSTER_CHALLENGE, "fin", 3);
+	if (xfer_merge(c->d, c->rx.buf, c->rx.len, bind, sizeof(bind), err, sizeof(err)) != 0)
+		xc_drop(c, "final window of %s: %s", c->conn, err);
+	else
+		xc_close(c);
+}
+
 static void xc_read(struct xconn *c)
 {
 	uint8_t tmp[16384];
 	for (;;) {
 		ssize_t r = recv(c->w.fd, tmp, sizeof(tmp), 0);
 		if (r == 0) {
-			if (c->rx.hdr_got < 4)
+			if (c->state == XC_FINAL && c->rx.hdr_got == 0)
+				xc_drop(c, "closed without the final window of %s (packets it took after the copy are "
+					   "not in our replay windows)", c->conn);
+			else if (c->rx.hdr_got < 4)
 				xc_drop(c, "closed before sending a context");
 			else
 				xc_drop(c, "closed after %u of %u bytes", c->rx.got, c->rx.len);
@@ -151,8 +173,11 @@ static void xc_read(struct xconn *c)
 			xc_drop(c, "out of memory for %u bytes", c->rx.len);
 			return;
 		}
-		if (rc == 1) { /* one request per connection: anything after the frame is ignored */
-			xc_put(c);
+		if (rc == 1) { /* one context, then one final window, per connection */
+			if (c->state == XC_READ)
+				xc_put(c);
+			else
+				xc_final(c);
 			return;
 		}
 	}
@@ -161,7 +186,7 @@ static void xc_read(struct xconn *c)
 static void xc_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct xconn *c = (struct xconn *)w;
-	if (c->state == XC_READ) {
+	if (c->state == XC_READ || c->state == XC_FINAL) {
 		xc_read(c);
 		return;
 	}
@@ -174,8 +199,17 @@ static void xc_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		c->out_off += (size_t)r;
 	}
-	if (c->state == XC_REPLY) {
-		xc_close(c); /* done */
+	if (c->state == XC_REPLY && !c->put_ok) {
+		xc_close(c); /* refused: done */
+		return;
+	}
+	if (c->state == XC_REPLY) { /* the source's final window comes next */
+		c->state = XC_FINAL;
+		c->rx = (struct cluster_rx){.max = CLUSTER_FRAME_MAX};
+		ev_timer_stop(loop, &c->t);
+		ev_timer_set(&c->t, CLUSTER_TIMEOUT_S, 0);
+		ev_timer_start(loop, &c->t);
+		xc_want(c, EV_READ);
 		return;
 	}
 	c->state = XC_READ;
@@ -394,16 +428,44 @@ static int read_hello(int fd, uint8_t chal[CLUSTER_CHALLENGE], const struct time
 	return 0;
 }
 
+/* Mono-LAN: a shared address moves as a whole (the LAN learns one owner for it), so a session that
+ * ends at one leaves only with every other session here on it. -1 with err when others are. */
+static int shared_in_use(struct daemon *d, const struct xfer_info *info, char *err, size_t errlen)
+{
+	const struct cfg_cluster *cc = &d->cfg->cluster;
+	size_t users = ike_mgr_addr_users(d, &info->local);
+	char a[BT_ADDRSTRLEN];
+	for (unsigned i = 0; i < cc->n_shared; i++)
+		if (bt_addr_eq(&cc->shared[i].addr, &info->local) && users > 1) {
+			snprintf(err, errlen,
+				 "%zu other IKE SAs here end at the shared address %s, which would move with this one: "
+				 "migrate them all (--all)",
+				 users - 1, bt_addr_str(&info->local, a, sizeof(a)));
+			return -1;
+		}
+	return 0;
+}
+
+/* One u32-length-prefixed frame. */
+static int send_frame(int fd, const uint8_t *p, size_t n, const struct timespec *deadline)
+{
+	uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+	if (n > CLUSTER_FRAME_MAX) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return send_full(fd, hdr, 4, deadline) || send_full(fd, p, n, deadline) ? -1 : 0;
+}
+
 /* Send the sealed context, read and open the target's reply. */
 static int ship(int fd, const uint8_t *key, const uint8_t chal[CLUSTER_CHALLENGE], const uint8_t *blob, size_t n,
 		struct cluster_reply *r, const struct timespec *deadline, char *err, size_t errlen)
 {
-	uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
 	if (n > CLUSTER_FRAME_MAX) {
 		snprintf(err, errlen, "context of %zu bytes is larger than a frame", n);
 		return -1;
 	}
-	if (send_full(fd, hdr, 4, deadline) || send_full(fd, blob, n, deadline)) {
+	if (send_frame(fd, blob, n, deadline)) {
 		snprintf(err, errlen, "sending the context: %s", strerror(errno));
 		return -1;
 	}
@@ -430,15 +492,86 @@ static int ship(int fd, const uint8_t *key, const uint8_t chal[CLUSTER_CHALLENGE
 	return rc == 1 && r->ok ? 0 : -1;
 }
 
-json_t *cluster_migrate(struct daemon *d, const char *name, const char *to)
+/* What one session's migration took. */
+struct mig {
+	struct xfer_info info;
+	bool multi_lan;
+	double export_ms, ship_ms, import_ms, final_ms;
+};
+
+/* Move the session `name` to node (make before break, cluster.h). 0, or -1 with err: the session
+ * goes on here. */
+static int migrate_one(struct daemon *d, const struct cfg_node *node, const char *name, struct mig *mg, char *err,
+		       size_t errlen)
+{
+	const struct cfg_cluster *cc = &d->cfg->cluster;
+	struct timespec deadline, t;
+	uint8_t bind[CLUSTER_BIND_PUT], *blob = NULL;
+	size_t n = 0;
+	struct cluster_reply r = {0};
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (time_t)CLUSTER_TIMEOUT_S;
+	int fd = connect_node(node, &deadline, err, errlen);
+	if (fd < 0 || read_hello(fd, bind, &deadline, err, errlen))
+		goto fail;
+	/* make before break: a copy goes first while the session runs on here (this loop is busy until
+	 * the end, so no IKE exchange of it moves on meanwhile; only its ESP traffic does) */
+	memcpy(bind + CLUSTER_CHALLENGE, "put", 3);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if (xfer_get(d, name, false, bind, sizeof(bind), &blob, &n, &mg->info, err, errlen) != 0)
+		goto fail;
+	mg->export_ms = ms_since(&t);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if (ship(fd, cc->key, bind, blob, n, &r, &deadline, err, errlen) != 0) {
+		/* the session never stopped here; if the target did install it and only its reply was
+		 * lost, both hold it until one of them is told: say so */
+		bt_warn("cluster: migration of %s to %s failed (%s); the session goes on here (if %s installed it "
+			"anyway, terminate it there)", name, node->name, err, node->name);
+		goto fail;
+	}
+	mg->ship_ms = ms_since(&t);
+	mg->import_ms = r.import_us / 1000.0, mg->multi_lan = r.multi_lan;
+	/* the target runs the session now: stop it here and send what it saw since the copy */
+	OPENSSL_clear_free(blob, n);
+	blob = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	memcpy(bind + CLUSTER_CHALLENGE, "fin", 3);
+	char e2[256];
+	if (xfer_get(d, name, true, bind, sizeof(bind), &blob, &n, NULL, e2, sizeof(e2)) != 0)
+		bt_err("cluster: session %s handed to %s but not stopped here: %s", name, node->name, e2);
+	else if (send_frame(fd, blob, n, &deadline) != 0)
+		bt_warn("cluster: the final window of %s did not reach %s: %s", name, node->name, strerror(errno));
+	mg->final_ms = ms_since(&t);
+	close(fd);
+	OPENSSL_clear_free(blob, n);
+	d->cluster->migrations_out++;
+	bt_info("cluster: session %s (IKE SA %016llx) handed to %s: copy %.3f ms, ship %.3f ms (import %.3f ms), stop "
+		"and final window %.3f ms", mg->info.conn, (unsigned long long)mg->info.spi_i, node->name, mg->export_ms,
+		mg->ship_ms, mg->import_ms, mg->final_ms);
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	OPENSSL_clear_free(blob, n);
+	d->cluster->migration_failures++;
+	return -1;
+}
+
+/* The SPIs (as names) of every session here that ends at a. */
+static size_t sessions_at(struct daemon *d, const struct bt_addr *a, char (**names)[20])
+{
+	size_t n = ike_mgr_addr_users(d, a);
+	*names = calloc(n ? n : 1, sizeof(**names));
+	return *names ? ike_mgr_addr_spis(d, a, *names, n) : 0;
+}
+
+json_t *cluster_migrate(struct daemon *d, const char *name, const char *to, bool all)
 {
 	const struct cfg_cluster *cc = &d->cfg->cluster;
 	const struct cfg_node *node = NULL;
-	struct timespec t0, deadline, t;
+	struct timespec t0;
 	char err[384] = "";
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	deadline = t0;
-	deadline.tv_sec += (time_t)CLUSTER_TIMEOUT_S;
 	for (size_t i = 0; i < cc->n_nodes; i++)
 		if (!strcmp(cc->nodes[i].name, to))
 			node = &cc->nodes[i];
@@ -446,52 +579,34 @@ json_t *cluster_migrate(struct daemon *d, const char *name, const char *to)
 		snprintf(err, sizeof(err), cc->has_key ? "no node '%s' in cluster.nodes" : "no cluster { } section", to);
 		return json_pack("{s:b,s:s}", "ok", 0, "error", err);
 	}
-	uint8_t bind[CLUSTER_BIND_PUT], *blob = NULL;
-	size_t n = 0;
-	struct xfer_info info = {0};
-	struct cluster_reply r = {0};
-	double export_ms = 0, ship_ms = 0;
-	bool restored = false;
-	int fd = connect_node(node, &deadline, err, sizeof(err));
-	/* the session stays here until the target has challenged us: nothing to restore before */
-	if (fd < 0 || read_hello(fd, bind, &deadline, err, sizeof(err)))
-		goto fail;
-	memcpy(bind + CLUSTER_CHALLENGE, "put", 3);
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	if (xfer_get(d, name, true, bind, sizeof(bind), &blob, &n, &info, err, sizeof(err)) != 0)
-		goto fail;
-	export_ms = ms_since(&t);
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	if (ship(fd, cc->key, bind, blob, n, &r, &deadline, err, sizeof(err)) != 0) {
-		/* the session comes back here; if the target did install it and only its reply was lost,
-		 * both hold it until one of them is told: say so in the log */
-		char e2[256];
-		struct xfer_info back;
-		restored = xfer_put(d, blob, n, bind, sizeof(bind), XFER_PUT_NO_JUMP, &back, e2, sizeof(e2)) == 0;
-		if (restored)
-			bt_warn("cluster: migration of %s to %s failed (%s); restored here (if %s installed it anyway, "
-				"terminate it there)", name, to, err, to);
-		else
-			bt_err("cluster: migration of %s to %s failed (%s) and the session could not be restored: %s", name,
-			       to, err, e2);
-		goto fail;
+	struct mig mg = {0};
+	if (xfer_locate(d, name, &mg.info, err, sizeof(err)) != 0 ||
+	    (!all && shared_in_use(d, &mg.info, err, sizeof(err)) != 0)) {
+		d->cluster->migration_failures++;
+		return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "kept", true);
 	}
-	ship_ms = ms_since(&t);
-	close(fd);
-	free(blob);
-	d->cluster->migrations_out++;
-	bt_info("cluster: session %s (IKE SA %016llx) handed to %s: export %.3f ms, ship %.3f ms, import %.3f ms", info.conn,
-		(unsigned long long)info.spi_i, to, export_ms, ship_ms, r.import_us / 1000.0);
+	if (!all) {
+		if (migrate_one(d, node, name, &mg, err, sizeof(err)) != 0)
+			return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "kept", true);
+		cluster_release(d);
+		return json_pack("{s:b,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f}", "ok", 1, "conn", mg.info.conn, "node", to,
+				 "multi_lan", mg.multi_lan, "export_ms", mg.export_ms, "ship_ms", mg.ship_ms, "import_ms",
+				 mg.import_ms, "final_ms", mg.final_ms, "total_ms", ms_since(&t0));
+	}
+	/* every session that ends where this one does: one after another, each make before break */
+	char(*names)[20];
+	size_t n = sessions_at(d, &mg.info.local, &names), moved = 0;
+	json_t *failed = json_array();
+	for (size_t i = 0; i < n; i++) {
+		struct mig one = {0};
+		char e[384];
+		if (migrate_one(d, node, names[i], &one, e, sizeof(e)) == 0)
+			moved++;
+		else
+			json_array_append_new(failed, json_pack("{s:s,s:s}", "name", names[i], "error", e));
+	}
+	free(names);
 	cluster_release(d);
-	return json_pack("{s:b,s:s,s:s,s:b,s:f,s:f,s:f,s:f}", "ok", 1, "conn", info.conn, "node", to, "multi_lan",
-			 r.multi_lan, "export_ms", export_ms, "ship_ms", ship_ms, "import_ms", r.import_us / 1000.0,
-			 "total_ms", ms_since(&t0));
-fail:
-	if (fd >= 0)
-		close(fd);
-	if (!blob) /* else logged with the restore */
-		bt_warn("cluster: migration of %s to %s failed: %s", name, to, err);
-	free(blob);
-	d->cluster->migration_failures++;
-	return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "restored", restored);
+	return json_pack("{s:b,s:s,s:I,s:I,s:o,s:f}", "ok", moved == n, "node", to, "migrated", (json_int_t)moved,
+			 "sessions", (json_int_t)n, "failed", failed, "total_ms", ms_since(&t0));
 }

@@ -2,10 +2,16 @@
  * one batond to another: `batonctl migrate`), its wire format, and the Mono-LAN shared addresses
  * that move with the sessions (vip.c).
  *
- * One TCP connection per transfer, opened by the node that gives the session away (the source):
+ * One TCP connection per transfer, opened by the node that gives the session away (the source);
+ * make before break:
  *   target -> source  "BTX1" | challenge (16 random bytes)
- *   source -> target  u32 length | context sealed by xfer_get with bind = challenge | "put"
- *   target -> source  u32 length | reply sealed with the cluster key, AAD = challenge | "reply"
+ *   source -> target  u32 length | a copy of the context (the session runs on at the source), sealed
+ *                     by xfer_get with bind = challenge | "put"
+ *   target -> source  u32 length | reply sealed with the cluster key, AAD = challenge | "reply"; on
+ *                     success the target runs the session (and holds the shared addresses)
+ *   source -> target  u32 length | the context as the source stopped it (bind = challenge | "fin"):
+ *                     the target's replay windows take in what the source saw after the copy
+ *                     (xfer_merge)
  * Lengths are big-endian. The reply (plaintext, before sealing):
  *   u8 version (1) | u8 status (0 ok, 1 refused) | u8 flags (bit 0 multi_lan) | u8 0 |
  *   u32 import time in microseconds | u16 n | n bytes of error text (no NUL)
@@ -68,9 +74,12 @@ int cluster_reply_decode(const uint8_t *pt, size_t n, struct cluster_reply *r);
 int cluster_start(struct daemon *d, char *err, size_t errlen);
 void cluster_stop(struct daemon *d);
 /* Hand the session `name` (as xfer_get names it) to the node `to` (cluster.nodes) over the channel:
- * a bounded synchronous exchange (CLUSTER_TIMEOUT_S). On failure the session is restored here.
+ * a bounded synchronous exchange (CLUSTER_TIMEOUT_S). The session stops here only once the target
+ * runs it: on failure it simply goes on here. A session that ends at a Mono-LAN shared address
+ * moves alone only if no other session here ends there (the address moves as a whole); with all,
+ * every session that ends where `name` does moves, one after another.
  * Returns the control response. */
-json_t *cluster_migrate(struct daemon *d, const char *name, const char *to);
+json_t *cluster_migrate(struct daemon *d, const char *name, const char *to, bool all);
 /* {"migrations_out", "migrations_in", "migration_failures", "channel_drops", "vip_claims", "vip_releases"} */
 json_t *cluster_stats_json(struct daemon *d);
 

@@ -298,7 +298,8 @@ static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
 	return o;
 }
 
-/* migrate {"name": session, "to": node}: hand a session to another gateway of the cluster */
+/* migrate {"name": session, "to": node, "all": bool}: hand a session (with all: every session that
+ * ends at its address) to another gateway of the cluster */
 static json_t *migrate_cmd(struct daemon *d, json_t *req)
 {
 	const char *name = json_string_value(json_object_get(req, "name"));
@@ -307,7 +308,7 @@ static json_t *migrate_cmd(struct daemon *d, json_t *req)
 		return error("migrate needs a session name (connection or IKE SPI)");
 	if (!to || !*to)
 		return error("migrate needs a node (\"to\")");
-	return cluster_migrate(d, name, to);
+	return cluster_migrate(d, name, to, json_is_true(json_object_get(req, "all")));
 }
 
 json_t *control_handle(struct daemon *d, const char *line, size_t len)

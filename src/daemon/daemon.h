@@ -79,8 +79,10 @@ int ike_mgr_rekey(struct daemon *d, const char *conn, const char *child, bool ik
 int ike_mgr_terminate(struct daemon *d, const char *conn, const char *child, char *err, size_t errlen);
 json_t *ike_mgr_list(struct daemon *d);
 json_t *ike_mgr_stats(struct daemon *d);
-/* An IKE SA here (not being deleted) has a as its local address. */
-bool ike_mgr_uses_addr(struct daemon *d, const struct bt_addr *a);
+/* How many IKE SAs here (not being deleted) have a as their local address. */
+size_t ike_mgr_addr_users(struct daemon *d, const struct bt_addr *a);
+/* Their IKE SPIs (ours, 16 hex digits), at most max of them; returns how many. */
+size_t ike_mgr_addr_spis(struct daemon *d, const struct bt_addr *a, char (*spis)[20], size_t max);
 /* netmon.c: address, link and route changes (netlink), for MOBIKE. */
 typedef void (*netmon_cb)(void *arg);
 struct netmon;

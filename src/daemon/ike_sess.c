@@ -848,10 +848,19 @@ int ike_mgr_terminate(struct daemon *d, const char *conn, const char *child, cha
 	return (int)n;
 }
 
-bool ike_mgr_uses_addr(struct daemon *d, const struct bt_addr *a)
+size_t ike_mgr_addr_spis(struct daemon *d, const struct bt_addr *a, char (*spis)[20], size_t max)
 {
-	for (struct ike_sess *s = d->ike ? d->ike->all : NULL; s; s = s->next_all)
+	size_t n = 0;
+	for (struct ike_sess *s = d->ike ? d->ike->all : NULL; s && n < max; s = s->next_all)
 		if (!s->closing && bt_addr_eq(&s->local, a))
-			return true;
-	return false;
+			snprintf(spis[n++], sizeof(spis[0]), "%016llx", (unsigned long long)(s->sa.initiator ? s->sa.spi_i : s->sa.spi_r));
+	return n;
+}
+
+size_t ike_mgr_addr_users(struct daemon *d, const struct bt_addr *a)
+{
+	size_t n = 0;
+	for (struct ike_sess *s = d->ike ? d->ike->all : NULL; s; s = s->next_all)
+		n += !s->closing && bt_addr_eq(&s->local, a);
+	return n;
 }

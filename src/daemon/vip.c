@@ -180,7 +180,7 @@ int cluster_release(struct daemon *d)
 	const struct cfg_cluster *cc = &d->cfg->cluster;
 	int removed = 0;
 	for (unsigned i = 0; i < cc->n_shared; i++)
-		if (ike_mgr_uses_addr(d, &cc->shared[i].addr))
+		if (ike_mgr_addr_users(d, &cc->shared[i].addr))
 			return 0; /* still in use: keep them all, they move together */
 	for (unsigned i = 0; i < cc->n_shared; i++) {
 		const struct cfg_shared *sh = &cc->shared[i];

@@ -131,6 +131,25 @@ static const char *sess_busy(const struct ike_sess *s)
 	return NULL;
 }
 
+static void info_of(const struct ike_sess *s, struct xfer_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	snprintf(info->conn, sizeof(info->conn), "%s", s->conn);
+	info->spi_i = s->sa.spi_i, info->spi_r = s->sa.spi_r;
+	info->local = s->local, info->remote = s->remote, info->lport = s->lport, info->rport = s->rport;
+	for (int k = 0; k < IKE_CHILD_MAX; k++)
+		info->children += s->ch[k] != NULL;
+}
+
+int xfer_locate(struct daemon *d, const char *name, struct xfer_info *info, char *err, size_t errlen)
+{
+	struct ike_sess *s = d->ike ? find_sess(d->ike, name, err, errlen) : NULL;
+	if (!s)
+		return -1;
+	info_of(s, info);
+	return 0;
+}
+
 /* --- GET --------------------------------------------------------------------------------------- */
 
 static void write_ctx(struct ike_sess *s, struct esp_sa *sas[IKE_CHILD_MAX][2], struct wbuf *w)
@@ -243,14 +262,8 @@ int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bin
 		return fail(err, errlen, -1, "the context of IKE SA %016llx_i could not be written",
 			    (unsigned long long)s->sa.spi_i);
 	}
-	if (info) {
-		memset(info, 0, sizeof(*info));
-		snprintf(info->conn, sizeof(info->conn), "%s", s->conn);
-		info->spi_i = s->sa.spi_i, info->spi_r = s->sa.spi_r;
-		info->local = s->local, info->remote = s->remote, info->lport = s->lport, info->rport = s->rport;
-		for (int k = 0; k < IKE_CHILD_MAX; k++)
-			info->children += s->ch[k] != NULL;
-	}
+	if (info)
+		info_of(s, info);
 	m->st.xfer_gets++;
 	bt_info("IKE %s: context of IKE SA %016llx_i exported%s", s->conn, (unsigned long long)s->sa.spi_i,
 		detach ? "; the session stops here" : "");
@@ -600,14 +613,55 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 			bt_warn("IKE %s: %s", s->conn, e);
 	}
 	if (info) {
-		memset(info, 0, sizeof(*info));
-		snprintf(info->conn, sizeof(info->conn), "%s", s->conn);
-		info->spi_i = s->sa.spi_i, info->spi_r = s->sa.spi_r;
-		info->local = s->local, info->remote = s->remote, info->lport = s->lport, info->rport = s->rport;
+		info_of(s, info);
 		info->multi_lan = move_to.family != 0;
-		info->children = children, info->spi_rekeys = rekeys, info->seq_jump = jump;
+		info->spi_rekeys = rekeys, info->seq_jump = jump;
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		info->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 	}
 	return 0;
+}
+
+/* --- the last word of a migration: what the old node saw after the copy ------------------------ */
+
+int xfer_merge(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bind, size_t bind_len, char *err,
+	       size_t errlen)
+{
+	struct ike_mgr *m = d->ike;
+	static struct ike_conf conf;
+	static struct ike_conf_room room;
+	uint8_t *pt;
+	size_t n;
+	struct ctx_top t;
+	struct ike_sa sa;
+	if (!m || !d->cfg->cluster.has_key)
+		return fail(err, errlen, -1, "IKE or the cluster key missing");
+	if (open_ctx(d->cfg, in, len, bind, bind_len, &pt, &n, err, errlen) != 0)
+		return -1;
+	memset(&conf, 0, sizeof(conf));
+	ike_conf_use_room(&conf, &room);
+	ike_sa_init(&sa, &conf, false, &ikm_rng);
+	int rc = xfer_ctx_validate(pt, n, err, errlen);
+	if (rc == 0)
+		rc = read_top(cur_init(pt, n), &t, err, errlen);
+	if (rc == 0)
+		rc = ike_ctx_read_sa(&sa, t.ike, err, errlen);
+	struct ike_sess *s = rc ? NULL : ikm_find_local(m, sa.initiator ? sa.spi_i : sa.spi_r, sa.initiator);
+	if (rc == 0 && !s)
+		rc = fail(err, errlen, -1, "IKE SA %016llx_i is not here", (unsigned long long)sa.spi_i);
+	for (unsigned i = 0; rc == 0 && i < t.n_child; i++) {
+		struct ctx_child cc;
+		if ((rc = read_child(t.child_sa[i], &cc, err, errlen)) != 0)
+			break;
+		struct ike_child *k = ike_ctx_read_child(&conf, cc.ike, err, errlen);
+		uint32_t spi = k ? (sa.initiator ? k->spi_i : k->spi_r) : 0;
+		ike_ctx_child_free(k);
+		struct esp_sa *x = spi ? sad_lookup_in(dp_sad(d->dp), spi) : NULL;
+		if (x && x->reqid >= IKE_REQID_BASE && esp_ctx_merge(x, cc.esp_in) != 0)
+			rc = fail(err, errlen, -1, "Child SA '%s': bad inbound ESP state", cc.name);
+		/* not here (an SPI collision gave it another one): nothing to merge into */
+	}
+	ike_sa_free(&sa);
+	OPENSSL_clear_free(pt, n);
+	return rc;
 }

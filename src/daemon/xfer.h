@@ -39,6 +39,14 @@ int xfer_aead_seal(const uint8_t key[32], const uint8_t *aad, size_t aad_len, co
 int xfer_aead_open(const uint8_t key[32], const uint8_t *aad, size_t aad_len, const uint8_t *aad2, size_t aad2_len,
 		   const uint8_t *in, size_t n, uint8_t *out);
 
+/* The final word of a migration that copied the session first (make before break): the old
+ * node's context taken when it stopped the session, sealed with bind. Each inbound SA of the
+ * session here marks seen every sequence number the old node's copy saw after the first context
+ * was taken, so a packet that reached the old node then cannot be replayed here. Returns 0, or -1
+ * with err (nothing changed). */
+int xfer_merge(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bind, size_t bind_len, char *err,
+	       size_t errlen);
+
 /* Check an opened context (its attributes) through and through without installing anything:
  * PUT does this first, and the fuzzer feeds it. Returns 0, or -1 with err. */
 int xfer_ctx_validate(const uint8_t *pt, size_t n, char *err, size_t errlen);
@@ -53,6 +61,10 @@ int xfer_ctx_validate(const uint8_t *pt, size_t n, char *err, size_t errlen);
  * nothing changed, also with detach). -EBUSY while an exchange of the session is in flight. */
 int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bind, size_t bind_len,
 	     uint8_t **out, size_t *out_len, struct xfer_info *info, char *err, size_t errlen);
+
+/* The session `name` names (as for xfer_get): info gets its connection, SPIs and addresses.
+ * Returns 0, or -1 with err. */
+int xfer_locate(struct daemon *d, const char *name, struct xfer_info *info, char *err, size_t errlen);
 
 /* PUT: open a sealed context (with the same bind) and install the session: IKE SA, Child SAs and
  * their policies, outbound sequence numbers jumped by the configured seq_jump (unless

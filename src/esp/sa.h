@@ -174,6 +174,9 @@ struct wbuf;
 struct cur;
 void esp_ctx_write(struct esp_sa *sa, struct wbuf *w, uint64_t now);
 int esp_ctx_read(struct esp_sa *sa, struct cur v, uint64_t now, uint64_t seq_jump);
+/* A live inbound SA takes in what another copy of it saw (the replay window in attributes written
+ * by esp_ctx_write): every sequence number seen there is seen here. Returns 0 or -1. */
+int esp_ctx_merge(struct esp_sa *sa, struct cur v);
 /* Check the time lifetimes; sets ESP_EV_SOFT / ESP_EV_HARD. Returns the events newly raised. */
 uint32_t esp_sa_check_time(struct esp_sa *sa, uint64_t now_sec);
 bool esp_sa_peer_allowed(const struct esp_sa *sa, const struct bt_addr *a);

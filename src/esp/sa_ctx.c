@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "esp/replay.h"
 #include "esp/sa.h"
 #include "util/tlv.h"
 
@@ -77,6 +78,51 @@ int esp_ctx_read(struct esp_sa *sa, struct cur v, uint64_t now, uint64_t seq_jum
 	atomic_store(&sa->ctr.packets, packets);
 	atomic_store(&sa->ctr.bytes, bytes);
 	sa->add_time = now > age ? now - age : 0;
+	rc = 0;
+out:
+	free(bitmap);
+	return rc;
+}
+
+/* Every sequence number the window (top, bitmap of size bits) has seen, marked seen in sa's. */
+static void merge_window(struct esp_sa *sa, uint64_t top, const uint64_t *bitmap, uint32_t size)
+{
+	uint64_t lo = top >= size ? top - size + 1 : 1;
+	for (uint64_t seq = lo; seq && seq <= top; seq++) {
+		uint64_t bit = seq % size;
+		if (seq == top || bitmap[bit / 64] >> (bit % 64) & 1) /* top: the highest seen, by definition */
+			replay_update(&sa->replay, seq);
+	}
+}
+
+int esp_ctx_merge(struct esp_sa *sa, struct cur v)
+{
+	uint64_t top = 0, *bitmap = NULL;
+	uint32_t size = 0;
+	uint16_t type;
+	struct cur val;
+	int r, rc = -1;
+	if (sa->dir != ESP_DIR_IN)
+		return -1;
+	while ((r = tlv_next(&v, &type, &val)) > 0) {
+		bool ok = true;
+		if (type == ES_REPLAY_SIZE)
+			ok = tlv_get_u32(val, &size) && size % 64 == 0 && size <= ESP_REPLAY_MAX;
+		else if (type == ES_REPLAY_TOP)
+			ok = tlv_get_u64(val, &top);
+		else if (type == ES_REPLAY_BITMAP && !bitmap && val.left % 8 == 0 && val.left <= ESP_REPLAY_MAX / 8) {
+			bitmap = calloc(val.left / 8 + 1, sizeof(*bitmap));
+			for (size_t i = 0; bitmap && val.left; i++)
+				cur_u64(&val, &bitmap[i]);
+			ok = bitmap != NULL;
+		} else if (type == ES_REPLAY_BITMAP)
+			ok = false;
+		if (!ok)
+			goto out;
+	}
+	if (r < 0 || !bitmap || !size)
+		goto out;
+	merge_window(sa, top, bitmap, size);
 	rc = 0;
 out:
 	free(bitmap);

@@ -277,6 +277,26 @@ static void test_esp_state(void **state)
 		assert_int_equal(esp_ctx_read(&t, cur_init(buf, k), 1000, 0), -1);
 		esp_sa_clear(&t);
 	}
+	/* the old node's later window merged into a live copy: what either saw is seen */
+	struct esp_sa live;
+	memset(&live, 0, sizeof(live));
+	live.dir = ESP_DIR_IN;
+	assert_int_equal(esp_sa_set_replay_window(&live, 256), 0);
+	pthread_spin_init(&live.replay.lock, PTHREAD_PROCESS_PRIVATE);
+	esp_sa_set_replay_state(&live, 4300, (uint64_t[4]){0x0f0f0f0full, 0x10, 0, 0x4000}, 4);
+	assert_int_equal(esp_ctx_merge(&live, cur_init(buf, split)), 0);
+	assert_int_equal(live.replay.top, 4321);
+	uint64_t bl[4] = {0x0f0f0f0full, 0x10, 0, 0x4000};
+	for (uint64_t seq = 4321 - 255; seq <= 4321; seq++) {
+		/* seen after the merge = seen by the old node (top 4321) or here before (top 4300, bl) */
+		bool old_saw = seq == 4321 || (bm[seq % 256 / 64] >> (seq % 64) & 1);
+		bool here = seq <= 4300 && seq > 4300 - 256 && (bl[seq % 256 / 64] >> (seq % 64) & 1);
+		bool now = live.replay.bitmap[seq % 256 / 64] >> (seq % 64) & 1;
+		assert_int_equal(now, old_saw || here);
+	}
+	assert_int_equal(esp_ctx_merge(&out2, cur_init(buf, split)), -1); /* outbound SAs have no window */
+	pthread_spin_destroy(&live.replay.lock);
+	esp_sa_clear(&live);
 	esp_sa_clear(&in), esp_sa_clear(&out), esp_sa_clear(&in2), esp_sa_clear(&out2);
 }
 
