@@ -77,7 +77,7 @@ PY
 
 # mig_run mono|multi: RUNS migrations, alternately g1 -> g2 and back
 mig_run() {
-  local lan=$1 i from to st ev="$OUT/$1.events" cap="$OUT/$1-esp.pcap" dur pids=() p rtt js
+  local lan=$1 i from to st ev="$OUT/$1.events" cap="$OUT/$1-esp.pcap" dur cnt pids=() p rtt js
   R[mig,$lan]="failed"
   TB_NODES="c r g1 g2 h sw"
   xf_topology "$lan" || return 1
@@ -86,19 +86,20 @@ mig_run() {
   R[rtt,$lan]=${rtt:-?}
   rm -f "$ev" "$OUT/$lan".*.recv "$OUT/$lan".mig.json
   dur=$((RUNS * 2 + 20))
+  cnt=$(awk -v d=$dur -v i="$IV" 'BEGIN { print int(d / i) + 10 }')   # probe.py stops at --count too
   TB_CAP_SECS=$((dur + 10)) xf_esp_capture "$cap" || { xf_stop_all; return 1; }
   pids+=("$TB_CAP_PID")
   tb_bg h timeout $((dur + 10)) $PROBE sink --port 7777 --out "$OUT/$lan.up.recv" --duration $((dur + 5)) --idle $((dur + 5)); pids+=(${TB_PIDS[-1]})
   tb_bg c timeout $((dur + 10)) $PROBE sink --bind $XF_INNER --port 7778 --out "$OUT/$lan.down.recv" --duration $((dur + 5)) --idle $((dur + 5)); pids+=(${TB_PIDS[-1]})
   sleep 0.3
-  tb_bg c timeout $((dur + 5)) $PROBE send --src $XF_INNER --dst $XF_HOST --port 7777 --interval "$IV" --duration $dur >/dev/null 2>&1; pids+=(${TB_PIDS[-1]})
-  tb_bg h timeout $((dur + 5)) $PROBE send --dst $XF_INNER --port 7778 --interval "$IV" --duration $dur >/dev/null 2>&1; pids+=(${TB_PIDS[-1]})
+  tb_bg c timeout $((dur + 5)) $PROBE send --src $XF_INNER --dst $XF_HOST --port 7777 --interval "$IV" --count "$cnt" --duration $dur >/dev/null 2>&1; pids+=(${TB_PIDS[-1]})
+  tb_bg h timeout $((dur + 5)) $PROBE send --dst $XF_INNER --port 7778 --interval "$IV" --count "$cnt" --duration $dur >/dev/null 2>&1; pids+=(${TB_PIDS[-1]})
   tb_wait 5 test -s "$OUT/$lan.up.recv" -a -s "$OUT/$lan.down.recv" || { echo "$lan: probes do not get through" >&2; R[mig,$lan]="failed: no probes"; }
   for ((i = 1; i <= RUNS; i++)); do
     [ "${R[mig,$lan]}" = failed ] || break
     from=$(xf_owner)
     [ -n "$from" ] || { R[mig,$lan]="failed: migration $i: no single gateway holds the session"; break; }
-    to=$(other_gw "$from")
+    to=$(xf_other "$from")
     sleep 0.5
     st=$($PROBE stamp -- sh -c 'ip netns exec "$1" timeout 10 "$2" -s "$3" --json migrate gw --to "$4" >"$5" 2>&1' - \
       "$(tb_ns "$from")" "$BATONCTL" "$TB_DIR/$from.sock" "$to" "$OUT/$lan.mig.$i")
@@ -141,7 +142,6 @@ PY
 )
 }
 
-other_gw() { [ "$1" = g1 ] && echo g2 || echo g1; }
 
 START=$(date -u +%Y-%m-%dT%H:%MZ)
 if [ -z "$ONLY" ] || [ "$ONLY" = getput ]; then

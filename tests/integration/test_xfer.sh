@@ -32,7 +32,6 @@ xf_init t
 JUMP=10000
 export DPD=2 IKE_LOG=debug
 
-other() { [ "$1" = g1 ] && echo g2 || echo g1; }
 ctl_err() { grep -h -m 1 'batonctl:' "$1" 2>/dev/null | cut -c1-160; }
 ping_c() { tb_nsx c ping -c 3 -i 0.2 -W 2 -q -I $XF_INNER $XF_HOST >/dev/null 2>&1; }
 no_ping_c() { ! tb_nsx c ping -c 2 -i 0.2 -W 1 -q -I $XF_INNER $XF_HOST >/dev/null 2>&1; }
@@ -88,7 +87,7 @@ put_other() {
 # (c) refusals: tampered, truncated, already installed
 refusals() {
     local g=$1 o ctx="$TB_DIR/ctx-c" n spis0
-    o=$(other "$g")
+    o=$(xf_other "$g")
     spis0=$(xf_spis "$g")
     echo "== (c) contexts refused"
     must "get (no detach) on $g" tb_ctl "$g" get gw -o "$ctx" || return
@@ -256,11 +255,11 @@ part_mono() {
     echo "=== Mono-LAN: c, g1, g2 on one segment, shared 192.0.2.1 (outer) and 10.2.0.1 (inner)"
     start_bed mono || return
     roundtrip g1
-    owner && put_other "$OWNER" "$(other "$OWNER")"
+    owner && put_other "$OWNER" "$(xf_other "$OWNER")"
     owner && refusals "$OWNER"
-    owner && move "$OWNER" "$(other "$OWNER")" mono-there || return
+    owner && move "$OWNER" "$(xf_other "$OWNER")" mono-there || return
     esp_sample mono
-    owner && move "$OWNER" "$(other "$OWNER")" mono-back || return
+    owner && move "$OWNER" "$(xf_other "$OWNER")" mono-back || return
     owner && replay "$OWNER" $XF_GW
     owner && exchanges "$OWNER"
 }
@@ -277,7 +276,7 @@ part_multi() {
 for p in ${PARTS//,/ }; do
     OWNER= CAP_OLD= CAP_OLD_FILE= CAP_C=
     "part_$p"
-    [ -n "${CAP_C:-}" ] && captures "$(other "${OWNER:-g2}")"
+    [ -n "${CAP_C:-}" ] && captures "$(xf_other "${OWNER:-g2}")"
     CAP_C=
     xf_stop_all
 done

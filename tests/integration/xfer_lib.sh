@@ -23,9 +23,12 @@
 #   xf_init NAME [nobins]     tb_init (TAG xNAME) with this bed's node names, cluster key XF_KEY
 #   xf_topology mono|multi    (re)build the bed; XF_LAN says which; XF_GW: c's remote address
 #   xf_conf NODE FILE         batond's config for c, g1 or g2
+#   xf_start NODE             batond in NODE with xf_conf's file (XF_CLUSTER=0: no cluster section)
 #   xf_up                     start g1, g2 and c, initiate from c, wait until h answers
 #   xf_stop_all               stop the daemons of xf_up
 #   xf_session GW             1 if GW holds an IKE SA, else 0
+#   xf_owner                  the gateway holding the session (empty: none, or both)
+#   xf_other GW               the other gateway
 #   xf_spis NODE              "IKE_SPI_I IKE_SPI_R CHILD_IN CHILD_OUT" of NODE's first IKE SA
 #   xf_sas_json NODE FILE     NODE's list-sas JSON (normalised, sorted) to FILE
 #   xf_ping_bg FILE [COUNT]   a 10 ms ping c -> h (COUNT, default 500) in the background: XF_PING_PID
@@ -198,6 +201,8 @@ xf_owner() {
     a=$(xf_session g1) b=$(xf_session g2)
     if [ "$a" = 1 ] && [ "$b" = 0 ]; then echo g1; elif [ "$a" = 0 ] && [ "$b" = 1 ]; then echo g2; fi
 }
+
+xf_other() { [ "$1" = g1 ] && echo g2 || echo g1; }
 
 xf_migrate() {
     local to=$1 from
