@@ -23,8 +23,9 @@
 
 /* --- target: one connection per transfer ------------------------------------------------------- */
 
-enum xc_state { XC_HELLO, XC_READ, XC_REPLY, XC_FINAL };
-static const char *const xc_state_name[] = {"sending the challenge", "reading the context", "sending the reply",
+enum xc_state { XC_HELLO, XC_READ, XC_PEER, XC_REPLY, XC_FINAL };
+static const char *const xc_state_name[] = {"sending the challenge", "reading the context",
+					    "waiting for the peer to follow", "sending the reply",
 					    "waiting for the final window"};
 
 struct xconn {
@@ -39,6 +40,10 @@ struct xconn {
 	struct cluster_rx rx;
 	bool put_ok;                /* the session is installed: the source's last word follows */
 	char conn[BT_NAME_MAX];
+	struct cluster_reply r;     /* our answer, once the peer follows (Multi-LAN) */
+	uint64_t spi_i, spi_r;
+	ev_timer follow;            /* Multi-LAN: polls until the peer answered our address update */
+	double peer_since;
 	char peer[BT_ADDRSTRLEN + 8];
 };
 
@@ -46,6 +51,7 @@ static void xc_close(struct xconn *c)
 {
 	ev_io_stop(c->d->loop, &c->w);
 	ev_timer_stop(c->d->loop, &c->t);
+	ev_timer_stop(c->d->loop, &c->follow);
 	close(c->w.fd);
 	cluster_rx_free(&c->rx);
 	if (c->next)
@@ -92,33 +98,11 @@ static uint32_t us_since(const struct timespec *t0)
 	return (uint32_t)((t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000);
 }
 
-/* The context is complete: install it, answer with a sealed reply. */
-static void xc_put(struct xconn *c)
+/* Seal and send our reply (c->r). */
+static void xc_reply(struct xconn *c)
 {
-	struct daemon *d = c->d;
-	uint8_t bind[CLUSTER_BIND_PUT];
-	struct cluster_reply r = {0};
-	struct xfer_info info = {0};
-	struct timespec t0;
-	memcpy(bind, c->chal, CLUSTER_CHALLENGE);
-	memcpy(bind + CLUSTER_CHALLENGE, "put", 3);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r.ok = xfer_put(d, c->rx.buf, c->rx.len, bind, sizeof(bind), 0, &info, r.error, sizeof(r.error)) == 0;
-	r.import_us = us_since(&t0);
-	r.multi_lan = r.ok && info.multi_lan;
-	cluster_rx_free(&c->rx);
-	c->put_ok = r.ok;
-	snprintf(c->conn, sizeof(c->conn), "%s", info.conn);
-	if (r.ok) {
-		d->cluster->migrations_in++;
-		bt_info("cluster: session %s (IKE SA %016llx) taken over from %s in %.3f ms%s", info.conn,
-			(unsigned long long)info.spi_i, c->peer, r.import_us / 1000.0, r.multi_lan ? ", Multi-LAN" : "");
-		cluster_claim(d);
-	} else {
-		bt_warn("cluster: context from %s refused: %s", c->peer, r.error);
-	}
 	size_t n;
-	if (cluster_reply_seal(d->cfg->cluster.key, c->chal, &r, c->out + 4, &n) != 0) {
+	if (cluster_reply_seal(c->d->cfg->cluster.key, c->chal, &c->r, c->out + 4, &n) != 0) {
 		xc_drop(c, "cannot seal the reply");
 		return;
 	}
@@ -126,6 +110,60 @@ static void xc_put(struct xconn *c)
 	c->out_len = n + 4, c->out_off = 0;
 	c->state = XC_REPLY;
 	xc_want(c, EV_WRITE);
+}
+
+#define XC_PEER_WAIT_S 1.0 /* at most this long for the peer's answer to our address update */
+
+/* Multi-LAN: the reply (which lets the source stop the session) waits until the peer has
+ * answered our address update, so that it sends here before the old gateway goes quiet. */
+static void xc_peer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct xconn *c = (struct xconn *)((char *)t - offsetof(struct xconn, follow));
+	bool told = xfer_peer_told(c->d, c->spi_i, c->spi_r);
+	if (!told && ev_now(loop) - c->peer_since < XC_PEER_WAIT_S)
+		return;
+	ev_timer_stop(loop, t);
+	if (!told)
+		bt_warn("cluster: %s: the peer has not answered our address update within %.0f ms; the old gateway "
+			"stops now anyway", c->conn, XC_PEER_WAIT_S * 1000);
+	xc_reply(c);
+}
+
+/* The context is complete: install it, answer with a sealed reply (Multi-LAN: once the peer follows). */
+static void xc_put(struct xconn *c)
+{
+	struct daemon *d = c->d;
+	uint8_t bind[CLUSTER_BIND_PUT];
+	struct cluster_reply *r = &c->r;
+	struct xfer_info info = {0};
+	struct timespec t0;
+	memcpy(bind, c->chal, CLUSTER_CHALLENGE);
+	memcpy(bind + CLUSTER_CHALLENGE, "put", 3);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r->ok = xfer_put(d, c->rx.buf, c->rx.len, bind, sizeof(bind), 0, &info, r->error, sizeof(r->error)) == 0;
+	r->import_us = us_since(&t0);
+	r->multi_lan = r->ok && info.multi_lan;
+	cluster_rx_free(&c->rx);
+	c->put_ok = r->ok;
+	snprintf(c->conn, sizeof(c->conn), "%s", info.conn);
+	if (!r->ok) {
+		bt_warn("cluster: context from %s refused: %s", c->peer, r->error);
+		xc_reply(c);
+		return;
+	}
+	d->cluster->migrations_in++;
+	bt_info("cluster: session %s (IKE SA %016llx) taken over from %s in %.3f ms%s", info.conn,
+		(unsigned long long)info.spi_i, c->peer, r->import_us / 1000.0, r->multi_lan ? ", Multi-LAN" : "");
+	cluster_claim(d);
+	if (!r->multi_lan) {
+		xc_reply(c);
+		return;
+	}
+	c->spi_i = info.spi_i, c->spi_r = info.spi_r;
+	c->peer_since = ev_now(d->loop);
+	c->state = XC_PEER;
+	ev_io_stop(d->loop, &c->w);
+	ev_timer_start(d->loop, &c->follow);
 }
 
 /* The source stopped the session after our reply: what it saw since the copy joins our replay
@@ -259,6 +297,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		memcpy(c->out, CLUSTER_MAGIC, 4);
 		ev_io_init(&c->w, xc_cb, fd, EV_WRITE);
 		ev_timer_init(&c->t, xc_timeout, CLUSTER_TIMEOUT_S, 0);
+		ev_timer_init(&c->follow, xc_peer_cb, 0.0005, 0.0005);
 		ev_timer_start(loop, &c->t);
 		if (RAND_bytes(c->chal, CLUSTER_CHALLENGE) != 1) {
 			xc_drop(c, "no random bytes for the challenge");

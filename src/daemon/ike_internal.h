@@ -76,6 +76,7 @@ struct ike_sess {
 	uint16_t tx_rport, probe_lport, probe_rport;
 	uint64_t moves;
 	double moved_at;
+	bool gw_update_wait;         /* Multi-LAN transfer: our address update is not answered yet */
 };
 
 /* A Child SA of a session as the data plane has it: its SAs, its outbound policy, its rekey timer. */

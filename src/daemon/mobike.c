@@ -111,6 +111,7 @@ int mobike_gateway_move(struct ike_sess *s, const struct bt_addr *local, char *e
 	bt_info("IKE %s: the session moved to this gateway: %s -> %s; telling the peer", s->conn,
 		bt_addr_str(local, a, sizeof(a)), bt_addr_str(&s->remote, b, sizeof(b)));
 	s->m->st.mobike_gateway_moves++;
+	s->gw_update_wait = true;
 	struct bt_addr l = *local, r = s->remote;
 	mobike_move(s, &l, &r);
 	return 0;
@@ -290,6 +291,7 @@ void mobike_events(struct ike_sess *s)
 	struct ike_mgr *m = s->m;
 	if (s->sa.update_done) {
 		s->sa.update_done = false;
+		s->gw_update_wait = false;
 		if (s->sa.update_error) {
 			bt_warn("IKE %s: the peer refused our address update (notify %u)", s->conn, s->sa.update_error);
 		} else {

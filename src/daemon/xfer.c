@@ -588,6 +588,16 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 		m->st.xfer_refused++;
 		return -1;
 	}
+	char a[BT_ADDRSTRLEN];
+	if (move_to.family) {
+		bt_info("IKE %s: the session ended at %s: moving it to our address and telling the peer", s->conn,
+			bt_addr_str(&t.local, a, sizeof(a)));
+		if (mobike_gateway_move(s, &move_to, err, errlen) != 0) {
+			sess_free(s); /* the peer could not be told: the session stays where it was */
+			m->st.xfer_refused++;
+			return -1;
+		}
+	}
 	ikm_arm_timers(s);
 	unsigned children = 0, rekeys = 0;
 	for (int k = 0; k < IKE_CHILD_MAX; k++) {
@@ -602,16 +612,8 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 		}
 	}
 	m->st.xfer_puts++, m->st.xfer_spi_rekeys += rekeys;
-	char a[BT_ADDRSTRLEN];
 	bt_info("IKE %s: IKE SA %016llx_i put here from %s (%u Child SAs, outbound sequence numbers +%llu)", s->conn,
 		(unsigned long long)s->sa.spi_i, t.node[0] ? t.node : "a context file", children, (unsigned long long)jump);
-	if (move_to.family) {
-		char e[160];
-		bt_info("IKE %s: the session ended at %s: moving it to our address and telling the peer", s->conn,
-			bt_addr_str(&t.local, a, sizeof(a)));
-		if (mobike_gateway_move(s, &move_to, e, sizeof(e)) != 0)
-			bt_warn("IKE %s: %s", s->conn, e);
-	}
 	if (info) {
 		info_of(s, info);
 		info->multi_lan = move_to.family != 0;
@@ -620,6 +622,15 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 		info->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 	}
 	return 0;
+}
+
+bool xfer_peer_told(struct daemon *d, uint64_t spi_i, uint64_t spi_r)
+{
+	struct ike_mgr *m = d->ike;
+	struct ike_sess *s = m ? ikm_find_local(m, spi_r, false) : NULL;
+	if (m && !s)
+		s = ikm_find_local(m, spi_i, true);
+	return !s || !s->gw_update_wait;
 }
 
 /* --- the last word of a migration: what the old node saw after the copy ------------------------ */

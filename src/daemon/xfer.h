@@ -39,6 +39,10 @@ int xfer_aead_seal(const uint8_t key[32], const uint8_t *aad, size_t aad_len, co
 int xfer_aead_open(const uint8_t key[32], const uint8_t *aad, size_t aad_len, const uint8_t *aad2, size_t aad2_len,
 		   const uint8_t *in, size_t n, uint8_t *out);
 
+/* Multi-LAN: has the peer of the session (SPIs as PUT reported them) answered the gateway's
+ * address update, so that it sends here now? True also when the session is gone. */
+bool xfer_peer_told(struct daemon *d, uint64_t spi_i, uint64_t spi_r);
+
 /* The final word of a migration that copied the session first (make before break): the old
  * node's context taken when it stopped the session, sealed with bind. Each inbound SA of the
  * session here marks seen every sequence number the old node's copy saw after the first context
