@@ -477,7 +477,7 @@ static int shared_in_use(struct daemon *d, const struct xfer_info *info, char *e
 	for (unsigned i = 0; i < cc->n_shared; i++)
 		if (bt_addr_eq(&cc->shared[i].addr, &info->local) && users > 1) {
 			snprintf(err, errlen,
-				 "%zu other IKE SAs here end at the shared address %s, which would move with this one: "
+				 "%zu other IKE SA(s) here end at the shared address %s, which would move with this one: "
 				 "migrate them all (--all)",
 				 users - 1, bt_addr_str(&info->local, a, sizeof(a)));
 			return -1;
