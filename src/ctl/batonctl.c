@@ -123,6 +123,19 @@ static json_t *request(const char *path, json_t *req)
 	return NULL;
 }
 
+/* request, again while batond says the session is busy (an exchange in flight: a round trip) */
+static json_t *request_patient(const char *path, json_t *req)
+{
+	for (int tries = 0;; tries++) {
+		json_t *resp = request(path, req);
+		if (!resp || !json_is_true(json_object_get(resp, "busy")) || tries == 20)
+			return resp;
+		json_decref(resp);
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 static int print_json(json_t *resp)
 {
 	char *s = json_dumps(resp, JSON_INDENT(2));
@@ -211,7 +224,7 @@ static int ctx_main(const char *sock, bool as_json, const char *cmd, int argc, c
 		json_object_set_new(req, "context", json_string(b));
 		free(b);
 	}
-	json_t *resp = request(sock, req);
+	json_t *resp = !strcmp(cmd, "get") ? request_patient(sock, req) : request(sock, req);
 	json_decref(req);
 	if (!resp)
 		return 2;
@@ -270,7 +283,7 @@ static int migrate_main(const char *sock, bool as_json, int argc, char **argv)
 		return 2;
 	}
 	json_t *req = json_pack("{s:s,s:s,s:s,s:b}", "cmd", "migrate", "name", name, "to", to, "all", all);
-	json_t *resp = request(sock, req);
+	json_t *resp = request_patient(sock, req);
 	json_decref(req);
 	if (!resp)
 		return 2;

@@ -619,10 +619,13 @@ json_t *cluster_migrate(struct daemon *d, const char *name, const char *to, bool
 		return json_pack("{s:b,s:s}", "ok", 0, "error", err);
 	}
 	struct mig mg = {0};
-	if (xfer_locate(d, name, &mg.info, err, sizeof(err)) != 0 ||
-	    (!all && shared_in_use(d, &mg.info, err, sizeof(err)) != 0)) {
+	int rc = xfer_locate(d, name, &mg.info, err, sizeof(err));
+	if (rc == 0 && !all)
+		rc = shared_in_use(d, &mg.info, err, sizeof(err));
+	if (rc != 0) {
 		d->cluster->migration_failures++;
-		return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "kept", true);
+		/* busy: an exchange of the session is in flight for a round trip; the caller may retry */
+		return json_pack("{s:b,s:s,s:b,s:b}", "ok", 0, "error", err, "kept", true, "busy", rc == -EBUSY);
 	}
 	if (!all) {
 		if (migrate_one(d, node, name, &mg, err, sizeof(err)) != 0)

@@ -270,8 +270,9 @@ static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
 		if (!name || !*name)
 			return error("get needs a session name (connection or IKE SPI)");
 		bool detach = json_is_true(json_object_get(req, "detach"));
-		if (xfer_get(d, name, detach, NULL, 0, &blob, &n, &info, err, sizeof(err)) != 0)
-			return error(err);
+		int rc = xfer_get(d, name, detach, NULL, 0, &blob, &n, &info, err, sizeof(err));
+		if (rc != 0) /* busy: an exchange of the session is in flight for a round trip: retry */
+			return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "busy", rc == -EBUSY);
 		if (detach)
 			cluster_release(d); /* Mono-LAN: unless another session here still uses them */
 		char *b = b64_encode(blob, n);

@@ -147,6 +147,10 @@ int xfer_locate(struct daemon *d, const char *name, struct xfer_info *info, char
 	if (!s)
 		return -1;
 	info_of(s, info);
+	const char *busy = sess_busy(s);
+	if (busy)
+		return fail(err, errlen, -EBUSY, "IKE SA %016llx_i cannot be exported now: %s", (unsigned long long)s->sa.spi_i,
+			    busy);
 	return 0;
 }
 

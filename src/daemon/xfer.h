@@ -67,7 +67,8 @@ int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bin
 	     uint8_t **out, size_t *out_len, struct xfer_info *info, char *err, size_t errlen);
 
 /* The session `name` names (as for xfer_get): info gets its connection, SPIs and addresses.
- * Returns 0, or -1 with err. */
+ * Returns 0, -EBUSY with err when it cannot be exported right now (as xfer_get would say), or -1
+ * with err. */
 int xfer_locate(struct daemon *d, const char *name, struct xfer_info *info, char *err, size_t errlen);
 
 /* PUT: open a sealed context (with the same bind) and install the session: IKE SA, Child SAs and
