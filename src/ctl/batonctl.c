@@ -561,9 +561,7 @@ int main(int argc, char **argv)
 		return 2;
 	int rc = json_is_true(json_object_get(resp, "ok")) ? 0 : 1;
 	if (as_json) {
-		char *s = json_dumps(resp, JSON_INDENT(2));
-		printf("%s\n", s);
-		free(s);
+		print_json(resp);
 	} else if (rc) {
 		fprintf(stderr, "batonctl: %s\n", str(resp, "error"));
 	} else if (!strcmp(cmd, "list-sas")) {

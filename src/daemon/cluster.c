@@ -17,7 +17,6 @@
 
 #include "daemon/cluster.h"
 #include "daemon/daemon.h"
-#include "daemon/vip.h"
 #include "daemon/xfer.h"
 #include "util/log.h"
 
@@ -140,7 +139,7 @@ static void xc_put(struct xconn *c)
 	memcpy(bind, c->chal, CLUSTER_CHALLENGE);
 	memcpy(bind + CLUSTER_CHALLENGE, "put", 3);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r->ok = xfer_put(d, c->rx.buf, c->rx.len, bind, sizeof(bind), 0, &info, r->error, sizeof(r->error)) == 0;
+	r->ok = xfer_put(d, c->rx.buf, c->rx.len, bind, sizeof(bind), &info, r->error, sizeof(r->error)) == 0;
 	r->import_us = us_since(&t0);
 	r->multi_lan = r->ok && info.multi_lan;
 	cluster_rx_free(&c->rx);
@@ -154,7 +153,6 @@ static void xc_put(struct xconn *c)
 	d->cluster->migrations_in++;
 	bt_info("cluster: session %s (IKE SA %016llx) taken over from %s in %.3f ms%s", info.conn,
 		(unsigned long long)info.spi_i, c->peer, r->import_us / 1000.0, r->multi_lan ? ", Multi-LAN" : "");
-	cluster_claim(d);
 	if (!r->multi_lan) {
 		xc_reply(c);
 		return;
@@ -500,11 +498,7 @@ static int send_frame(int fd, const uint8_t *p, size_t n, const struct timespec 
 static int ship(int fd, const uint8_t *key, const uint8_t chal[CLUSTER_CHALLENGE], const uint8_t *blob, size_t n,
 		struct cluster_reply *r, const struct timespec *deadline, char *err, size_t errlen)
 {
-	if (n > CLUSTER_FRAME_MAX) {
-		snprintf(err, errlen, "context of %zu bytes is larger than a frame", n);
-		return -1;
-	}
-	if (send_frame(fd, blob, n, deadline)) {
+	if (send_frame(fd, blob, n, deadline)) { /* EMSGSIZE: larger than a frame */
 		snprintf(err, errlen, "sending the context: %s", strerror(errno));
 		return -1;
 	}
@@ -630,7 +624,6 @@ json_t *cluster_migrate(struct daemon *d, const char *name, const char *to, bool
 	if (!all) {
 		if (migrate_one(d, node, name, &mg, err, sizeof(err)) != 0)
 			return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "kept", true);
-		cluster_release(d);
 		return json_pack("{s:b,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f}", "ok", 1, "conn", mg.info.conn, "node", to,
 				 "multi_lan", mg.multi_lan, "export_ms", mg.export_ms, "ship_ms", mg.ship_ms, "import_ms",
 				 mg.import_ms, "final_ms", mg.final_ms, "total_ms", ms_since(&t0));
@@ -648,7 +641,6 @@ json_t *cluster_migrate(struct daemon *d, const char *name, const char *to, bool
 			json_array_append_new(failed, json_pack("{s:s,s:s}", "name", names[i], "error", e));
 	}
 	free(names);
-	cluster_release(d);
 	return json_pack("{s:b,s:s,s:I,s:I,s:o,s:f}", "ok", moved == n, "node", to, "migrated", (json_int_t)moved,
 			 "sessions", (json_int_t)n, "failed", failed, "total_ms", ms_since(&t0));
 }

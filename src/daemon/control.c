@@ -13,7 +13,6 @@
 
 #include "daemon/cluster.h"
 #include "daemon/daemon.h"
-#include "daemon/vip.h"
 #include "daemon/xfer.h"
 #include "esp/sa.h"
 #include "util/b64.h"
@@ -273,8 +272,6 @@ static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
 		int rc = xfer_get(d, name, detach, NULL, 0, &blob, &n, &info, err, sizeof(err));
 		if (rc != 0) /* busy: an exchange of the session is in flight for a round trip: retry */
 			return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "busy", rc == -EBUSY);
-		if (detach)
-			cluster_release(d); /* Mono-LAN: unless another session here still uses them */
 		char *b = b64_encode(blob, n);
 		free(blob);
 		json_t *o = xfer_info_json(&info);
@@ -287,11 +284,10 @@ static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
 	uint8_t *blob = b ? b64_decode(b, &n) : NULL;
 	if (!blob)
 		return error("put needs a context (base64)");
-	int rc = xfer_put(d, blob, n, NULL, 0, 0, &info, err, sizeof(err));
+	int rc = xfer_put(d, blob, n, NULL, 0, &info, err, sizeof(err));
 	free(blob);
 	if (rc != 0)
 		return error(err);
-	cluster_claim(d); /* Mono-LAN: the shared addresses come here with the session */
 	json_t *o = xfer_info_json(&info);
 	json_object_set_new(o, "multi_lan", json_boolean(info.multi_lan));
 	json_object_set_new(o, "spi_rekeys", json_integer(info.spi_rekeys));

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 
 #include "daemon/ike_internal.h"
+#include "daemon/vip.h"
 #include "daemon/xfer.h"
 #include "ike/ike_ctx.h"
 
@@ -93,9 +94,11 @@ static struct ike_sess *find_sess(struct ike_mgr *m, const char *name, char *err
 		struct ike_sess *s = ikm_find_local(m, spi, true);
 		if (!s)
 			s = ikm_find_local(m, spi, false);
-		for (s = s ? s : m->all; s; s = s->next_all)
-			if (!s->closing && (s->sa.spi_i == spi || s->sa.spi_r == spi))
-				return s;
+		for (struct ike_sess *t = m->all; !s && t; t = t->next_all)
+			if (t->sa.spi_i == spi || t->sa.spi_r == spi)
+				s = t;
+		if (s && !s->closing)
+			return s;
 		fail(err, errlen, -1, "no IKE SA with SPI %016llx", (unsigned long long)spi);
 		return NULL;
 	}
@@ -284,6 +287,7 @@ int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bin
 		}
 		m->st.xfer_detached++;
 		sess_free(s);
+		cluster_release(d); /* Mono-LAN: the shared addresses go once no session here ends there */
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (info)
@@ -396,24 +400,32 @@ static int read_child(struct cur c, struct ctx_child *t, char *err, size_t errle
 	return 0;
 }
 
-int xfer_ctx_validate(const uint8_t *pt, size_t n, char *err, size_t errlen)
+/* A configuration with nothing behind it, for reading a context's engine part (the IKE SA and
+ * its children) to check it or to learn its SPIs. */
+static struct ike_conf *scratch_conf(void)
 {
 	static struct ike_conf conf;
 	static struct ike_conf_room room;
+	memset(&conf, 0, sizeof(conf));
+	ike_conf_use_room(&conf, &room);
+	return &conf;
+}
+
+int xfer_ctx_validate(const uint8_t *pt, size_t n, char *err, size_t errlen)
+{
+	struct ike_conf *conf = scratch_conf();
 	struct ctx_top t;
 	struct ctx_child cc;
 	struct ike_sa sa;
 	if (read_top(cur_init(pt, n), &t, err, errlen) != 0)
 		return -1;
-	memset(&conf, 0, sizeof(conf));
-	ike_conf_use_room(&conf, &room);
-	ike_sa_init(&sa, &conf, false, &ikm_rng);
+	ike_sa_init(&sa, conf, false, &ikm_rng);
 	int rc = ike_ctx_read_sa(&sa, t.ike, err, errlen);
 	ike_sa_free(&sa);
 	for (unsigned i = 0; rc == 0 && i < t.n_child; i++) {
 		if ((rc = read_child(t.child_sa[i], &cc, err, errlen)) != 0)
 			break;
-		struct ike_child *k = ike_ctx_read_child(&conf, cc.ike, err, errlen);
+		struct ike_child *k = ike_ctx_read_child(conf, cc.ike, err, errlen);
 		rc = k ? 0 : -1;
 		ike_ctx_child_free(k);
 		for (int dir = 0; rc == 0 && dir < 2; dir++) {
@@ -538,7 +550,7 @@ static int put_checks(struct ike_mgr *m, struct ike_sess *s, const struct cfg_co
 	return 0;
 }
 
-int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bind, size_t bind_len, unsigned flags,
+int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bind, size_t bind_len,
 	     struct xfer_info *info, char *err, size_t errlen)
 {
 	struct ike_mgr *m = d->ike;
@@ -561,7 +573,7 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 	struct bt_addr move_to;
 	const struct cfg_conn *c = NULL;
 	const struct cfg_child *ch = NULL;
-	uint64_t jump = flags & XFER_PUT_NO_JUMP ? 0 : d->cfg->cluster.seq_jump;
+	uint64_t jump = d->cfg->cluster.seq_jump;
 	int rc = xfer_ctx_validate(pt, n, err, errlen);
 	if (rc == 0)
 		rc = read_top(cur_init(pt, n), &t, err, errlen);
@@ -616,6 +628,7 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 		}
 	}
 	m->st.xfer_puts++, m->st.xfer_spi_rekeys += rekeys;
+	cluster_claim(d); /* Mono-LAN: the shared addresses come here with the session */
 	bt_info("IKE %s: IKE SA %016llx_i put here from %s (%u Child SAs, outbound sequence numbers +%llu)", s->conn,
 		(unsigned long long)s->sa.spi_i, t.node[0] ? t.node : "a context file", children, (unsigned long long)jump);
 	if (info) {
@@ -643,8 +656,7 @@ int xfer_merge(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *b
 	       size_t errlen)
 {
 	struct ike_mgr *m = d->ike;
-	static struct ike_conf conf;
-	static struct ike_conf_room room;
+	struct ike_conf *conf = scratch_conf();
 	uint8_t *pt;
 	size_t n;
 	struct ctx_top t;
@@ -653,9 +665,7 @@ int xfer_merge(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *b
 		return fail(err, errlen, -1, "IKE or the cluster key missing");
 	if (open_ctx(d->cfg, in, len, bind, bind_len, &pt, &n, err, errlen) != 0)
 		return -1;
-	memset(&conf, 0, sizeof(conf));
-	ike_conf_use_room(&conf, &room);
-	ike_sa_init(&sa, &conf, false, &ikm_rng);
+	ike_sa_init(&sa, conf, false, &ikm_rng);
 	int rc = xfer_ctx_validate(pt, n, err, errlen);
 	if (rc == 0)
 		rc = read_top(cur_init(pt, n), &t, err, errlen);
@@ -668,13 +678,17 @@ int xfer_merge(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *b
 		struct ctx_child cc;
 		if ((rc = read_child(t.child_sa[i], &cc, err, errlen)) != 0)
 			break;
-		struct ike_child *k = ike_ctx_read_child(&conf, cc.ike, err, errlen);
+		struct ike_child *k = ike_ctx_read_child(conf, cc.ike, err, errlen);
 		uint32_t spi = k ? (sa.initiator ? k->spi_i : k->spi_r) : 0;
 		ike_ctx_child_free(k);
-		struct esp_sa *x = spi ? sad_lookup_in(dp_sad(d->dp), spi) : NULL;
-		if (x && x->reqid >= IKE_REQID_BASE && esp_ctx_merge(x, cc.esp_in) != 0)
-			rc = fail(err, errlen, -1, "Child SA '%s': bad inbound ESP state", cc.name);
-		/* not here (an SPI collision gave it another one): nothing to merge into */
+		/* the session's own inbound SA with that SPI; none if an SPI collision or a rekey here
+		 * gave the child another one since (then there is nothing to merge into) */
+		for (int j = 0; spi && j < IKE_CHILD_MAX; j++) {
+			const struct sess_child *sc = s->ch[j];
+			struct esp_sa *x = sc && sc->installed && sc->spi_in == spi ? sad_lookup_in(dp_sad(d->dp), spi) : NULL;
+			if (x && x->reqid == sc->reqid && esp_ctx_merge(x, cc.esp_in) != 0)
+				rc = fail(err, errlen, -1, "Child SA '%s': bad inbound ESP state", cc.name);
+		}
 	}
 	ike_sa_free(&sa);
 	OPENSSL_clear_free(pt, n);

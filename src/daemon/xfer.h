@@ -55,13 +55,13 @@ int xfer_merge(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *b
  * PUT does this first, and the fuzzer feeds it. Returns 0, or -1 with err. */
 int xfer_ctx_validate(const uint8_t *pt, size_t n, char *err, size_t errlen);
 
-#define XFER_PUT_NO_JUMP 1u  /* restore on the node it came from (a migration that failed): no jump */
 
 /* GET: the sealed context of the session `name` (a connection with exactly one IKE SA, or the
  * 16-hex-digit SPI of either side). bind (may be NULL) is bound into the seal: the transfer channel
  * binds its challenge, so a context sealed for one transfer cannot be replayed into another. With
  * detach the session stops here at once and silently (no delete to the peer): its SAs leave the
- * data plane before their counters are read. *out is malloc'ed. Returns 0, or -1 with err (then
+ * data plane before their counters are read, and the shared addresses go if no session here ends
+ * there any more (cluster_release). *out is malloc'ed. Returns 0, or -1 with err (then
  * nothing changed, also with detach). -EBUSY while an exchange of the session is in flight. */
 int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bind, size_t bind_len,
 	     uint8_t **out, size_t *out_len, struct xfer_info *info, char *err, size_t errlen);
@@ -72,12 +72,14 @@ int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bin
 int xfer_locate(struct daemon *d, const char *name, struct xfer_info *info, char *err, size_t errlen);
 
 /* PUT: open a sealed context (with the same bind) and install the session: IKE SA, Child SAs and
- * their policies, outbound sequence numbers jumped by the configured seq_jump (unless
- * XFER_PUT_NO_JUMP). No IKE_SA_INIT / IKE_AUTH: this node now owns the session's message IDs. An
- * inbound SPI already in use here gets a fresh one and the Child SA is rekeyed at once. Returns 0,
- * or -1 with err and nothing installed (tampered, truncated, wrong key, unknown connection,
- * IKE SA already present). */
-int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bind, size_t bind_len, unsigned flags,
+ * their policies, outbound sequence numbers jumped by the configured seq_jump. No IKE_SA_INIT /
+ * IKE_AUTH: this node now owns the session's message IDs. A Child SA whose inbound SPI another SA
+ * here holds goes in without it and is rekeyed at once (that SA is never touched). The cluster's
+ * Mono-LAN shared addresses come here (cluster_claim); a context whose local address is not ours
+ * moves to our address and the peer is told (Multi-LAN). Returns 0, or -1 with err and nothing
+ * installed (tampered, truncated, wrong key, unknown connection, IKE SA already present, a
+ * Multi-LAN peer that cannot be told). */
+int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bind, size_t bind_len,
 	     struct xfer_info *info, char *err, size_t errlen);
 
 #endif

@@ -31,56 +31,71 @@ void esp_ctx_write(struct esp_sa *sa, struct wbuf *w, uint64_t now)
 		pthread_spin_unlock(&sa->replay.lock);
 }
 
-int esp_ctx_read(struct esp_sa *sa, struct cur v, uint64_t now, uint64_t seq_jump)
+/* An SA's state as read from its attributes. */
+struct esp_state {
+	uint64_t seq, iv_salt, top, age, packets, bytes;
+	uint32_t size, words, seen; /* seen: bit n = attribute n was there */
+	uint64_t *bitmap;           /* malloc'ed, words long */
+};
+
+/* The attributes of esp_ctx_write into st (its bitmap to free); -1 if one is malformed. The replay
+ * window, if there, is consistent: size is words * 64. */
+static int parse_state(struct cur v, struct esp_state *st)
 {
-	uint64_t seq = 0, top = 0, age = 0, packets = 0, bytes = 0, *bitmap = NULL;
-	uint32_t size = 0, words = 0, seen = 0;
 	uint16_t type;
 	struct cur val;
-	int r, rc = -1;
+	int r;
+	memset(st, 0, sizeof(*st));
 	while ((r = tlv_next(&v, &type, &val)) > 0) {
 		bool ok = true;
 		switch (type) {
-		case ES_SEQ_OUT: ok = tlv_get_u64(val, &seq); break;
-		case ES_IV_SALT: ok = tlv_get_u64(val, &sa->iv_salt) && sa->iv_salt; break;
-		case ES_REPLAY_SIZE: ok = tlv_get_u32(val, &size) && size % 64 == 0 && size <= ESP_REPLAY_MAX; break;
-		case ES_REPLAY_TOP: ok = tlv_get_u64(val, &top); break;
+		case ES_SEQ_OUT: ok = tlv_get_u64(val, &st->seq); break;
+		case ES_IV_SALT: ok = tlv_get_u64(val, &st->iv_salt) && st->iv_salt; break;
+		case ES_REPLAY_SIZE: ok = tlv_get_u32(val, &st->size) && st->size % 64 == 0 && st->size <= ESP_REPLAY_MAX; break;
+		case ES_REPLAY_TOP: ok = tlv_get_u64(val, &st->top); break;
 		case ES_REPLAY_BITMAP:
-			if (!(ok = !bitmap && val.left % 8 == 0 && val.left <= ESP_REPLAY_MAX / 8))
+			if (!(ok = !st->bitmap && val.left % 8 == 0 && val.left <= ESP_REPLAY_MAX / 8))
 				break;
-			words = (uint32_t)(val.left / 8);
-			ok = (bitmap = calloc(words ? words : 1, sizeof(*bitmap))) != NULL;
-			for (uint32_t i = 0; ok && i < words; i++)
-				ok = cur_u64(&val, &bitmap[i]);
+			st->words = (uint32_t)(val.left / 8);
+			ok = (st->bitmap = calloc(st->words ? st->words : 1, sizeof(*st->bitmap))) != NULL;
+			for (uint32_t i = 0; ok && i < st->words; i++)
+				ok = cur_u64(&val, &st->bitmap[i]);
 			break;
-		case ES_PACKETS: ok = tlv_get_u64(val, &packets); break;
-		case ES_BYTES: ok = tlv_get_u64(val, &bytes); break;
-		case ES_AGE: ok = tlv_get_u64(val, &age); break;
+		case ES_PACKETS: ok = tlv_get_u64(val, &st->packets); break;
+		case ES_BYTES: ok = tlv_get_u64(val, &st->bytes); break;
+		case ES_AGE: ok = tlv_get_u64(val, &st->age); break;
 		default: break; /* a newer writer's attribute */
 		}
 		if (!ok)
-			goto out;
-		seen |= type < 32 ? 1u << type : 0;
+			return -1;
+		st->seen |= type < 32 ? 1u << type : 0;
 	}
+	return r < 0 || st->size != st->words * 64u ? -1 : 0;
+}
+
+#define ES_WINDOW ((1u << ES_REPLAY_SIZE) | (1u << ES_REPLAY_TOP) | (1u << ES_REPLAY_BITMAP))
+
+int esp_ctx_read(struct esp_sa *sa, struct cur v, uint64_t now, uint64_t seq_jump)
+{
+	struct esp_state st;
+	int rc = -1;
 	/* everything of its direction must be there: a lost replay window would turn the check off */
-	uint32_t need = (1u << ES_SEQ_OUT) | (1u << ES_IV_SALT) | (1u << ES_AGE) |
-			(sa->dir == ESP_DIR_IN ? (1u << ES_REPLAY_SIZE) | (1u << ES_REPLAY_TOP) | (1u << ES_REPLAY_BITMAP) : 0);
-	if (r < 0 || (seen & need) != need || (sa->dir == ESP_DIR_IN && size != words * 64u) ||
-	    seq_jump > UINT64_MAX - 1 - seq)
+	uint32_t need = (1u << ES_SEQ_OUT) | (1u << ES_IV_SALT) | (1u << ES_AGE) | (sa->dir == ESP_DIR_IN ? ES_WINDOW : 0);
+	if (parse_state(v, &st) != 0 || (st.seen & need) != need || seq_jump > UINT64_MAX - 1 - st.seq)
 		goto out;
-	if (sa->dir == ESP_DIR_OUT) {
-		esp_sa_set_seq_out(sa, seq + seq_jump);
-	} else if (esp_sa_set_replay_window(sa, size) == 0) {
-		esp_sa_set_replay_state(sa, top, bitmap, words);
-	} else {
+	if (sa->dir == ESP_DIR_OUT)
+		esp_sa_set_seq_out(sa, st.seq + seq_jump);
+	else if (esp_sa_set_replay_window(sa, st.size) == 0)
+		esp_sa_set_replay_state(sa, st.top, st.bitmap, st.words);
+	else
 		goto out;
-	}
-	atomic_store(&sa->ctr.packets, packets);
-	atomic_store(&sa->ctr.bytes, bytes);
-	sa->add_time = now > age ? now - age : 0;
+	sa->iv_salt = st.iv_salt;
+	atomic_store(&sa->ctr.packets, st.packets);
+	atomic_store(&sa->ctr.bytes, st.bytes);
+	sa->add_time = now > st.age ? now - st.age : 0;
 	rc = 0;
 out:
-	free(bitmap);
+	free(st.bitmap);
 	return rc;
 }
 
@@ -97,34 +112,13 @@ static void merge_window(struct esp_sa *sa, uint64_t top, const uint64_t *bitmap
 
 int esp_ctx_merge(struct esp_sa *sa, struct cur v)
 {
-	uint64_t top = 0, *bitmap = NULL;
-	uint32_t size = 0;
-	uint16_t type;
-	struct cur val;
-	int r, rc = -1;
-	if (sa->dir != ESP_DIR_IN)
-		return -1;
-	while ((r = tlv_next(&v, &type, &val)) > 0) {
-		bool ok = true;
-		if (type == ES_REPLAY_SIZE)
-			ok = tlv_get_u32(val, &size) && size % 64 == 0 && size <= ESP_REPLAY_MAX;
-		else if (type == ES_REPLAY_TOP)
-			ok = tlv_get_u64(val, &top);
-		else if (type == ES_REPLAY_BITMAP && !bitmap && val.left % 8 == 0 && val.left <= ESP_REPLAY_MAX / 8) {
-			bitmap = calloc(val.left / 8 + 1, sizeof(*bitmap));
-			for (size_t i = 0; bitmap && val.left; i++)
-				cur_u64(&val, &bitmap[i]);
-			ok = bitmap != NULL;
-		} else if (type == ES_REPLAY_BITMAP)
-			ok = false;
-		if (!ok)
-			goto out;
+	struct esp_state st;
+	int rc = -1;
+	if (sa->dir == ESP_DIR_IN && parse_state(v, &st) == 0 && (st.seen & ES_WINDOW) == ES_WINDOW && st.size) {
+		merge_window(sa, st.top, st.bitmap, st.size);
+		rc = 0;
 	}
-	if (r < 0 || !bitmap || !size)
-		goto out;
-	merge_window(sa, top, bitmap, size);
-	rc = 0;
-out:
-	free(bitmap);
+	if (sa->dir == ESP_DIR_IN)
+		free(st.bitmap);
 	return rc;
 }
