@@ -551,7 +551,7 @@ static int migrate_one(struct daemon *d, const struct cfg_node *node, const char
 	 * the end, so no IKE exchange of it moves on meanwhile; only its ESP traffic does) */
 	memcpy(bind + CLUSTER_CHALLENGE, "put", 3);
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	if (xfer_get(d, name, false, bind, sizeof(bind), &blob, &n, &mg->info, err, errlen) != 0)
+	if (xfer_get(d, name, XFER_HANDOVER, bind, sizeof(bind), &blob, &n, &mg->info, err, errlen) != 0)
 		goto fail;
 	mg->export_ms = ms_since(&t);
 	clock_gettime(CLOCK_MONOTONIC, &t);
@@ -570,7 +570,7 @@ static int migrate_one(struct daemon *d, const struct cfg_node *node, const char
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	memcpy(bind + CLUSTER_CHALLENGE, "fin", 3);
 	char e2[256];
-	if (xfer_get(d, name, true, bind, sizeof(bind), &blob, &n, NULL, e2, sizeof(e2)) != 0)
+	if (xfer_get(d, name, XFER_DETACH, bind, sizeof(bind), &blob, &n, NULL, e2, sizeof(e2)) != 0)
 		bt_err("cluster: session %s handed to %s but not stopped here: %s", name, node->name, e2);
 	else if (send_frame(fd, blob, n, &deadline) != 0)
 		bt_warn("cluster: the final window of %s did not reach %s: %s", name, node->name, strerror(errno));

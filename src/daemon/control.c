@@ -269,7 +269,7 @@ static json_t *xfer_cmd(struct daemon *d, const char *cmd, json_t *req)
 		if (!name || !*name)
 			return error("get needs a session name (connection or IKE SPI)");
 		bool detach = json_is_true(json_object_get(req, "detach"));
-		int rc = xfer_get(d, name, detach, NULL, 0, &blob, &n, &info, err, sizeof(err));
+		int rc = xfer_get(d, name, detach ? XFER_DETACH : XFER_COPY, NULL, 0, &blob, &n, &info, err, sizeof(err));
 		if (rc != 0) /* busy: an exchange of the session is in flight for a round trip: retry */
 			return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", err, "busy", rc == -EBUSY);
 		char *b = b64_encode(blob, n);

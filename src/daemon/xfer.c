@@ -20,7 +20,7 @@
 /* Session attributes (top level) */
 enum {
 	XS_CONN = 1, XS_CHILD, XS_LOCAL, XS_REMOTE, XS_LPORT, XS_RPORT, XS_NATT, XS_IKE, XS_CHILD_SA, XS_AGE,
-	XS_REKEYS, XS_MOVES, XS_NODE, XS_EXPORTED, XS_SETUP_US, XS_N_CHILD,
+	XS_REKEYS, XS_MOVES, XS_NODE, XS_EXPORTED, XS_SETUP_US, XS_N_CHILD, XS_SEQ_JUMP,
 };
 /* Child SA attributes (inside XS_CHILD_SA) */
 enum { XC_NAME = 1, XC_SLOT, XC_IKE, XC_ESP_IN, XC_ESP_OUT, XC_REKEYS };
@@ -159,10 +159,15 @@ int xfer_locate(struct daemon *d, const char *name, struct xfer_info *info, char
 
 /* --- GET --------------------------------------------------------------------------------------- */
 
+/* How far the receiver of our contexts jumps (at least 1: a migration's copy keeps its sender
+ * below the first number the receiver sends). */
+static uint64_t seq_jump(const struct daemon *d) { return d->cfg->cluster.seq_jump ? d->cfg->cluster.seq_jump : 1; }
+
 static void write_ctx(struct ike_sess *s, struct esp_sa *sas[IKE_CHILD_MAX][2], struct wbuf *w)
 {
 	struct ike_mgr *m = s->m;
 	uint64_t now = daemon_now();
+	tlv_u64(w, XS_SEQ_JUMP, seq_jump(m->d)); /* the receiver jumps at least this far */
 	tlv_bytes(w, XS_CONN, s->conn, strlen(s->conn));
 	tlv_bytes(w, XS_CHILD, s->child, strlen(s->child));
 	tlv_bytes(w, XS_NODE, m->d->cfg->cluster.name, strlen(m->d->cfg->cluster.name));
@@ -229,7 +234,7 @@ static int collect_sas(struct ike_sess *s, bool detach, struct esp_sa *sas[IKE_C
 	return 0;
 }
 
-int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bind, size_t bind_len,
+int xfer_get(struct daemon *d, const char *name, enum xfer_take take, const uint8_t *bind, size_t bind_len,
 	     uint8_t **out, size_t *out_len, struct xfer_info *info, char *err, size_t errlen)
 {
 	struct ike_mgr *m = d->ike;
@@ -244,10 +249,15 @@ int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bin
 	if (busy)
 		return fail(err, errlen, -EBUSY, "IKE SA %016llx_i cannot be exported now: %s", (unsigned long long)s->sa.spi_i,
 			    busy);
+	bool detach = take == XFER_DETACH;
 	struct esp_sa *sas[IKE_CHILD_MAX][2] = {{NULL}};
 	if (collect_sas(s, detach, sas) != 0)
 		return fail(err, errlen, -1, "the Child SAs of IKE SA %016llx_i are not all in the data plane",
 			    (unsigned long long)s->sa.spi_i);
+	uint64_t jump = seq_jump(d);
+	for (int k = 0; take == XFER_HANDOVER && k < IKE_CHILD_MAX; k++)
+		if (sas[k][1]) /* below what the context hands on: it holds at least this seq_out */
+			atomic_store(&sas[k][1]->seq_limit, atomic_load(&sas[k][1]->seq_out) + jump - 1);
 	struct wbuf w = {0};
 	int rc = -1;
 	for (size_t cap = 16384; cap <= CTX_MAX; cap *= 4) {
@@ -303,7 +313,7 @@ struct ctx_top {
 	struct bt_addr local, remote;
 	uint16_t lport, rport;
 	bool natt;
-	uint64_t age, setup, rekeys, moves;
+	uint64_t age, setup, rekeys, moves, seq_jump;
 	struct cur ike;
 	struct cur child_sa[IKE_CHILD_MAX];
 	unsigned n_child;
@@ -324,6 +334,7 @@ static bool read_top_attr(struct ctx_top *t, uint16_t type, struct cur v)
 	case XS_NATT: return tlv_get_bool(v, &t->natt);
 	case XS_AGE: return tlv_get_u64(v, &t->age);
 	case XS_SETUP_US: return tlv_get_u64(v, &t->setup);
+	case XS_SEQ_JUMP: return tlv_get_u64(v, &t->seq_jump);
 	case XS_REKEYS: return tlv_get_u64(v, &t->rekeys);
 	case XS_MOVES: return tlv_get_u64(v, &t->moves);
 	case XS_IKE: t->ike = v; return true;
@@ -577,6 +588,8 @@ int xfer_put(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *bin
 	int rc = xfer_ctx_validate(pt, n, err, errlen);
 	if (rc == 0)
 		rc = read_top(cur_init(pt, n), &t, err, errlen);
+	if (rc == 0 && t.seq_jump > jump)
+		jump = t.seq_jump; /* the sender capped its copy below that */
 	if (rc == 0 && (!(c = ikm_conn_by_name(d->cfg, t.conn)) || !c->ike || !(ch = ikm_child_by_name(c, t.child))))
 		rc = fail(err, errlen, -1, "connection '%s' (child '%s') is not configured here for IKE", t.conn, t.child);
 	if (rc == 0 && !(s = sess_new(m, c, ch, false, err, errlen)))

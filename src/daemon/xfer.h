@@ -56,14 +56,20 @@ int xfer_merge(struct daemon *d, const uint8_t *in, size_t len, const uint8_t *b
 int xfer_ctx_validate(const uint8_t *pt, size_t n, char *err, size_t errlen);
 
 
+/* What GET does to the session: leaves it running (a copy: not to be put elsewhere while it runs
+ * on, both would send the same sequence numbers under the same keys), leaves it running but caps
+ * its outbound SAs below the numbers the context hands on (a migration's copy: the target starts
+ * above them), or stops it here. */
+enum xfer_take { XFER_COPY, XFER_HANDOVER, XFER_DETACH };
+
 /* GET: the sealed context of the session `name` (a connection with exactly one IKE SA, or the
  * 16-hex-digit SPI of either side). bind (may be NULL) is bound into the seal: the transfer channel
  * binds its challenge, so a context sealed for one transfer cannot be replayed into another. With
- * detach the session stops here at once and silently (no delete to the peer): its SAs leave the
+ * XFER_DETACH the session stops here at once and silently (no delete to the peer): its SAs leave the
  * data plane before their counters are read, and the shared addresses go if no session here ends
  * there any more (cluster_release). *out is malloc'ed. Returns 0, or -1 with err (then
  * nothing changed, also with detach). -EBUSY while an exchange of the session is in flight. */
-int xfer_get(struct daemon *d, const char *name, bool detach, const uint8_t *bind, size_t bind_len,
+int xfer_get(struct daemon *d, const char *name, enum xfer_take take, const uint8_t *bind, size_t bind_len,
 	     uint8_t **out, size_t *out_len, struct xfer_info *info, char *err, size_t errlen);
 
 /* The session `name` names (as for xfer_get): info gets its connection, SPIs and addresses.

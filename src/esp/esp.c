@@ -112,6 +112,9 @@ enum esp_drop esp_encap(struct esp_sa *sa, unsigned lane, struct pkt *p, uint8_t
 		atomic_fetch_or(&sa->events, ESP_EV_HARD);
 		return drop(sa, ESP_DROP_SEQ_EXHAUSTED);
 	}
+	uint64_t limit = atomic_load_explicit(&sa->seq_limit, memory_order_relaxed);
+	if (limit && seq > limit)
+		return drop(sa, ESP_DROP_SEQ_EXHAUSTED);
 	if (!sa->esn && seq >= SEQ32_SOFT && !(atomic_load(&sa->events) & ESP_EV_SEQ_SOFT))
 		atomic_fetch_or(&sa->events, ESP_EV_SEQ_SOFT);
 

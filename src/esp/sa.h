@@ -137,6 +137,9 @@ struct esp_sa {
 
 	/* sequence numbers: next to send (outbound), and the replay state (inbound) */
 	_Atomic uint64_t seq_out;
+	_Atomic uint64_t seq_limit; /* outbound: the highest it may still send, 0 = no limit (a transfer
+				     * handed the numbers above to another node: sending them here would
+				     * repeat a nonce under the same key) */
 	struct esp_replay replay;
 
 	/* lifetimes, counted from add_time (CLOCK_MONOTONIC seconds) */
